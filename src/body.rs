@@ -1,0 +1,159 @@
+//! The body tees: request and response bodies forwarded frame for frame, untouched, while the
+//! call keeps what it needs to decode them.
+
+use std::fmt::Display;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project::{pin_project, pinned_drop};
+
+use crate::call::{Ending, InFlightCall, RequestCapture};
+
+/// Request body handed to the inner service. For calls that are not LLM calls it is the
+/// original body with no capture; for LLM calls, frames are forwarded as they are and a bounded
+/// copy (refcounted `Bytes`, not a memcpy) is kept for decoding.
+#[pin_project]
+#[derive(Debug)]
+pub struct RequestBody<B> {
+    #[pin]
+    inner: B,
+    capture: Option<Box<RequestCapture>>,
+}
+
+impl<B> RequestBody<B> {
+    pub(crate) fn plain(inner: B) -> Self {
+        RequestBody {
+            inner,
+            capture: None,
+        }
+    }
+
+    pub(crate) fn observed(inner: B, capture: RequestCapture) -> Self {
+        RequestBody {
+            inner,
+            capture: Some(Box::new(capture)),
+        }
+    }
+
+    /// The wrapped body.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> Body for RequestBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if let Some(capture) = this.capture.as_mut() {
+            match &frame {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        capture.frame(data);
+                    }
+                    if this.inner.is_end_stream() {
+                        capture.end(true);
+                    }
+                }
+                Some(Err(_)) => capture.end(false),
+                None => capture.end(true),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Response body handed back to the caller: the inner body's frames, untouched, in order, as
+/// soon as they arrive. For LLM calls each data frame is also fed to the call's decoder, and
+/// the call finishes when the body ends, fails, or is dropped early (cancelled).
+#[pin_project(PinnedDrop)]
+#[derive(Debug)]
+pub struct ResponseBody<B> {
+    #[pin]
+    inner: B,
+    call: Option<Box<InFlightCall>>,
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn plain(inner: B) -> Self {
+        ResponseBody { inner, call: None }
+    }
+
+    pub(crate) fn observed(inner: B, call: Box<InFlightCall>) -> Self {
+        ResponseBody {
+            inner,
+            call: Some(call),
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Display,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if let Some(call) = this.call.as_mut() {
+            let ending = match &frame {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        call.response_frame(data);
+                    }
+                    // A body that knows it is done may never be polled again.
+                    this.inner.is_end_stream().then_some(Ending::Completed)
+                }
+                Some(Err(error)) => Some(Ending::BodyError(error.to_string())),
+                None => Some(Ending::Completed),
+            };
+            if let (Some(ending), Some(call)) = (ending, this.call.take()) {
+                call.finish(ending);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[pinned_drop]
+impl<B> PinnedDrop for ResponseBody<B> {
+    fn drop(self: Pin<&mut Self>) {
+        let this = self.project();
+        if let Some(call) = this.call.take() {
+            call.finish(Ending::Cancelled);
+        }
+    }
+}

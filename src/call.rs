@@ -1,0 +1,410 @@
+//! The in-flight call: everything known about one LLM call between its request and its end,
+//! and the single place where it becomes an [`LlmCall`].
+//!
+//! Both adapters (the tower service and the reqwest middleware) drive the same [`InFlightCall`];
+//! ownership makes "finish exactly once" a compile-time fact: [`InFlightCall::finish`] takes
+//! `self`, and every holder finishes what it holds when dropped.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Extensions, HeaderMap, HeaderName, StatusCode, Uri};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use tracing::Span;
+
+use crate::capture::BytesCapture;
+use crate::metadata::CallMetadata;
+use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
+use crate::openai::endpoint::{Endpoint, EndpointMatcher};
+use crate::openai::request::decode_request;
+use crate::payload::{CallError, CallStatus, LlmCall, RequestRecord, Timing, SCHEMA_VERSION};
+use crate::sink::Dispatcher;
+use crate::span;
+
+/// The configuration every call of a layer shares.
+#[derive(Debug)]
+pub(crate) struct Observer {
+    pub matcher: EndpointMatcher,
+    pub provider: String,
+    pub request_limit: usize,
+    pub response_limit: usize,
+    /// Request headers copied into the payload's metadata, under the given key.
+    pub captured_headers: Vec<(HeaderName, String)>,
+    pub dispatcher: Dispatcher,
+}
+
+impl Observer {
+    /// Starts observing a call: opens its span (child of the current span) and reads metadata.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        uri: &Uri,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> InFlightCall {
+        let server_address = uri.host().map(str::to_owned).or_else(|| {
+            let host = headers.get(http::header::HOST)?.to_str().ok()?;
+            let authority: http::uri::Authority = host.parse().ok()?;
+            Some(authority.host().to_owned())
+        });
+        let span = span::open(endpoint, &self.provider, server_address.as_deref());
+        let mut metadata = extensions
+            .get::<CallMetadata>()
+            .map(|m| m.as_map().clone())
+            .unwrap_or_default();
+        for (header, key) in &self.captured_headers {
+            if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                metadata.insert(key.clone(), Value::String(value.to_owned()));
+            }
+        }
+        InFlightCall {
+            observer: self.clone(),
+            endpoint,
+            span,
+            started: Instant::now(),
+            started_wall: OffsetDateTime::now_utc(),
+            server_address,
+            metadata,
+            request: RequestState::Unknown,
+            http_status: None,
+            decoder: None,
+            first_token: None,
+        }
+    }
+}
+
+/// The request as far as the call knows it.
+#[derive(Debug, Default)]
+pub(crate) struct CapturedRequest {
+    record: RequestRecord,
+    truncated: bool,
+    error: Option<String>,
+}
+
+#[derive(Debug)]
+enum RequestState {
+    Unknown,
+    /// The request body is still flowing through a [`RequestCapture`].
+    Pending(oneshot::Receiver<CapturedRequest>),
+    Ready(CapturedRequest),
+}
+
+/// How a call ended.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// The response body ended normally.
+    Completed,
+    /// The response body failed mid-way.
+    BodyError(String),
+    /// The inner service (or the client below the middleware) failed before a response head.
+    TransportError(String),
+    /// The response future or body was dropped before its end.
+    Cancelled,
+}
+
+/// One call being observed.
+#[derive(Debug)]
+pub(crate) struct InFlightCall {
+    observer: Arc<Observer>,
+    endpoint: Endpoint,
+    span: Span,
+    started: Instant,
+    started_wall: OffsetDateTime,
+    server_address: Option<String>,
+    metadata: Map<String, Value>,
+    request: RequestState,
+    http_status: Option<u16>,
+    decoder: Option<ResponseDecoder>,
+    first_token: Option<Instant>,
+}
+
+impl InFlightCall {
+    /// The call's span.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// A capture for a request body that will stream through a tee; the call collects its
+    /// result when it finishes.
+    pub(crate) fn capture_request(&mut self) -> RequestCapture {
+        let (tx, rx) = oneshot::channel();
+        self.request = RequestState::Pending(rx);
+        RequestCapture {
+            capture: BytesCapture::new(self.observer.request_limit),
+            endpoint: self.endpoint,
+            span: self.span.clone(),
+            tx: Some(tx),
+        }
+    }
+
+    /// Records a request body that is available whole (`None`: it exists but cannot be read
+    /// without consuming it, e.g. a streaming body).
+    pub(crate) fn request_body(&mut self, body: Option<&[u8]>) {
+        let captured = match body {
+            Some(body) if body.len() > self.observer.request_limit => CapturedRequest {
+                truncated: true,
+                error: Some(format!(
+                    "request body of {} bytes exceeds the capture limit of {} bytes; not decoded",
+                    body.len(),
+                    self.observer.request_limit
+                )),
+                ..CapturedRequest::default()
+            },
+            Some(body) => decode_captured_request(self.endpoint, &self.span, body, true, false),
+            None => CapturedRequest {
+                error: Some("request body is a stream; it was passed on but not recorded".into()),
+                ..CapturedRequest::default()
+            },
+        };
+        self.request = RequestState::Ready(captured);
+    }
+
+    /// The response head arrived: remember the status and pick the body decoder.
+    pub(crate) fn response_head(&mut self, status: StatusCode, headers: &HeaderMap) {
+        self.http_status = Some(status.as_u16());
+        self.decoder = Some(ResponseDecoder::new(
+            self.endpoint,
+            headers,
+            self.observer.response_limit,
+        ));
+    }
+
+    /// A data frame of the response body went by.
+    pub(crate) fn response_frame(&mut self, data: &Bytes) {
+        if let Some(decoder) = &mut self.decoder {
+            if decoder.feed(data) && self.first_token.is_none() {
+                self.first_token = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Ends the call: builds the payload, records it on the span, closes the span and hands the
+    /// payload to the dispatcher (which never blocks).
+    pub(crate) fn finish(mut self, ending: Ending) {
+        let ended = Instant::now();
+        let decoded = match (self.decoder.take(), &ending) {
+            (Some(decoder), Ending::Completed) => decoder.finish(),
+            (Some(decoder), _) => decoder.finish_partial(),
+            (None, _) => DecodedResponse::default(),
+        };
+        let request = self.take_request();
+        let (status, error) = outcome(&ending, self.http_status, &decoded);
+        let duration = ended.duration_since(self.started);
+        let call = LlmCall {
+            schema_version: SCHEMA_VERSION,
+            id: uuid::Uuid::new_v4().to_string(),
+            endpoint: self.endpoint,
+            operation: self.endpoint.operation().to_owned(),
+            provider: self.observer.provider.clone(),
+            server_address: self.server_address.take(),
+            truncated: request.truncated || decoded.truncated,
+            decode_errors: request.error.into_iter().chain(decoded.error).collect(),
+            request: request.record,
+            response: decoded.summary.response,
+            usage: decoded.summary.usage,
+            finish_reasons: decoded.summary.finish_reasons,
+            status,
+            http_status: self.http_status,
+            error,
+            timing: Timing {
+                start_time: self.started_wall,
+                end_time: self.started_wall + duration,
+                duration_ms: duration.as_secs_f64() * 1e3,
+                time_to_first_token_ms: self
+                    .first_token
+                    .map(|t| t.duration_since(self.started).as_secs_f64() * 1e3),
+            },
+            metadata: std::mem::take(&mut self.metadata),
+        };
+        span::record_outcome(&self.span, &call);
+        // The span closes here (the request capture dropped its clone when the request ended).
+        drop(std::mem::replace(&mut self.span, Span::none()));
+        self.observer.dispatcher.dispatch(Arc::new(call));
+    }
+
+    fn take_request(&mut self) -> CapturedRequest {
+        match std::mem::replace(&mut self.request, RequestState::Unknown) {
+            RequestState::Ready(request) => request,
+            RequestState::Pending(mut rx) => rx.try_recv().unwrap_or_else(|_| CapturedRequest {
+                error: Some(
+                    "request body was still being read when the call ended; not recorded".into(),
+                ),
+                ..CapturedRequest::default()
+            }),
+            RequestState::Unknown => CapturedRequest {
+                error: Some("request body was not available".into()),
+                ..CapturedRequest::default()
+            },
+        }
+    }
+}
+
+fn outcome(
+    ending: &Ending,
+    http_status: Option<u16>,
+    decoded: &DecodedResponse,
+) -> (CallStatus, Option<CallError>) {
+    let plain = |kind: &str, message: String| CallError {
+        kind: Some(kind.to_owned()),
+        code: None,
+        message: Some(message),
+    };
+    match ending {
+        Ending::TransportError(message) => {
+            (CallStatus::Error, Some(plain("transport", message.clone())))
+        }
+        Ending::BodyError(message) => (
+            CallStatus::Error,
+            Some(plain(
+                "body",
+                format!("response body failed mid-way: {message}"),
+            )),
+        ),
+        Ending::Cancelled => {
+            let message = if http_status.is_some() {
+                "the response body was dropped before its end"
+            } else {
+                "the call was dropped before a response arrived"
+            };
+            (
+                CallStatus::Cancelled,
+                Some(plain("cancelled", message.to_owned())),
+            )
+        }
+        Ending::Completed => {
+            if let Some(error) = &decoded.summary.error {
+                (CallStatus::Error, Some(error.clone()))
+            } else if let Some(status) = http_status.filter(|s| *s >= 400) {
+                let reason = StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("HTTP error");
+                (
+                    CallStatus::Error,
+                    Some(CallError {
+                        kind: Some("http".to_owned()),
+                        code: Some(status.to_string()),
+                        message: Some(reason.to_owned()),
+                    }),
+                )
+            } else {
+                (CallStatus::Success, None)
+            }
+        }
+    }
+}
+
+fn decode_captured_request(
+    endpoint: Endpoint,
+    span: &Span,
+    body: &[u8],
+    complete: bool,
+    truncated: bool,
+) -> CapturedRequest {
+    if truncated {
+        return CapturedRequest {
+            truncated: true,
+            error: Some("request body exceeded the capture limit; not decoded".into()),
+            ..CapturedRequest::default()
+        };
+    }
+    match decode_request(body) {
+        Ok(record) => {
+            span::record_request(span, endpoint, &record);
+            CapturedRequest {
+                record,
+                truncated: false,
+                error: None,
+            }
+        }
+        Err(error) => CapturedRequest {
+            error: Some(if complete {
+                format!("request body is not an OpenAI request: {error}")
+            } else {
+                format!(
+                    "request body was not read to its end ({} bytes seen); not decoded",
+                    body.len()
+                )
+            }),
+            ..CapturedRequest::default()
+        },
+    }
+}
+
+/// A call whose response head has not arrived yet: finishes as cancelled if dropped while still
+/// holding the call (the caller gave up, or the future was dropped).
+#[derive(Debug)]
+pub(crate) struct PendingCall(Option<Box<InFlightCall>>);
+
+impl PendingCall {
+    pub(crate) fn new(call: InFlightCall) -> Self {
+        PendingCall(Some(Box::new(call)))
+    }
+
+    /// A pending call that observes nothing (a request that is not an LLM call).
+    pub(crate) fn none() -> Self {
+        PendingCall(None)
+    }
+
+    pub(crate) fn span(&self) -> Option<&Span> {
+        self.0.as_ref().map(|call| call.span())
+    }
+
+    /// Takes the call out; the caller now owns finishing it.
+    pub(crate) fn take(&mut self) -> Option<Box<InFlightCall>> {
+        self.0.take()
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            call.finish(Ending::Cancelled);
+        }
+    }
+}
+
+/// Bounded copy of a request body as it streams by; decoded (and sent to its call) when the
+/// body ends or is dropped.
+#[derive(Debug)]
+pub(crate) struct RequestCapture {
+    capture: BytesCapture,
+    endpoint: Endpoint,
+    span: Span,
+    tx: Option<oneshot::Sender<CapturedRequest>>,
+}
+
+impl RequestCapture {
+    /// A data frame of the request went by.
+    pub(crate) fn frame(&mut self, data: &Bytes) {
+        self.capture.push(data);
+    }
+
+    /// The request body ended (`complete`) or stopped early; decode and hand over, once.
+    pub(crate) fn end(&mut self, complete: bool) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        let body = self.capture.contiguous();
+        let captured = decode_captured_request(
+            self.endpoint,
+            &self.span,
+            &body,
+            complete,
+            self.capture.truncated(),
+        );
+        drop(body);
+        let _ = tx.send(captured);
+        self.span = Span::none();
+        self.capture = BytesCapture::new(0);
+    }
+}
+
+impl Drop for RequestCapture {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}

@@ -1,0 +1,173 @@
+//! `LlmObservabilityLayer` and its builder, the one place the crate is configured.
+
+use std::sync::Arc;
+
+use http::HeaderName;
+use tower_layer::Layer;
+
+use crate::call::Observer;
+use crate::openai::endpoint::EndpointMatcher;
+use crate::service::LlmObservabilityService;
+use crate::sink::{Dispatcher, DispatcherConfig, Sink};
+
+/// Default limit on the request bytes kept for decoding (8 MiB).
+pub const DEFAULT_REQUEST_CAPTURE_LIMIT: usize = 8 << 20;
+/// Default limit on the response bytes kept for decoding, and on assembled stream content
+/// (8 MiB).
+pub const DEFAULT_RESPONSE_CAPTURE_LIMIT: usize = 8 << 20;
+
+/// Why a layer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The dispatcher starts its sink workers on the current Tokio runtime, and there is none.
+    #[error("LlmObservabilityLayer::build must be called inside a Tokio runtime")]
+    NoRuntime,
+}
+
+/// Tower layer that records every OpenAI-shaped call passing through it.
+///
+/// Works on a server (`axum::Router::layer`) and around a client service. Cloning is cheap;
+/// clones share sinks and counters.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use llm_observability::{JsonlSink, LlmObservabilityLayer};
+/// # let dir = std::env::temp_dir().join(format!("llm-obs-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let layer = LlmObservabilityLayer::builder()
+///     .sink(JsonlSink::create(dir.join("llm-calls.jsonl"))?)
+///     .provider("openai")
+///     .capture_header("x-user-id", "user_id")
+///     .build()?;
+/// let app: axum::Router = axum::Router::new().layer(layer.clone());
+/// // ... serve `app`; before exiting:
+/// layer.dispatcher().shutdown(std::time::Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LlmObservabilityLayer {
+    observer: Arc<Observer>,
+}
+
+impl LlmObservabilityLayer {
+    /// Starts configuring a layer.
+    pub fn builder() -> LlmObservabilityLayerBuilder {
+        LlmObservabilityLayerBuilder::default()
+    }
+
+    /// The dispatcher that feeds this layer's sinks: counters, `flush`, `shutdown`.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.observer.dispatcher
+    }
+
+    pub(crate) fn observer(&self) -> &Arc<Observer> {
+        &self.observer
+    }
+}
+
+impl<S> Layer<S> for LlmObservabilityLayer {
+    type Service = LlmObservabilityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LlmObservabilityService::new(inner, self.observer.clone())
+    }
+}
+
+/// Builder of [`LlmObservabilityLayer`].
+#[derive(Default)]
+pub struct LlmObservabilityLayerBuilder {
+    sinks: Vec<Arc<dyn Sink>>,
+    matcher: Option<EndpointMatcher>,
+    provider: Option<String>,
+    request_limit: Option<usize>,
+    response_limit: Option<usize>,
+    captured_headers: Vec<(HeaderName, String)>,
+    dispatcher: DispatcherConfig,
+}
+
+impl std::fmt::Debug for LlmObservabilityLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmObservabilityLayerBuilder")
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmObservabilityLayerBuilder {
+    /// Sends every call to `sink` (may be called several times: each sink gets every call).
+    pub fn sink(self, sink: impl Sink) -> Self {
+        self.shared_sink(Arc::new(sink))
+    }
+
+    /// Like [`sink`](Self::sink), for a sink already behind an `Arc`.
+    pub fn shared_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Decides which requests are LLM calls (default: [`Endpoint::classify`](crate::Endpoint::classify)).
+    pub fn endpoint_matcher(mut self, matcher: EndpointMatcher) -> Self {
+        self.matcher = Some(matcher);
+        self
+    }
+
+    /// `gen_ai.provider.name` recorded for every call (default `openai`).
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Request bytes kept for decoding (default [`DEFAULT_REQUEST_CAPTURE_LIMIT`]). Larger
+    /// bodies still flow; the payload says `truncated`.
+    pub fn request_capture_limit(mut self, bytes: usize) -> Self {
+        self.request_limit = Some(bytes);
+        self
+    }
+
+    /// Response bytes kept for decoding a JSON body, and the limit on assembled stream content
+    /// (default [`DEFAULT_RESPONSE_CAPTURE_LIMIT`]).
+    pub fn response_capture_limit(mut self, bytes: usize) -> Self {
+        self.response_limit = Some(bytes);
+        self
+    }
+
+    /// Copies request header `header` (when present and text) into the payload's metadata under
+    /// `key`. Headers are otherwise never recorded.
+    ///
+    /// # Panics
+    /// If `header` is not a valid header name — a programming error, like a bad literal.
+    pub fn capture_header(mut self, header: &str, key: impl Into<String>) -> Self {
+        let name = HeaderName::from_bytes(header.as_bytes())
+            .unwrap_or_else(|_| panic!("{header:?} is not a valid header name"));
+        self.captured_headers.push((name, key.into()));
+        self
+    }
+
+    /// Queue, batch and retry settings for the sinks.
+    pub fn dispatcher_config(mut self, config: DispatcherConfig) -> Self {
+        self.dispatcher = config;
+        self
+    }
+
+    /// Builds the layer and starts the sink workers on the current Tokio runtime.
+    pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
+        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher)?;
+        Ok(LlmObservabilityLayer {
+            observer: Arc::new(Observer {
+                matcher: self.matcher.unwrap_or_default(),
+                provider: self.provider.unwrap_or_else(|| "openai".to_owned()),
+                request_limit: self.request_limit.unwrap_or(DEFAULT_REQUEST_CAPTURE_LIMIT),
+                response_limit: self
+                    .response_limit
+                    .unwrap_or(DEFAULT_RESPONSE_CAPTURE_LIMIT),
+                captured_headers: self.captured_headers,
+                dispatcher,
+            }),
+        })
+    }
+}

@@ -1,0 +1,724 @@
+//! Folds a stream's events into the response the endpoint would have returned without
+//! streaming: `chat.completion`, `text_completion`, or the final Responses API `Response`.
+//!
+//! Each `data:` payload is decoded into borrowed structs (strings without escapes are not
+//! copied) and only the deltas are appended, so memory grows with the assembled content, not
+//! with the raw stream.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::endpoint::Endpoint;
+use super::response::{error_from_value, responses_finish_reason, ResponseSummary, WireUsage};
+use super::sse::SseEvent;
+
+/// What one event contributed, as far as the caller cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventEffect {
+    /// Carried content, text or a tool-call delta (the first of these is "first token").
+    Content,
+    /// Decoded, but carried no content (role, usage, lifecycle, `[DONE]`, ...).
+    NoContent,
+    /// Could not be decoded; counted in [`StreamAssembler::decode_failures`].
+    Undecodable,
+}
+
+/// Stream fold state for one call.
+#[derive(Debug)]
+pub struct StreamAssembler {
+    endpoint: Endpoint,
+    chat: ChatAssembly,
+    responses: ResponsesAssembly,
+    events: u64,
+    decode_failures: u64,
+    first_decode_error: Option<String>,
+    budget: ContentBudget,
+}
+
+impl StreamAssembler {
+    /// An assembler for `endpoint` that keeps at most `max_content` bytes of assembled text.
+    pub fn new(endpoint: Endpoint, max_content: usize) -> Self {
+        StreamAssembler {
+            endpoint,
+            chat: ChatAssembly::default(),
+            responses: ResponsesAssembly::default(),
+            events: 0,
+            decode_failures: 0,
+            first_decode_error: None,
+            budget: ContentBudget {
+                left: max_content,
+                exceeded: false,
+            },
+        }
+    }
+
+    /// Folds one SSE event into the state.
+    pub fn push(&mut self, event: SseEvent<'_>) -> EventEffect {
+        self.events += 1;
+        if event.data == b"[DONE]" {
+            return EventEffect::NoContent;
+        }
+        let result = match self.endpoint {
+            Endpoint::Responses => self.responses.push(event, &mut self.budget),
+            _ => self.chat.push(event.data, &mut self.budget),
+        };
+        match result {
+            Ok(true) => EventEffect::Content,
+            Ok(false) => EventEffect::NoContent,
+            Err(error) => {
+                self.decode_failures += 1;
+                if self.first_decode_error.is_none() {
+                    self.first_decode_error = Some(error.to_string());
+                }
+                EventEffect::Undecodable
+            }
+        }
+    }
+
+    /// The first decode error met, with the number of undecodable events.
+    pub fn decode_error(&self) -> Option<String> {
+        self.first_decode_error.as_ref().map(|first| {
+            format!(
+                "{} of {} SSE events could not be decoded; first: {first}",
+                self.decode_failures, self.events
+            )
+        })
+    }
+
+    /// Whether assembled content was cut at the content limit.
+    pub fn truncated(&self) -> bool {
+        self.budget.exceeded
+    }
+
+    /// The assembled response so far (complete or partial).
+    pub fn summary(&self) -> ResponseSummary {
+        match self.endpoint {
+            Endpoint::Responses => self.responses.summary(),
+            endpoint => self.chat.summary(endpoint),
+        }
+    }
+}
+
+/// Limit on assembled bytes: past it, deltas are dropped and the payload marked truncated.
+#[derive(Debug)]
+struct ContentBudget {
+    left: usize,
+    exceeded: bool,
+}
+
+impl ContentBudget {
+    fn append(&mut self, target: &mut String, delta: &str) {
+        if delta.len() <= self.left {
+            self.left -= delta.len();
+            target.push_str(delta);
+        } else {
+            self.exceeded = true;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat completions and legacy completions chunks
+
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<i64>,
+    #[serde(default, borrow)]
+    system_fingerprint: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(default, borrow)]
+    delta: Option<ChunkDelta<'a>>,
+    /// Legacy completions stream `text` instead of a delta.
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkDelta<'a> {
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    /// DeepSeek and other OpenAI-compatible servers stream reasoning here.
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default)]
+struct ChatAssembly {
+    id: Option<String>,
+    model: Option<String>,
+    created: Option<i64>,
+    system_fingerprint: Option<String>,
+    choices: Vec<ChoiceState>,
+    usage: Option<WireUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+struct ChoiceState {
+    index: u32,
+    role: Option<String>,
+    content: Option<String>,
+    refusal: Option<String>,
+    reasoning: Option<String>,
+    text: Option<String>,
+    tool_calls: Vec<ToolCallState>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct ToolCallState {
+    index: u32,
+    id: Option<String>,
+    kind: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+fn set_if_empty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
+    if slot.is_none() {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            *slot = Some(v.into_owned());
+        }
+    }
+}
+
+fn append_opt(budget: &mut ContentBudget, slot: &mut Option<String>, delta: &str) {
+    budget.append(slot.get_or_insert_with(String::new), delta);
+}
+
+impl ChatAssembly {
+    /// Returns whether the chunk carried content.
+    fn push(&mut self, data: &[u8], budget: &mut ContentBudget) -> Result<bool, serde_json::Error> {
+        let chunk: ChatChunk<'_> = serde_json::from_slice(data)?;
+        set_if_empty(&mut self.id, chunk.id);
+        set_if_empty(&mut self.model, chunk.model);
+        set_if_empty(&mut self.system_fingerprint, chunk.system_fingerprint);
+        if self.created.is_none() {
+            self.created = chunk.created.filter(|c| *c != 0);
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
+            self.error = Some(error);
+        }
+        let mut content = false;
+        for choice in chunk.choices.into_iter().flatten() {
+            let state = self.choice(choice.index);
+            if let Some(text) = choice.text {
+                content |= !text.is_empty();
+                append_opt(budget, &mut state.text, &text);
+            }
+            if let Some(delta) = choice.delta {
+                if state.role.is_none() {
+                    state.role = delta.role.map(Cow::into_owned);
+                }
+                if let Some(text) = delta.content {
+                    content |= !text.is_empty();
+                    append_opt(budget, &mut state.content, &text);
+                }
+                if let Some(text) = delta.refusal {
+                    content |= !text.is_empty();
+                    append_opt(budget, &mut state.refusal, &text);
+                }
+                if let Some(text) = delta.reasoning_content {
+                    content |= !text.is_empty();
+                    append_opt(budget, &mut state.reasoning, &text);
+                }
+                for call in delta.tool_calls.into_iter().flatten() {
+                    content = true;
+                    let slot = match state.tool_calls.iter().position(|t| t.index == call.index) {
+                        Some(i) => &mut state.tool_calls[i],
+                        None => {
+                            state.tool_calls.push(ToolCallState {
+                                index: call.index,
+                                ..ToolCallState::default()
+                            });
+                            state.tool_calls.sort_by_key(|t| t.index);
+                            let i = state
+                                .tool_calls
+                                .iter()
+                                .position(|t| t.index == call.index)
+                                .unwrap_or(0);
+                            &mut state.tool_calls[i]
+                        }
+                    };
+                    set_if_empty(&mut slot.id, call.id);
+                    set_if_empty(&mut slot.kind, call.kind);
+                    if let Some(function) = call.function {
+                        if let Some(name) = function.name {
+                            budget.append(&mut slot.name, &name);
+                        }
+                        if let Some(arguments) = function.arguments {
+                            budget.append(&mut slot.arguments, &arguments);
+                        }
+                    }
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                state.finish_reason = Some(reason.into_owned());
+            }
+        }
+        Ok(content)
+    }
+
+    fn choice(&mut self, index: u32) -> &mut ChoiceState {
+        // Choices are few (usually one) and arrive in order: a scan beats a map.
+        match self.choices.iter().position(|c| c.index == index) {
+            Some(i) => &mut self.choices[i],
+            None => {
+                let at = self.choices.partition_point(|c| c.index < index);
+                self.choices.insert(
+                    at,
+                    ChoiceState {
+                        index,
+                        ..ChoiceState::default()
+                    },
+                );
+                &mut self.choices[at]
+            }
+        }
+    }
+
+    fn summary(&self, endpoint: Endpoint) -> ResponseSummary {
+        let legacy = endpoint == Endpoint::Completions;
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .map(|c| {
+                if legacy {
+                    json!({
+                        "index": c.index,
+                        "text": c.text.clone().unwrap_or_default(),
+                        "logprobs": null,
+                        "finish_reason": c.finish_reason,
+                    })
+                } else {
+                    let mut message = Map::new();
+                    message.insert(
+                        "role".into(),
+                        json!(c.role.as_deref().unwrap_or("assistant")),
+                    );
+                    message.insert(
+                        "content".into(),
+                        json!(c.content.as_ref().or(c.text.as_ref())),
+                    );
+                    message.insert("refusal".into(), json!(c.refusal));
+                    if let Some(reasoning) = &c.reasoning {
+                        message.insert("reasoning_content".into(), json!(reasoning));
+                    }
+                    if !c.tool_calls.is_empty() {
+                        let calls: Vec<Value> = c
+                            .tool_calls
+                            .iter()
+                            .map(|t| {
+                                json!({
+                                    "id": t.id,
+                                    "type": t.kind.as_deref().unwrap_or("function"),
+                                    "function": {"name": t.name, "arguments": t.arguments},
+                                })
+                            })
+                            .collect();
+                        message.insert("tool_calls".into(), Value::Array(calls));
+                    }
+                    json!({
+                        "index": c.index,
+                        "message": Value::Object(message),
+                        "logprobs": null,
+                        "finish_reason": c.finish_reason,
+                    })
+                }
+            })
+            .collect();
+        let mut response = json!({
+            "id": self.id,
+            "object": if legacy { "text_completion" } else { "chat.completion" },
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let Some(object) = response.as_object_mut() {
+            if let Some(fp) = &self.system_fingerprint {
+                object.insert("system_fingerprint".into(), json!(fp));
+            }
+            if let Some(usage) = &self.usage {
+                object.insert("usage".into(), json!(usage));
+            }
+            if let Some(error) = &self.error {
+                object.insert("error".into(), error.clone());
+            }
+        }
+        ResponseSummary {
+            response: Some(response),
+            usage: self.usage.as_ref().map(WireUsage::normalise),
+            finish_reasons: self
+                .choices
+                .iter()
+                .filter_map(|c| c.finish_reason.clone())
+                .collect(),
+            error: self.error.as_ref().and_then(error_from_value),
+            model: self.model.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses API events
+
+#[derive(Deserialize)]
+struct ResponsesEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    response: Option<Value>,
+    #[serde(default)]
+    output_index: Option<u32>,
+    #[serde(default, borrow)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default)]
+    item: Option<Value>,
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+struct ResponsesAssembly {
+    /// Latest full response object (`response.created` ... `response.completed`).
+    response: Option<Value>,
+    /// A terminal event (`completed`, `failed`, `incomplete`) delivered the final response.
+    terminal: bool,
+    items: Vec<OutputItemState>,
+    error: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+struct OutputItemState {
+    output_index: u32,
+    item: Option<Value>,
+    text: String,
+    arguments: String,
+    done: bool,
+}
+
+impl ResponsesAssembly {
+    fn push(
+        &mut self,
+        event: SseEvent<'_>,
+        budget: &mut ContentBudget,
+    ) -> Result<bool, serde_json::Error> {
+        let parsed: ResponsesEvent<'_> = serde_json::from_slice(event.data)?;
+        let kind: &str = &parsed.kind;
+        match kind {
+            "response.created" | "response.in_progress" | "response.queued" => {
+                if !self.terminal {
+                    self.response = parsed.response.or(self.response.take());
+                }
+            }
+            "response.completed" | "response.failed" | "response.incomplete" => {
+                if let Some(response) = parsed.response {
+                    if let Some(error) = response.get("error").filter(|e| !e.is_null()) {
+                        self.error = Some(error.clone());
+                    }
+                    self.response = Some(response);
+                    self.terminal = true;
+                }
+            }
+            "error" => {
+                self.error = Some(parsed.error.unwrap_or_else(
+                    || json!({"type": "error", "code": parsed.code, "message": parsed.message}),
+                ));
+            }
+            "response.output_item.added" | "response.output_item.done" => {
+                let done = kind.ends_with("done");
+                let state = self.item(parsed.output_index.unwrap_or(0));
+                state.item = parsed.item.or(state.item.take());
+                state.done |= done;
+            }
+            _ if kind.ends_with(".delta") => {
+                let Some(delta) = parsed.delta else {
+                    return Ok(false);
+                };
+                let state = self.item(parsed.output_index.unwrap_or(0));
+                match kind {
+                    "response.output_text.delta" | "response.refusal.delta" => {
+                        budget.append(&mut state.text, &delta)
+                    }
+                    "response.function_call_arguments.delta" => {
+                        budget.append(&mut state.arguments, &delta)
+                    }
+                    _ => {}
+                }
+                return Ok(!delta.is_empty());
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    fn item(&mut self, output_index: u32) -> &mut OutputItemState {
+        match self
+            .items
+            .iter()
+            .position(|i| i.output_index == output_index)
+        {
+            Some(i) => &mut self.items[i],
+            None => {
+                let at = self
+                    .items
+                    .partition_point(|i| i.output_index < output_index);
+                self.items.insert(
+                    at,
+                    OutputItemState {
+                        output_index,
+                        ..OutputItemState::default()
+                    },
+                );
+                &mut self.items[at]
+            }
+        }
+    }
+
+    /// Output items rebuilt from deltas, for a stream that ended before its final response.
+    fn partial_output(&self) -> Vec<Value> {
+        self.items
+            .iter()
+            .map(|state| {
+                let mut item = state.item.clone().unwrap_or_else(|| json!({}));
+                if !state.done {
+                    if let Some(fields) = item.as_object_mut() {
+                        match fields.get("type").and_then(Value::as_str) {
+                            Some("function_call") => {
+                                fields.insert("arguments".into(), json!(state.arguments));
+                            }
+                            _ if !state.text.is_empty() => {
+                                fields.insert(
+                                    "content".into(),
+                                    json!([{"type": "output_text", "text": state.text, "annotations": []}]),
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                item
+            })
+            .collect()
+    }
+
+    fn summary(&self) -> ResponseSummary {
+        let mut summary = ResponseSummary::default();
+        let mut response = match &self.response {
+            Some(response) => response.clone(),
+            None if self.items.is_empty() && self.error.is_none() => return summary,
+            None => json!({"object": "response"}),
+        };
+        if let Some(fields) = response.as_object_mut() {
+            if !self.terminal {
+                fields.insert("output".into(), Value::Array(self.partial_output()));
+            } else {
+                summary.finish_reasons = responses_finish_reason(fields).into_iter().collect();
+            }
+            summary.usage = fields
+                .get("usage")
+                .and_then(super::response::usage_from_value);
+            summary.model = fields
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            summary.id = fields.get("id").and_then(Value::as_str).map(str::to_owned);
+        }
+        summary.error = self.error.as_ref().and_then(error_from_value);
+        summary.response = Some(response);
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assemble(endpoint: Endpoint, events: &[&str]) -> (ResponseSummary, Vec<EventEffect>) {
+        let mut assembler = StreamAssembler::new(endpoint, 1 << 20);
+        let effects = events
+            .iter()
+            .map(|data| {
+                assembler.push(SseEvent {
+                    event: b"",
+                    data: data.as_bytes(),
+                })
+            })
+            .collect();
+        (assembler.summary(), effects)
+    }
+
+    #[test]
+    fn parallel_tool_calls_merge_by_index() {
+        let (summary, effects) = assemble(
+            Endpoint::ChatCompletions,
+            &[
+                r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+                r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"g","arguments":"{\"y\""}}]}}]}"#,
+                r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"x\":1}"}}]}}]}"#,
+                r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":":2}"}}]}}]}"#,
+                r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                r#"{"id":"c1","model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+                "[DONE]",
+            ],
+        );
+        let response = summary.response.unwrap();
+        let calls = &response["choices"][0]["message"]["tool_calls"];
+        assert_eq!(calls[0]["id"], "call_a");
+        assert_eq!(calls[0]["function"]["arguments"], "{\"x\":1}");
+        assert_eq!(calls[1]["id"], "call_b");
+        assert_eq!(calls[1]["function"]["name"], "g");
+        assert_eq!(calls[1]["function"]["arguments"], "{\"y\":2}");
+        assert_eq!(response["choices"][0]["message"]["content"], Value::Null);
+        assert_eq!(summary.finish_reasons, vec!["stop"]);
+        assert_eq!(summary.usage.unwrap().total_tokens, Some(7));
+        assert_eq!(effects[0], EventEffect::Content);
+        assert_eq!(effects[4], EventEffect::NoContent);
+    }
+
+    #[test]
+    fn azure_empty_first_chunk_does_not_hide_id_and_model() {
+        let (summary, effects) = assemble(
+            Endpoint::ChatCompletions,
+            &[
+                r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]}"#,
+                r#"{"choices":[{"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0}],"created":5,"id":"x","model":"gpt-35","object":"chat.completion.chunk"}"#,
+                r#"{"choices":[{"delta":{"content":"Hi \"you\""},"finish_reason":null,"index":0}],"created":5,"id":"x","model":"gpt-35"}"#,
+            ],
+        );
+        assert_eq!(summary.id.as_deref(), Some("x"));
+        assert_eq!(summary.model.as_deref(), Some("gpt-35"));
+        let response = summary.response.unwrap();
+        assert_eq!(response["created"], 5);
+        assert_eq!(response["choices"][0]["message"]["content"], "Hi \"you\"");
+        assert_eq!(
+            effects,
+            vec![
+                EventEffect::NoContent,
+                EventEffect::NoContent,
+                EventEffect::Content
+            ]
+        );
+        assert!(summary.usage.is_none());
+    }
+
+    #[test]
+    fn legacy_completion_text() {
+        let (summary, _) = assemble(
+            Endpoint::Completions,
+            &[
+                r#"{"id":"cmpl","object":"text_completion","model":"davinci","choices":[{"text":"Hel","index":0,"finish_reason":null}]}"#,
+                r#"{"id":"cmpl","object":"text_completion","model":"davinci","choices":[{"text":"lo","index":0,"finish_reason":"length"}]}"#,
+            ],
+        );
+        let response = summary.response.unwrap();
+        assert_eq!(response["object"], "text_completion");
+        assert_eq!(response["choices"][0]["text"], "Hello");
+        assert_eq!(summary.finish_reasons, vec!["length"]);
+    }
+
+    #[test]
+    fn responses_partial_output_when_cut_short() {
+        let (summary, _) = assemble(
+            Endpoint::Responses,
+            &[
+                r#"{"type":"response.created","response":{"id":"resp_1","object":"response","status":"in_progress","model":"gpt-4.1","output":[],"usage":null}}"#,
+                r#"{"type":"response.output_item.added","output_index":0,"item":{"id":"msg_1","type":"message","role":"assistant","content":[]}}"#,
+                r#"{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"Once"}"#,
+                r#"{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":" upon"}"#,
+            ],
+        );
+        let response = summary.response.unwrap();
+        assert_eq!(response["id"], "resp_1");
+        assert_eq!(response["output"][0]["content"][0]["text"], "Once upon");
+        assert!(summary.finish_reasons.is_empty());
+        assert!(summary.usage.is_none());
+    }
+
+    #[test]
+    fn stream_error_chunk_is_reported() {
+        let (summary, effects) = assemble(
+            Endpoint::ChatCompletions,
+            &[
+                r#"{"error":{"message":"overloaded","type":"server_error","code":502}}"#,
+                "not json",
+            ],
+        );
+        let error = summary.error.unwrap();
+        assert_eq!(error.code.as_deref(), Some("502"));
+        assert_eq!(effects[1], EventEffect::Undecodable);
+    }
+
+    #[test]
+    fn content_past_the_budget_is_cut_and_flagged() {
+        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 4);
+        for data in [
+            r#"{"choices":[{"index":0,"delta":{"content":"abc"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"def"}}]}"#,
+        ] {
+            assembler.push(SseEvent {
+                event: b"",
+                data: data.as_bytes(),
+            });
+        }
+        assert!(assembler.truncated());
+        assert_eq!(
+            assembler.summary().response.unwrap()["choices"][0]["message"]["content"],
+            "abc"
+        );
+    }
+}

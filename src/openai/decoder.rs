@@ -1,0 +1,306 @@
+//! The response-side decoder fed by the body tee: chooses JSON or SSE from the headers (or, when
+//! they say nothing useful, from the first bytes) and turns the body into a [`ResponseSummary`].
+
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::HeaderMap;
+
+use super::assemble::{EventEffect, StreamAssembler};
+use super::endpoint::Endpoint;
+use super::response::{decode_json_response, ResponseSummary};
+use super::sse::SseParser;
+use crate::capture::BytesCapture;
+
+/// What the decoder made of a whole response body.
+#[derive(Debug, Default)]
+pub(crate) struct DecodedResponse {
+    pub summary: ResponseSummary,
+    /// A capture limit cut the recorded response short.
+    pub truncated: bool,
+    /// Why (part of) the body could not be decoded.
+    pub error: Option<String>,
+}
+
+/// How many leading bytes are enough to tell an event stream from JSON.
+const SNIFF_BYTES: usize = 16;
+
+#[derive(Debug)]
+enum State {
+    /// The headers did not say; waiting for the first non-blank bytes.
+    Sniffing(BytesCapture),
+    Json(BytesCapture),
+    Sse {
+        parser: SseParser,
+        assembler: StreamAssembler,
+    },
+    /// Bytes we cannot decode without changing them (e.g. compressed); nothing is kept.
+    Opaque(String),
+}
+
+/// Decoder state for one response body.
+#[derive(Debug)]
+pub(crate) struct ResponseDecoder {
+    endpoint: Endpoint,
+    limit: usize,
+    state: State,
+}
+
+impl ResponseDecoder {
+    /// A decoder for a response of `endpoint` with these headers; `limit` bounds both the JSON
+    /// capture and the assembled stream content.
+    pub(crate) fn new(endpoint: Endpoint, headers: &HeaderMap, limit: usize) -> Self {
+        let encoding = headers
+            .get(CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let state = if let Some(encoding) = encoding {
+            State::Opaque(format!(
+                "response body has Content-Encoding {encoding:?}; it was passed through but not decoded"
+            ))
+        } else if content_type.starts_with("text/event-stream") {
+            Self::sse_state(endpoint, limit)
+        } else if content_type.contains("json") {
+            State::Json(BytesCapture::new(limit))
+        } else {
+            State::Sniffing(BytesCapture::new(limit))
+        };
+        ResponseDecoder {
+            endpoint,
+            limit,
+            state,
+        }
+    }
+
+    fn sse_state(endpoint: Endpoint, limit: usize) -> State {
+        State::Sse {
+            parser: SseParser::new(limit),
+            assembler: StreamAssembler::new(endpoint, limit),
+        }
+    }
+
+    /// Feeds one data frame; returns whether it carried the first content of a stream (or any
+    /// content: the caller keeps the first time it sees `true`).
+    pub(crate) fn feed(&mut self, frame: &Bytes) -> bool {
+        match &mut self.state {
+            State::Json(capture) => {
+                capture.push(frame);
+                false
+            }
+            State::Sse { parser, assembler } => {
+                let mut content = false;
+                parser.feed(frame, &mut |event| {
+                    content |= assembler.push(event) == EventEffect::Content;
+                });
+                content
+            }
+            State::Opaque(_) => false,
+            State::Sniffing(capture) => {
+                capture.push(frame);
+                match sniff(capture) {
+                    Some(true) => self.replay_as_sse(),
+                    Some(false) => {
+                        let capture = std::mem::replace(capture, BytesCapture::new(0));
+                        self.state = State::Json(capture);
+                        false
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
+    fn replay_as_sse(&mut self) -> bool {
+        let State::Sniffing(capture) =
+            std::mem::replace(&mut self.state, State::Opaque(String::new()))
+        else {
+            return false;
+        };
+        self.state = Self::sse_state(self.endpoint, self.limit);
+        capture
+            .parts()
+            .iter()
+            .fold(false, |content, part| self.feed(part) || content)
+    }
+
+    /// Ends the body and decodes what it said.
+    pub(crate) fn finish(mut self) -> DecodedResponse {
+        if let State::Sniffing(capture) = &mut self.state {
+            if sniff(capture) == Some(true) {
+                self.replay_as_sse();
+            } else {
+                let capture = std::mem::replace(capture, BytesCapture::new(0));
+                self.state = State::Json(capture);
+            }
+        }
+        match self.state {
+            State::Json(capture) => decode_captured_json(self.endpoint, &capture),
+            State::Sse {
+                mut parser,
+                mut assembler,
+            } => {
+                parser.finish(&mut |event| {
+                    assembler.push(event);
+                });
+                let mut error = assembler.decode_error();
+                if parser.oversized_lines() > 0 {
+                    error = Some(format!(
+                        "{} SSE line(s) longer than {} bytes were skipped{}",
+                        parser.oversized_lines(),
+                        self.limit,
+                        error.map(|e| format!("; {e}")).unwrap_or_default()
+                    ));
+                }
+                DecodedResponse {
+                    summary: assembler.summary(),
+                    truncated: assembler.truncated() || parser.oversized_lines() > 0,
+                    error,
+                }
+            }
+            State::Opaque(reason) => DecodedResponse {
+                error: Some(reason),
+                ..DecodedResponse::default()
+            },
+            State::Sniffing(_) => DecodedResponse::default(),
+        }
+    }
+
+    /// The summary of what arrived so far, for a body that ended early (error or cancel).
+    pub(crate) fn finish_partial(self) -> DecodedResponse {
+        match self.state {
+            // A cut JSON body would only yield a parse error; say what happened instead.
+            State::Json(ref capture) | State::Sniffing(ref capture) if capture.len() > 0 => {
+                let mut decoded = decode_captured_json(self.endpoint, capture);
+                if decoded.error.is_some() {
+                    decoded.error = Some(format!(
+                        "response body ended after {} bytes, before it was complete",
+                        capture.len()
+                    ));
+                }
+                decoded
+            }
+            _ => self.finish(),
+        }
+    }
+}
+
+fn decode_captured_json(endpoint: Endpoint, capture: &BytesCapture) -> DecodedResponse {
+    if capture.truncated() {
+        return DecodedResponse {
+            truncated: true,
+            error: Some(format!(
+                "response body exceeded the capture limit of {} bytes; it was passed through but not decoded",
+                capture.len()
+            )),
+            ..DecodedResponse::default()
+        };
+    }
+    let body = capture.contiguous();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return DecodedResponse {
+            error: Some("response body was empty".to_owned()),
+            ..DecodedResponse::default()
+        };
+    }
+    match decode_json_response(endpoint, &body) {
+        Ok(summary) => DecodedResponse {
+            summary,
+            ..DecodedResponse::default()
+        },
+        Err(error) => DecodedResponse {
+            error: Some(format!("response body is not valid JSON: {error}")),
+            ..DecodedResponse::default()
+        },
+    }
+}
+
+/// `Some(true)` for an event stream, `Some(false)` for anything else, `None` when the bytes so
+/// far are all blank (or a BOM) and more are needed.
+fn sniff(capture: &BytesCapture) -> Option<bool> {
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    for part in capture.parts() {
+        head.extend_from_slice(&part[..part.len().min(SNIFF_BYTES - head.len())]);
+        if head.len() == SNIFF_BYTES {
+            break;
+        }
+    }
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
+    let head = &head[start..];
+    const SSE_FIELDS: [&[u8]; 5] = [b"data:", b"event:", b":", b"id:", b"retry:"];
+    if SSE_FIELDS.iter().any(|f| head.starts_with(f)) {
+        return Some(true);
+    }
+    // A prefix of a field name: wait for more bytes unless we already have plenty.
+    if head.len() < 6 && SSE_FIELDS.iter().any(|f| f.starts_with(head)) && !capture.truncated() {
+        return None;
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(content_type: Option<&'static str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(ct) = content_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        headers
+    }
+
+    const STREAM: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+
+    #[test]
+    fn sniffs_an_event_stream_without_content_type() {
+        let mut decoder = ResponseDecoder::new(Endpoint::ChatCompletions, &headers(None), 1 << 20);
+        let mut first = false;
+        for piece in [&STREAM[..2], &STREAM[2..9], &STREAM[9..]] {
+            first |= decoder.feed(&Bytes::copy_from_slice(piece.as_bytes()));
+        }
+        assert!(first);
+        let decoded = decoder.finish();
+        assert_eq!(
+            decoded.summary.response.unwrap()["choices"][0]["message"]["content"],
+            "hi"
+        );
+    }
+
+    #[test]
+    fn json_without_content_type() {
+        let mut decoder = ResponseDecoder::new(Endpoint::Embeddings, &headers(None), 1 << 20);
+        decoder.feed(&Bytes::from_static(b"  {\"object\":\"list\",\"data\":[]}"));
+        let decoded = decoder.finish();
+        assert_eq!(decoded.summary.response.unwrap()["object"], "list");
+    }
+
+    #[test]
+    fn over_the_limit_json_is_flagged_not_decoded() {
+        let mut decoder = ResponseDecoder::new(
+            Endpoint::ChatCompletions,
+            &headers(Some("application/json")),
+            8,
+        );
+        decoder.feed(&Bytes::from_static(b"{\"id\":\"0123456789\"}"));
+        let decoded = decoder.finish();
+        assert!(decoded.truncated);
+        assert!(decoded.error.unwrap().contains("capture limit"));
+    }
+
+    #[test]
+    fn compressed_bodies_are_opaque() {
+        let mut h = headers(Some("application/json"));
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let mut decoder = ResponseDecoder::new(Endpoint::ChatCompletions, &h, 1 << 20);
+        decoder.feed(&Bytes::from_static(b"\x1f\x8b\x08"));
+        assert!(decoder.finish().error.unwrap().contains("gzip"));
+    }
+}

@@ -1,0 +1,9 @@
+//! OpenAI wire formats: which calls, request decoding, response decoding, SSE parsing and the
+//! stream assembler.
+
+pub(crate) mod assemble;
+pub(crate) mod decoder;
+pub(crate) mod endpoint;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod sse;

@@ -1,0 +1,261 @@
+//! Decoding of complete (non-streamed) OpenAI response bodies, and the wire shapes of usage and
+//! errors shared with the stream assembler.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::endpoint::Endpoint;
+use crate::payload::{CallError, Usage};
+
+/// What a response said, whichever way it arrived (one JSON body or an assembled stream).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseSummary {
+    /// The response in the endpoint's non-streaming shape.
+    pub response: Option<Value>,
+    /// Normalised usage, when reported.
+    pub usage: Option<Usage>,
+    /// Finish reason per choice (Responses API: the response status or incomplete reason).
+    pub finish_reasons: Vec<String>,
+    /// An error the body itself reported (`{"error": {...}}`, `response.failed`, ...).
+    pub error: Option<CallError>,
+    /// `model` as reported by the response.
+    pub model: Option<String>,
+    /// `id` as reported by the response.
+    pub id: Option<String>,
+}
+
+/// Usage as OpenAI sends it: chat/completions/embeddings names, or Responses API names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireUsage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<WireTokenDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<WireTokenDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens_details: Option<WireTokenDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_details: Option<WireTokenDetails>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireTokenDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    pub(crate) fn normalise(&self) -> Usage {
+        let details = |d: &Option<WireTokenDetails>, pick: fn(&WireTokenDetails) -> Option<u64>| {
+            d.as_ref().and_then(pick)
+        };
+        Usage {
+            input_tokens: self.prompt_tokens.or(self.input_tokens),
+            output_tokens: self.completion_tokens.or(self.output_tokens),
+            total_tokens: self.total_tokens,
+            cached_input_tokens: details(&self.prompt_tokens_details, |d| d.cached_tokens)
+                .or_else(|| details(&self.input_tokens_details, |d| d.cached_tokens)),
+            reasoning_tokens: details(&self.completion_tokens_details, |d| d.reasoning_tokens)
+                .or_else(|| details(&self.output_tokens_details, |d| d.reasoning_tokens)),
+        }
+    }
+}
+
+/// Normalised usage from a `usage` JSON value; `None` for `null` or a non-object.
+pub(crate) fn usage_from_value(value: &Value) -> Option<Usage> {
+    if !value.is_object() {
+        return None;
+    }
+    WireUsage::deserialize(value).ok().map(|u| u.normalise())
+}
+
+/// The OpenAI error object (`{"error": {...}}` body, or a stream's `error` event), read
+/// leniently: `code` and `type` may be strings, integers or null; `error` may be a bare string.
+pub(crate) fn error_from_value(error: &Value) -> Option<CallError> {
+    fn text(value: Option<&Value>) -> Option<String> {
+        match value? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+    match error {
+        Value::Object(fields) => Some(CallError {
+            kind: text(fields.get("type")),
+            code: text(fields.get("code")),
+            message: text(fields.get("message")),
+        }),
+        Value::String(message) => Some(CallError {
+            kind: None,
+            code: None,
+            message: Some(message.clone()),
+        }),
+        _ => None,
+    }
+}
+
+/// Decodes a complete response body. Errors are for bodies that are not JSON at all; a JSON body
+/// of an unexpected shape yields a summary with what could be read.
+pub fn decode_json_response(
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<ResponseSummary, serde_json::Error> {
+    let mut value: Value = serde_json::from_slice(body)?;
+    Ok(summarise_response_value(endpoint, &mut value, true).with_response(value))
+}
+
+impl ResponseSummary {
+    fn with_response(mut self, response: Value) -> Self {
+        self.response = Some(response);
+        self
+    }
+}
+
+/// Reads usage, finish reasons, error, model and id out of a response object in its
+/// non-streaming shape. With `drop_vectors`, embedding vectors are removed from the value (they
+/// are large and rarely useful in a log).
+pub(crate) fn summarise_response_value(
+    endpoint: Endpoint,
+    value: &mut Value,
+    drop_vectors: bool,
+) -> ResponseSummary {
+    let mut summary = ResponseSummary::default();
+    let Some(object) = value.as_object_mut() else {
+        return summary;
+    };
+    if let Some(error) = object.get("error").filter(|e| !e.is_null()) {
+        summary.error = error_from_value(error);
+    }
+    summary.model = object
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    summary.id = object
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    summary.usage = object.get("usage").and_then(usage_from_value);
+    match endpoint {
+        Endpoint::Responses => {
+            summary.finish_reasons = responses_finish_reason(object).into_iter().collect();
+        }
+        _ => {
+            if let Some(Value::Array(choices)) = object.get("choices") {
+                summary.finish_reasons = choices
+                    .iter()
+                    .filter_map(|c| c.get("finish_reason").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect();
+            }
+        }
+    }
+    if drop_vectors && endpoint == Endpoint::Embeddings {
+        if let Some(Value::Array(items)) = object.get_mut("data") {
+            for item in items {
+                if let Some(item) = item.as_object_mut() {
+                    item.remove("embedding");
+                }
+            }
+        }
+    }
+    summary
+}
+
+/// The Responses API's finish: its `status`, or for an incomplete response the reason given.
+pub(crate) fn responses_finish_reason(response: &serde_json::Map<String, Value>) -> Option<String> {
+    let status = response.get("status").and_then(Value::as_str)?;
+    if status == "incomplete" {
+        if let Some(reason) = response
+            .get("incomplete_details")
+            .and_then(|d| d.get("reason"))
+            .and_then(Value::as_str)
+        {
+            return Some(reason.to_owned());
+        }
+    }
+    Some(status.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chat_completion_summary() {
+        let body = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7,
+                      "prompt_tokens_details": {"cached_tokens": 3},
+                      "completion_tokens_details": {"reasoning_tokens": 1}}
+        });
+        let summary =
+            decode_json_response(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        assert_eq!(summary.finish_reasons, vec!["stop"]);
+        assert_eq!(summary.model.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(summary.id.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(
+            summary.usage,
+            Some(Usage {
+                input_tokens: Some(5),
+                output_tokens: Some(2),
+                total_tokens: Some(7),
+                cached_input_tokens: Some(3),
+                reasoning_tokens: Some(1),
+            })
+        );
+        assert!(summary.error.is_none());
+    }
+
+    #[test]
+    fn error_codes_may_be_strings_null_or_integers() {
+        for (code, want) in [
+            (json!("invalid_api_key"), Some("invalid_api_key")),
+            (json!(null), None),
+            (json!(429), Some("429")),
+        ] {
+            let body = json!({"error": {"message": "m", "type": "t", "param": null, "code": code}});
+            let summary =
+                decode_json_response(Endpoint::ChatCompletions, body.to_string().as_bytes())
+                    .unwrap();
+            let error = summary.error.unwrap();
+            assert_eq!(error.code.as_deref(), want);
+            assert_eq!(error.kind.as_deref(), Some("t"));
+            assert_eq!(error.message.as_deref(), Some("m"));
+        }
+    }
+
+    #[test]
+    fn embeddings_vectors_are_dropped_and_usage_kept() {
+        let body = json!({"object": "list", "model": "text-embedding-3-small",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+            "usage": {"prompt_tokens": 8, "total_tokens": 8}});
+        let summary =
+            decode_json_response(Endpoint::Embeddings, body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            summary.response.unwrap()["data"][0],
+            json!({"object": "embedding", "index": 0})
+        );
+        let usage = summary.usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (Some(8), None));
+    }
+
+    #[test]
+    fn not_json_is_an_error() {
+        assert!(decode_json_response(Endpoint::ChatCompletions, b"<html>").is_err());
+    }
+}
