@@ -7,7 +7,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use pin_project::{pin_project, pinned_drop};
+use pin_project::pin_project;
 
 use crate::call::{Ending, InFlightCall, RequestCapture};
 
@@ -84,8 +84,9 @@ where
 
 /// Response body handed back to the caller: the inner body's frames, untouched, in order, as
 /// soon as they arrive. For LLM calls each data frame is also fed to the call's decoder, and
-/// the call finishes when the body ends, fails, or is dropped early (cancelled).
-#[pin_project(PinnedDrop)]
+/// the call finishes when the body ends, fails, or is dropped early (cancelled: the call ends
+/// itself when dropped unfinished).
+#[pin_project]
 #[derive(Debug)]
 pub struct ResponseBody<B> {
     #[pin]
@@ -98,7 +99,16 @@ impl<B> ResponseBody<B> {
         ResponseBody { inner, call: None }
     }
 
-    pub(crate) fn observed(inner: B, call: Box<InFlightCall>) -> Self {
+    /// Tees `inner` for `call`. A body that is already at its end may never be polled, so its
+    /// call completes here.
+    pub(crate) fn observed(inner: B, call: Box<InFlightCall>) -> Self
+    where
+        B: Body,
+    {
+        if inner.is_end_stream() {
+            call.finish(Ending::Completed);
+            return ResponseBody::plain(inner);
+        }
         ResponseBody {
             inner,
             call: Some(call),
@@ -132,8 +142,10 @@ where
                 Some(Err(error)) => Some(Ending::BodyError(error.to_string())),
                 None => Some(Ending::Completed),
             };
-            if let (Some(ending), Some(call)) = (ending, this.call.take()) {
-                call.finish(ending);
+            if let Some(ending) = ending {
+                if let Some(call) = this.call.take() {
+                    call.finish(ending);
+                }
             }
         }
         Poll::Ready(frame)
@@ -145,15 +157,5 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[pinned_drop]
-impl<B> PinnedDrop for ResponseBody<B> {
-    fn drop(self: Pin<&mut Self>) {
-        let this = self.project();
-        if let Some(call) = this.call.take() {
-            call.finish(Ending::Cancelled);
-        }
     }
 }

@@ -1,9 +1,9 @@
 //! The in-flight call: everything known about one LLM call between its request and its end,
 //! and the single place where it becomes an [`LlmCall`].
 //!
-//! Both adapters (the tower service and the reqwest middleware) drive the same [`InFlightCall`];
-//! ownership makes "finish exactly once" a compile-time fact: [`InFlightCall::finish`] takes
-//! `self`, and every holder finishes what it holds when dropped.
+//! Both adapters (the tower service and the reqwest middleware) drive the same [`InFlightCall`].
+//! It ends exactly once: [`InFlightCall::finish`] takes `self`, and a call dropped without being
+//! finished (a future or body dropped early, whoever held it) finishes itself as `cancelled`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -72,6 +72,7 @@ impl Observer {
             http_status: None,
             decoder: None,
             first_token: None,
+            finished: false,
         }
     }
 }
@@ -119,6 +120,7 @@ pub(crate) struct InFlightCall {
     http_status: Option<u16>,
     decoder: Option<ResponseDecoder>,
     first_token: Option<Instant>,
+    finished: bool,
 }
 
 impl InFlightCall {
@@ -184,6 +186,13 @@ impl InFlightCall {
     /// Ends the call: builds the payload, records it on the span, closes the span and hands the
     /// payload to the dispatcher (which never blocks).
     pub(crate) fn finish(mut self, ending: Ending) {
+        self.complete(ending);
+    }
+
+    fn complete(&mut self, ending: Ending) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let ended = Instant::now();
         let decoded = match (self.decoder.take(), &ending) {
             (Some(decoder), Ending::Completed) => decoder.finish(),
@@ -239,6 +248,12 @@ impl InFlightCall {
                 ..CapturedRequest::default()
             },
         }
+    }
+}
+
+impl Drop for InFlightCall {
+    fn drop(&mut self) {
+        self.complete(Ending::Cancelled);
     }
 }
 
@@ -331,39 +346,6 @@ fn decode_captured_request(
             }),
             ..CapturedRequest::default()
         },
-    }
-}
-
-/// A call whose response head has not arrived yet: finishes as cancelled if dropped while still
-/// holding the call (the caller gave up, or the future was dropped).
-#[derive(Debug)]
-pub(crate) struct PendingCall(Option<Box<InFlightCall>>);
-
-impl PendingCall {
-    pub(crate) fn new(call: InFlightCall) -> Self {
-        PendingCall(Some(Box::new(call)))
-    }
-
-    /// A pending call that observes nothing (a request that is not an LLM call).
-    pub(crate) fn none() -> Self {
-        PendingCall(None)
-    }
-
-    pub(crate) fn span(&self) -> Option<&Span> {
-        self.0.as_ref().map(|call| call.span())
-    }
-
-    /// Takes the call out; the caller now owns finishing it.
-    pub(crate) fn take(&mut self) -> Option<Box<InFlightCall>> {
-        self.0.take()
-    }
-}
-
-impl Drop for PendingCall {
-    fn drop(&mut self) {
-        if let Some(call) = self.0.take() {
-            call.finish(Ending::Cancelled);
-        }
     }
 }
 

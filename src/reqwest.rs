@@ -9,7 +9,7 @@ use reqwest_middleware::{Middleware, Next, Result};
 use tracing::Instrument;
 
 use crate::body::ResponseBody;
-use crate::call::{Ending, Observer, PendingCall};
+use crate::call::{Ending, Observer};
 use crate::layer::LlmObservabilityLayer;
 
 /// reqwest-middleware middleware that records every OpenAI-shaped call made with the client.
@@ -66,12 +66,9 @@ impl Middleware for LlmObservabilityMiddleware {
             Some(body) => body.as_bytes(),
             None => Some(&[]),
         });
+        // If this future is dropped while waiting, `call` is dropped and ends as cancelled.
         let span = call.span().clone();
-        let mut pending = PendingCall::new(call);
         let result = next.run(request, extensions).instrument(span).await;
-        let Some(mut call) = pending.take() else {
-            return result;
-        };
         match result {
             Err(error) => {
                 call.finish(Ending::TransportError(error.to_string()));
@@ -89,7 +86,7 @@ impl Middleware for LlmObservabilityMiddleware {
                     .map_err(|e| reqwest_middleware::Error::middleware(e))?
                     .into_parts();
                 parts.extensions.extend(url_carrier.extensions);
-                let body = reqwest::Body::wrap(ResponseBody::observed(body, call));
+                let body = reqwest::Body::wrap(ResponseBody::observed(body, Box::new(call)));
                 Ok(Response::from(http::Response::from_parts(parts, body)))
             }
         }

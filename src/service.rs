@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
+use http_body::Body;
 use pin_project::pin_project;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::call::{Ending, Observer, PendingCall};
+use crate::call::{Ending, InFlightCall, Observer};
 
 /// Middleware that observes OpenAI-shaped calls; built by
 /// [`LlmObservabilityLayer`](crate::LlmObservabilityLayer).
@@ -36,6 +37,7 @@ impl<S, B, R> Service<Request<B>> for LlmObservabilityService<S>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<R>>,
     S::Error: Display,
+    R: Body,
 {
     type Response = Response<ResponseBody<R>>;
     type Error = S::Error;
@@ -53,7 +55,7 @@ where
         else {
             return ResponseFuture {
                 inner: self.inner.call(request.map(RequestBody::plain)),
-                call: PendingCall::none(),
+                call: None,
             };
         };
         let mut call = self.observer.start(
@@ -70,7 +72,7 @@ where
         };
         ResponseFuture {
             inner,
-            call: PendingCall::new(call),
+            call: Some(Box::new(call)),
         }
     }
 }
@@ -81,21 +83,23 @@ where
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    call: PendingCall,
+    /// Dropped before the response head arrived: the call finishes itself as cancelled.
+    call: Option<Box<InFlightCall>>,
 }
 
 impl<F, R, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
     E: Display,
+    R: Body,
 {
     type Output = Result<Response<ResponseBody<R>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match this.call.span() {
-            Some(span) => {
-                let _entered = span.enter();
+        let result = match this.call.as_ref() {
+            Some(call) => {
+                let _entered = call.span().enter();
                 ready!(this.inner.poll(cx))
             }
             None => ready!(this.inner.poll(cx)),

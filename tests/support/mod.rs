@@ -1,0 +1,302 @@
+//! Shared test support: recorded fixtures, in-process upstreams, bodies fed frame by frame,
+//! and a span recorder.
+#![allow(dead_code)]
+
+pub mod spans;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use llm_observability::{LlmCall, LlmObservabilityLayer, MemorySink, RequestBody};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// One recorded request/response pair from `shared/fixtures/openai-recorded`.
+#[derive(Debug, Clone)]
+pub struct Interaction {
+    pub file: String,
+    pub index: usize,
+    pub method: String,
+    pub uri: String,
+    pub request_body: String,
+    pub status: u16,
+    pub content_type: String,
+    pub response_body: String,
+}
+
+impl Interaction {
+    pub fn name(&self) -> String {
+        format!("{}#{}", self.file, self.index)
+    }
+
+    pub fn request_json(&self) -> Option<Value> {
+        serde_json::from_str(&self.request_body).ok()
+    }
+}
+
+/// The recorded-traffic folder: `$LLM_OBS_FIXTURES`, or `../shared/fixtures/openai-recorded`
+/// beside the repository.
+pub fn fixtures_dir() -> PathBuf {
+    match std::env::var_os("LLM_OBS_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/openai-recorded")
+        }
+    }
+}
+
+/// Every interaction of every decoded cassette, in a stable order; `None` (after saying so
+/// loudly) when the folder is absent.
+pub fn load_interactions() -> Option<Vec<Interaction>> {
+    let root = fixtures_dir();
+    if !root.is_dir() {
+        eprintln!(
+            "\n!!! SKIPPED: recorded OpenAI fixtures not found at {} — set LLM_OBS_FIXTURES or \
+             check out shared/ beside the repository. Conformance against real traffic was NOT run.\n",
+            root.display()
+        );
+        return None;
+    }
+    let mut files = Vec::new();
+    collect_json(&root, &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("fixture readable");
+        let doc: Value = serde_json::from_str(&text).expect("fixture is JSON");
+        let file = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        for interaction in doc["interactions"].as_array().expect("interactions") {
+            let request = &interaction["request"];
+            let response = &interaction["response"];
+            out.push(Interaction {
+                file: file.clone(),
+                index: interaction["index"].as_u64().expect("index") as usize,
+                method: request["method"].as_str().expect("method").to_owned(),
+                uri: request["uri"].as_str().expect("uri").to_owned(),
+                request_body: request["body"].as_str().unwrap_or("").to_owned(),
+                status: response["status"].as_u64().expect("status") as u16,
+                content_type: response["content_type"].as_str().unwrap_or("").to_owned(),
+                response_body: response["body"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+    }
+    assert!(!out.is_empty(), "no interactions under {}", root.display());
+    Some(out)
+}
+
+fn collect_json(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            collect_json(&path, out);
+        } else if path.extension().is_some_and(|e| e == "json")
+            && path.components().any(|c| c.as_os_str() == "_decoded")
+        {
+            out.push(path);
+        }
+    }
+}
+
+/// A response body fed from a channel: each message is one frame; the body ends when the
+/// sender is dropped, and stays pending while the sender is alive and silent.
+pub struct ChannelBody {
+    rx: mpsc::UnboundedReceiver<Result<Bytes, std::io::Error>>,
+}
+
+impl ChannelBody {
+    pub fn new() -> (mpsc::UnboundedSender<Result<Bytes, std::io::Error>>, Self) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, ChannelBody { rx })
+    }
+
+    /// A body that yields exactly these frames and ends.
+    pub fn from_chunks(chunks: Vec<Bytes>) -> Self {
+        let (tx, body) = Self::new();
+        for chunk in chunks {
+            tx.send(Ok(chunk)).expect("receiver alive");
+        }
+        body
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|next| next.map(|result| result.map(Frame::data)))
+    }
+}
+
+/// Splits `body` into frames at the given sizes (cycled); sizes of 0 are read as 1.
+pub fn split(body: &[u8], sizes: &[usize]) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while start < body.len() {
+        let size = sizes
+            .get(i % sizes.len().max(1))
+            .copied()
+            .unwrap_or(body.len());
+        let end = (start + size.max(1)).min(body.len());
+        out.push(Bytes::copy_from_slice(&body[start..end]));
+        start = end;
+        i += 1;
+    }
+    out
+}
+
+/// A layer whose only sink is a fresh [`MemorySink`].
+pub fn memory_layer() -> (LlmObservabilityLayer, MemorySink) {
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .sink(memory.clone())
+        .build()
+        .expect("inside a runtime");
+    (layer, memory)
+}
+
+/// Flushes the layer's dispatcher and returns what the memory sink holds.
+pub async fn flushed(layer: &LlmObservabilityLayer, memory: &MemorySink) -> Vec<Arc<LlmCall>> {
+    layer
+        .dispatcher()
+        .flush(Duration::from_secs(10))
+        .await
+        .expect("flush in time");
+    memory.calls()
+}
+
+/// What an upstream saw and what the client got back.
+pub struct Exchange {
+    pub status: http::StatusCode,
+    pub upstream_request_body: Bytes,
+    pub response_body: Bytes,
+}
+
+/// Replays `interaction` through the tower layer: an in-process upstream reads the request
+/// body and answers with the recorded status, content type and body, split into `frames`.
+pub async fn replay_tower(
+    layer: &LlmObservabilityLayer,
+    interaction: &Interaction,
+    frames: Vec<Bytes>,
+) -> Exchange {
+    let recorded = interaction.clone();
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
+        let recorded = recorded.clone();
+        let frames = frames.clone();
+        let seen_tx = seen_tx.clone();
+        async move {
+            let body = request.into_body().collect().await.map(|c| c.to_bytes());
+            let _ = seen_tx.send(body.unwrap_or_default());
+            let mut response = Response::builder().status(recorded.status);
+            if !recorded.content_type.is_empty() {
+                response = response.header(http::header::CONTENT_TYPE, &recorded.content_type);
+            }
+            Ok::<_, Infallible>(
+                response
+                    .body(ChannelBody::from_chunks(frames))
+                    .expect("valid response"),
+            )
+        }
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let request = Request::builder()
+        .method(interaction.method.as_str())
+        .uri(&interaction.uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(interaction.request_body.clone())))
+        .expect("valid request");
+    let response = service
+        .ready()
+        .await
+        .expect("ready")
+        .call(request)
+        .await
+        .expect("infallible upstream");
+    let status = response.status();
+    let response_body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("recorded body has no errors")
+        .to_bytes();
+    Exchange {
+        status,
+        upstream_request_body: seen_rx.recv().await.unwrap_or_default(),
+        response_body,
+    }
+}
+
+/// Serves `interaction`'s recorded response on 127.0.0.1 (any path) and replays its request
+/// through a reqwest client with the layer's middleware.
+pub async fn replay_reqwest(layer: &LlmObservabilityLayer, interaction: &Interaction) -> Exchange {
+    let recorded = interaction.clone();
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let recorded = recorded.clone();
+        let seen_tx = seen_tx.clone();
+        async move {
+            let _ = seen_tx.send(body);
+            let mut response = Response::builder().status(recorded.status);
+            if !recorded.content_type.is_empty() {
+                response = response.header(http::header::CONTENT_TYPE, &recorded.content_type);
+            }
+            response
+                .body(axum::body::Body::from(recorded.response_body.clone()))
+                .expect("valid response")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let url = local_url(&interaction.uri, addr);
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(layer.middleware())
+        .build();
+    let response = client
+        .request(interaction.method.parse().expect("method"), url.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(interaction.request_body.clone())
+        .send()
+        .await
+        .expect("loopback request");
+    assert_eq!(response.url().as_str(), url, "response URL preserved");
+    let status = response.status();
+    let response_body = response.bytes().await.expect("body");
+    server.abort();
+    Exchange {
+        status,
+        upstream_request_body: seen_rx.recv().await.unwrap_or_default(),
+        response_body,
+    }
+}
+
+/// The recorded URI's path and query, aimed at `addr`.
+pub fn local_url(recorded: &str, addr: std::net::SocketAddr) -> String {
+    let uri: http::Uri = recorded.parse().expect("recorded uri");
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    format!("http://{addr}{path}")
+}
