@@ -1,0 +1,396 @@
+//! How calls end: completed, cancelled half-way, failed in transport or mid-body, HTTP errors,
+//! and requests that are not LLM calls at all.
+
+mod support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
+use llm_observability::{CallMetadata, CallStatus, LlmObservabilityLayer, MemorySink, RequestBody};
+use serde_json::json;
+use support::ChannelBody;
+use tokio::sync::mpsc;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+type Frames = mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+
+fn chat_request(stream: bool) -> Request<Full<Bytes>> {
+    let body = json!({"model": "gpt-4o-mini", "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}]});
+    Request::post("http://llm.internal/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-user-id", "user-7")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request")
+}
+
+fn chunk(delta: serde_json::Value) -> Bytes {
+    let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+/// A layer in front of an upstream whose SSE response body the test feeds by hand.
+async fn scripted_stream() -> (
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<llm_observability::ResponseBody<ChannelBody>>,
+        Error = Infallible,
+    >,
+    mpsc::UnboundedReceiver<Frames>,
+    LlmObservabilityLayer,
+    MemorySink,
+) {
+    let (layer, memory) = support::memory_layer();
+    let (feeds_tx, feeds_rx) = mpsc::unbounded_channel();
+    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
+        let feeds_tx = feeds_tx.clone();
+        async move {
+            let _ = request.into_body().collect().await;
+            let (frames, body) = ChannelBody::new();
+            let _ = feeds_tx.send(frames);
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(body)
+                    .expect("response"),
+            )
+        }
+    });
+    let service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    (service, feeds_rx, layer, memory)
+}
+
+#[tokio::test]
+async fn client_hanging_up_half_way_gives_one_cancelled_payload_with_the_partial_output() {
+    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(true))
+        .await
+        .unwrap();
+    let frames = feeds.recv().await.expect("upstream called");
+    let mut body = response.into_body();
+    for piece in [
+        json!({"role": "assistant", "content": ""}),
+        json!({"content": "Hello"}),
+        json!({"content": " wor"}),
+    ] {
+        frames.send(Ok(chunk(piece))).unwrap();
+        let frame = body.frame().await.expect("frame").expect("ok");
+        assert!(frame.is_data());
+    }
+    // The upstream is still streaming; the client goes away.
+    drop(body);
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.status, CallStatus::Cancelled);
+    assert_eq!(call.http_status, Some(200));
+    assert_eq!(
+        call.response.as_ref().unwrap()["choices"][0]["message"]["content"],
+        "Hello wor"
+    );
+    assert!(call.finish_reasons.is_empty());
+    assert!(call.timing.time_to_first_token_ms.is_some());
+    assert_eq!(
+        call.error.as_ref().unwrap().kind.as_deref(),
+        Some("cancelled")
+    );
+    // The upstream's later frames go nowhere and record nothing more.
+    let _ = frames.send(Ok(chunk(json!({"content": "ld"}))));
+    assert_eq!(support::flushed(&layer, &memory).await.len(), 1);
+}
+
+#[tokio::test]
+async fn dropping_the_response_future_before_the_head_is_cancelled_without_status() {
+    let (layer, memory) = support::memory_layer();
+    let upstream = tower::service_fn(|_request: Request<RequestBody<Full<Bytes>>>| async {
+        std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>().await
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let future = service.ready().await.unwrap().call(chat_request(false));
+    drop(future);
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, CallStatus::Cancelled);
+    assert_eq!(calls[0].http_status, None);
+}
+
+#[tokio::test]
+async fn body_error_mid_stream_is_an_error_with_the_partial_output() {
+    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(true))
+        .await
+        .unwrap();
+    let frames = feeds.recv().await.unwrap();
+    frames
+        .send(Ok(chunk(
+            json!({"role": "assistant", "content": "Partial"}),
+        )))
+        .unwrap();
+    frames
+        .send(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "upstream reset",
+        )))
+        .unwrap();
+    let result = response.into_body().collect().await;
+    assert!(result.is_err(), "the client sees the body error unchanged");
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.status, CallStatus::Error);
+    let error = call.error.as_ref().unwrap();
+    assert_eq!(error.kind.as_deref(), Some("body"));
+    assert!(error.message.as_deref().unwrap().contains("upstream reset"));
+    assert_eq!(
+        call.response.as_ref().unwrap()["choices"][0]["message"]["content"],
+        "Partial"
+    );
+}
+
+#[tokio::test]
+async fn inner_service_error_is_a_transport_error() {
+    let (layer, memory) = support::memory_layer();
+    let upstream = tower::service_fn(|_request: Request<RequestBody<Full<Bytes>>>| async {
+        Err::<Response<Full<Bytes>>, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connect: connection refused",
+        ))
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "the caller gets the same error"
+    );
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.status, CallStatus::Error);
+    assert_eq!(call.http_status, None);
+    let error = call.error.as_ref().unwrap();
+    assert_eq!(error.kind.as_deref(), Some("transport"));
+    assert_eq!(
+        error.message.as_deref(),
+        Some("connect: connection refused")
+    );
+    // The upstream failed before reading the request body, so there was nothing to decode.
+    assert_eq!(call.request.model, None);
+    assert_eq!(
+        call.decode_errors,
+        vec!["request body was not read to its end (0 bytes seen); not decoded".to_owned()]
+    );
+}
+
+async fn one_response(
+    status: StatusCode,
+    content_type: &str,
+    body: &'static str,
+) -> std::sync::Arc<llm_observability::LlmCall> {
+    let (layer, memory) = support::memory_layer();
+    let content_type = content_type.to_owned();
+    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
+        let content_type = content_type.clone();
+        async move {
+            let _ = request.into_body().collect().await;
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .header("content-type", content_type)
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap(),
+            )
+        }
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(false))
+        .await
+        .unwrap();
+    let got = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(got, body.as_bytes());
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    calls[0].clone()
+}
+
+#[tokio::test]
+async fn http_error_without_an_openai_body_still_says_what_happened() {
+    let call = one_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/html",
+        "<h1>busy</h1>",
+    )
+    .await;
+    assert_eq!(call.status, CallStatus::Error);
+    assert_eq!(call.http_status, Some(503));
+    let error = call.error.as_ref().unwrap();
+    assert_eq!(
+        (error.kind.as_deref(), error.code.as_deref()),
+        (Some("http"), Some("503"))
+    );
+    assert_eq!(call.decode_errors.len(), 1, "{:?}", call.decode_errors);
+    assert!(call.decode_errors[0].contains("not valid JSON"));
+}
+
+#[tokio::test]
+async fn malformed_json_success_is_recorded_with_a_decode_error() {
+    let call = one_response(
+        StatusCode::OK,
+        "application/json",
+        "{\"id\": \"x\", \"choices\": [",
+    )
+    .await;
+    assert_eq!(call.status, CallStatus::Success);
+    assert!(call.response.is_none());
+    assert!(
+        call.decode_errors[0].starts_with("response body is not valid JSON"),
+        "{:?}",
+        call.decode_errors
+    );
+}
+
+#[tokio::test]
+async fn empty_body_completes_at_once() {
+    let call = one_response(StatusCode::OK, "application/json", "").await;
+    assert_eq!(call.status, CallStatus::Success);
+    assert_eq!(
+        call.decode_errors,
+        vec!["response body was empty".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn metadata_comes_from_extensions_and_chosen_headers_only() {
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .sink(memory.clone())
+        .capture_header("x-user-id", "user_id")
+        .provider("azure.ai.openai")
+        .build()
+        .unwrap();
+    let upstream = tower::service_fn(|_request: Request<RequestBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let mut request = chat_request(false);
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer sk-secret".parse().unwrap());
+    request.extensions_mut().insert(
+        CallMetadata::new()
+            .with("session_id", "s-1")
+            .with("tags", vec!["a", "b"]),
+    );
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let _ = response.into_body().collect().await.unwrap();
+    let calls = support::flushed(&layer, &memory).await;
+    let call = &calls[0];
+    assert_eq!(
+        serde_json::Value::Object(call.metadata.clone()),
+        json!({"session_id": "s-1", "tags": ["a", "b"], "user_id": "user-7"})
+    );
+    assert_eq!(call.provider, "azure.ai.openai");
+    assert_eq!(call.server_address.as_deref(), Some("llm.internal"));
+    let line = serde_json::to_string(call.as_ref()).unwrap();
+    assert!(
+        !line.contains("sk-secret"),
+        "authorization is never recorded"
+    );
+}
+
+#[tokio::test]
+async fn requests_that_are_not_llm_calls_pass_through_unobserved() {
+    let (layer, memory) = support::memory_layer();
+    let upstream = tower::service_fn(|request: Request<RequestBody<Full<Bytes>>>| async move {
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        Ok::<_, Infallible>(Response::new(Full::new(body)))
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    for (method, path) in [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/files"),
+        ("GET", "/v1/chat/completions"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(Bytes::from_static(b"payload bytes")))
+            .unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(
+            response.body().size_hint().exact(),
+            Some(13),
+            "size hint passes through"
+        );
+        let echoed = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(echoed, "payload bytes");
+    }
+    assert!(support::flushed(&layer, &memory).await.is_empty());
+    assert_eq!(layer.dispatcher().stats().observed, 0);
+}
+
+#[tokio::test]
+async fn completed_stream_records_ttft_usage_and_finish() {
+    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(true))
+        .await
+        .unwrap();
+    let frames = feeds.recv().await.unwrap();
+    frames
+        .send(Ok(chunk(json!({"role": "assistant"}))))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    frames.send(Ok(chunk(json!({"content": "Hi"})))).unwrap();
+    let last = json!({"id": "chatcmpl-1", "model": "gpt-4o-mini-2024", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "completion_tokens_details": {"reasoning_tokens": 0}}});
+    frames
+        .send(Ok(Bytes::from(format!(
+            "data: {last}\r\n\r\ndata: [DONE]\r\n\r\n"
+        ))))
+        .unwrap();
+    drop(frames);
+    response.into_body().collect().await.unwrap();
+    let calls = support::flushed(&layer, &memory).await;
+    let call = &calls[0];
+    assert_eq!(call.status, CallStatus::Success);
+    assert_eq!(call.finish_reasons, vec!["stop"]);
+    let usage = call.usage.unwrap();
+    assert_eq!(
+        (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens
+        ),
+        (Some(3), Some(1), Some(0))
+    );
+    let ttft = call.timing.time_to_first_token_ms.unwrap();
+    assert!(ttft <= call.timing.duration_ms);
+    assert!(call.request.stream);
+}

@@ -1,0 +1,160 @@
+//! The call's `tracing` span: a child of the caller's span, open for the life of the call,
+//! carrying OpenTelemetry GenAI fields.
+
+mod support;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use llm_observability::RequestBody;
+use serde_json::json;
+use support::spans::SpanRecorder;
+use support::ChannelBody;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tracing::Instrument;
+
+const STREAM: &str = concat!(
+    "data: {\"id\":\"chatcmpl-9\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"chatcmpl-9\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"id\":\"chatcmpl-9\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1,\"total_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+fn request(path: &str, model: &str) -> Request<Full<Bytes>> {
+    let body = json!({"model": model, "stream": true, "temperature": 0.5, "max_tokens": 64,
+        "stop": "END", "messages": [{"role": "user", "content": "hi"}]});
+    Request::post(format!("http://api.example.test{path}"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn llm_span_is_a_child_of_the_caller_span_with_genai_fields() {
+    let recorder = SpanRecorder::default();
+    let _subscriber = tracing::subscriber::set_default(recorder.subscriber());
+    let (layer, memory) = support::memory_layer();
+    let upstream = tower::service_fn(|request: Request<RequestBody<Full<Bytes>>>| async move {
+        let _ = request.into_body().collect().await;
+        tracing::info_span!("upstream.handler").in_scope(|| {});
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(ChannelBody::from_chunks(support::split(
+                    STREAM.as_bytes(),
+                    &[40],
+                )))
+                .unwrap(),
+        )
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+
+    let caller = tracing::info_span!("handle_user_request");
+    let response = async {
+        let ready = service.ready().await.unwrap();
+        ready
+            .call(request("/v1/chat/completions", "gpt-4o-mini"))
+            .await
+    }
+    .instrument(caller.clone())
+    .await
+    .unwrap();
+    let llm = recorder.named("gen_ai");
+    assert_eq!(llm.len(), 1);
+    let llm = &llm[0];
+    assert_eq!(
+        llm.parent,
+        caller.id().map(|id| id.into_u64()),
+        "parent is the caller span"
+    );
+    assert!(!llm.closed, "the span stays open while the body streams");
+    let handler = &recorder.named("upstream.handler")[0];
+    assert_eq!(
+        handler.parent,
+        Some(llm.id),
+        "the inner service runs inside the LLM span"
+    );
+
+    response.into_body().collect().await.unwrap();
+    let llm = recorder.by_id(llm.id).unwrap();
+    assert!(llm.closed, "the span closes when the body ends");
+    let fields = &llm.fields;
+    let field = |name: &str| fields.get(name).map(String::as_str);
+    assert_eq!(field("gen_ai.operation.name"), Some("chat"));
+    assert_eq!(field("gen_ai.provider.name"), Some("openai"));
+    assert_eq!(field("otel.name"), Some("chat gpt-4o-mini"));
+    assert_eq!(field("otel.kind"), Some("client"));
+    assert_eq!(field("server.address"), Some("api.example.test"));
+    assert_eq!(field("gen_ai.request.model"), Some("gpt-4o-mini"));
+    assert_eq!(field("gen_ai.request.temperature"), Some("0.5"));
+    assert_eq!(field("gen_ai.request.max_tokens"), Some("64"));
+    assert_eq!(field("gen_ai.request.stop_sequences"), Some("[\"END\"]"));
+    assert_eq!(field("gen_ai.request.stream"), Some("true"));
+    assert_eq!(
+        field("gen_ai.response.model"),
+        Some("gpt-4o-mini-2024-07-18")
+    );
+    assert_eq!(field("gen_ai.response.id"), Some("chatcmpl-9"));
+    assert_eq!(field("gen_ai.response.finish_reasons"), Some("[\"stop\"]"));
+    assert_eq!(field("gen_ai.usage.input_tokens"), Some("9"));
+    assert_eq!(field("gen_ai.usage.output_tokens"), Some("1"));
+    assert_eq!(field("gen_ai.usage.cache_read.input_tokens"), Some("4"));
+    assert!(field("gen_ai.response.time_to_first_chunk").is_some());
+    assert_eq!(field("otel.status_code"), None);
+    assert_eq!(field("error.type"), None);
+    assert_eq!(support::flushed(&layer, &memory).await.len(), 1);
+}
+
+#[tokio::test]
+async fn failed_call_marks_the_span_as_error() {
+    let recorder = SpanRecorder::default();
+    let _subscriber = tracing::subscriber::set_default(recorder.subscriber());
+    let (layer, _memory) = support::memory_layer();
+    let upstream = tower::service_fn(|_request: Request<RequestBody<Full<Bytes>>>| async {
+        let body = r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        Ok::<_, Infallible>(
+            Response::builder()
+                .status(401)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap(),
+        )
+    });
+    let mut service = ServiceBuilder::new().layer(layer).service(upstream);
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("/v1/chat/completions", "gpt-4o"))
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    let llm = &recorder.named("gen_ai")[0];
+    assert!(llm.closed);
+    assert_eq!(
+        llm.fields.get("otel.status_code").map(String::as_str),
+        Some("error")
+    );
+    assert_eq!(
+        llm.fields.get("error.type").map(String::as_str),
+        Some("invalid_request_error")
+    );
+}
+
+#[tokio::test]
+async fn non_llm_requests_open_no_span() {
+    let recorder = SpanRecorder::default();
+    let _subscriber = tracing::subscriber::set_default(recorder.subscriber());
+    let (layer, _memory) = support::memory_layer();
+    let upstream = tower::service_fn(|_request: Request<RequestBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"[]"))))
+    });
+    let mut service = ServiceBuilder::new().layer(layer).service(upstream);
+    let models = Request::get("http://api.example.test/v1/models")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.ready().await.unwrap().call(models).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    assert!(recorder.spans().is_empty(), "{:?}", recorder.spans());
+}
