@@ -90,7 +90,7 @@ enum RequestState {
     Unknown,
     /// The request body is still flowing through a [`RequestCapture`].
     Pending(oneshot::Receiver<CapturedRequest>),
-    Ready(CapturedRequest),
+    Ready(Box<CapturedRequest>),
 }
 
 /// How a call ended.
@@ -161,7 +161,7 @@ impl InFlightCall {
                 ..CapturedRequest::default()
             },
         };
-        self.request = RequestState::Ready(captured);
+        self.request = RequestState::Ready(Box::new(captured));
     }
 
     /// The response head arrived: remember the status and pick the body decoder.
@@ -236,7 +236,7 @@ impl InFlightCall {
 
     fn take_request(&mut self) -> CapturedRequest {
         match std::mem::replace(&mut self.request, RequestState::Unknown) {
-            RequestState::Ready(request) => request,
+            RequestState::Ready(request) => *request,
             RequestState::Pending(mut rx) => rx.try_recv().unwrap_or_else(|_| CapturedRequest {
                 error: Some(
                     "request body was still being read when the call ended; not recorded".into(),

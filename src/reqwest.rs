@@ -83,7 +83,7 @@ impl Middleware for LlmObservabilityMiddleware {
                 let (url_carrier, ()) = http::Response::builder()
                     .url(url)
                     .body(())
-                    .map_err(|e| reqwest_middleware::Error::middleware(e))?
+                    .map_err(reqwest_middleware::Error::middleware)?
                     .into_parts();
                 parts.extensions.extend(url_carrier.extensions);
                 let body = reqwest::Body::wrap(ResponseBody::observed(body, Box::new(call)));

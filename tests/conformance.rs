@@ -12,6 +12,9 @@ use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::Value;
 use support::{Exchange, Interaction};
 
+/// (input, output, total, cached input) tokens.
+type Tokens = (Option<u64>, Option<u64>, Option<u64>, Option<u64>);
+
 /// What a recorded interaction implies about its payload.
 #[derive(Debug, Default)]
 struct Expected {
@@ -27,7 +30,7 @@ struct Expected {
     /// Per choice index: tool calls as (id, name, arguments), ordered by tool index.
     tool_calls: BTreeMap<u64, Vec<(String, String, String)>>,
     finish_reasons: Vec<String>,
-    usage: Option<(Option<u64>, Option<u64>, Option<u64>, Option<u64>)>,
+    usage: Option<Tokens>,
     /// Responses API: the final output text.
     output_text: Option<String>,
     embeddings: Option<usize>,
@@ -59,7 +62,7 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn usage_of(u: &Value) -> Option<(Option<u64>, Option<u64>, Option<u64>, Option<u64>)> {
+fn usage_of(u: &Value) -> Option<Tokens> {
     if !u.is_object() {
         return None;
     }

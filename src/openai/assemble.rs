@@ -460,10 +460,8 @@ impl ResponsesAssembly {
         let parsed: ResponsesEvent<'_> = serde_json::from_slice(event.data)?;
         let kind: &str = &parsed.kind;
         match kind {
-            "response.created" | "response.in_progress" | "response.queued" => {
-                if !self.terminal {
-                    self.response = parsed.response.or(self.response.take());
-                }
+            "response.created" | "response.in_progress" | "response.queued" if !self.terminal => {
+                self.response = parsed.response.or(self.response.take());
             }
             "response.completed" | "response.failed" | "response.incomplete" => {
                 if let Some(response) = parsed.response {

@@ -24,6 +24,8 @@ pub(crate) struct DecodedResponse {
 /// How many leading bytes are enough to tell an event stream from JSON.
 const SNIFF_BYTES: usize = 16;
 
+// One per observed call, inside the call's own box: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     /// The headers did not say; waiting for the first non-blank bytes.
@@ -122,10 +124,11 @@ impl ResponseDecoder {
             return false;
         };
         self.state = Self::sse_state(self.endpoint, self.limit);
-        capture
-            .parts()
-            .iter()
-            .fold(false, |content, part| self.feed(part) || content)
+        let mut content = false;
+        for part in capture.parts() {
+            content |= self.feed(part);
+        }
+        content
     }
 
     /// Ends the body and decodes what it said.
