@@ -29,6 +29,7 @@
 mod body;
 mod call;
 mod capture;
+mod decompress;
 mod layer;
 mod metadata;
 mod openai;

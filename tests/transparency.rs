@@ -79,3 +79,57 @@ fn every_recording_split_into_single_bytes() {
         assert_eq!(whole_call, split_call, "{}", interaction.name());
     }
 }
+
+fn compress(encoding: &str, body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match encoding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(body).unwrap();
+            e.finish().unwrap()
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(body).unwrap();
+            e.finish().unwrap()
+        }
+        "br" => {
+            let mut out = Vec::new();
+            let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+            e.write_all(body).unwrap();
+            drop(e);
+            out
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn compressed_recordings_pass_through_compressed_and_decode_to_the_same_payload() {
+    for interaction in interactions() {
+        let (_, plain_call) = replay(
+            interaction,
+            vec![bytes::Bytes::copy_from_slice(
+                interaction.response_body.as_bytes(),
+            )],
+        );
+        for encoding in ["gzip", "deflate", "br"] {
+            let compressed = compress(encoding, interaction.response_body.as_bytes());
+            let mut served = interaction.clone();
+            served.serve_encoding = Some(encoding.to_owned());
+            let (bytes, call) = replay(&served, support::split(&compressed, &[13, 200, 1]));
+            assert_eq!(
+                &bytes[..],
+                &compressed[..],
+                "{} {encoding}: wire bytes",
+                interaction.name()
+            );
+            assert_eq!(
+                call,
+                plain_call,
+                "{} {encoding}: payload",
+                interaction.name()
+            );
+        }
+    }
+}

@@ -10,6 +10,7 @@ use super::endpoint::Endpoint;
 use super::response::{decode_json_response, ResponseSummary};
 use super::sse::SseParser;
 use crate::capture::BytesCapture;
+use crate::decompress::Decompressor;
 
 /// What the decoder made of a whole response body.
 #[derive(Debug, Default)]
@@ -35,7 +36,7 @@ enum State {
         parser: SseParser,
         assembler: StreamAssembler,
     },
-    /// Bytes we cannot decode without changing them (e.g. compressed); nothing is kept.
+    /// Bytes we cannot decode (an unsupported encoding); nothing is kept.
     Opaque(String),
 }
 
@@ -45,6 +46,9 @@ pub(crate) struct ResponseDecoder {
     endpoint: Endpoint,
     limit: usize,
     state: State,
+    /// Undoes `Content-Encoding` before decoding (the wire keeps the compressed bytes).
+    decompressor: Option<Decompressor>,
+    decompress_error: Option<String>,
 }
 
 impl ResponseDecoder {
@@ -61,9 +65,10 @@ impl ResponseDecoder {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let state = if let Some(encoding) = encoding {
+        let decompressor = encoding.and_then(|e| Decompressor::for_encoding(e, limit));
+        let state = if let (Some(encoding), None) = (encoding, &decompressor) {
             State::Opaque(format!(
-                "response body has Content-Encoding {encoding:?}; it was passed through but not decoded"
+                "response body has Content-Encoding {encoding:?}, which is not decoded; it was passed through untouched"
             ))
         } else if content_type.starts_with("text/event-stream") {
             Self::sse_state(endpoint, limit)
@@ -76,6 +81,8 @@ impl ResponseDecoder {
             endpoint,
             limit,
             state,
+            decompressor,
+            decompress_error: None,
         }
     }
 
@@ -86,9 +93,29 @@ impl ResponseDecoder {
         }
     }
 
-    /// Feeds one data frame; returns whether it carried the first content of a stream (or any
-    /// content: the caller keeps the first time it sees `true`).
+    /// Feeds one data frame as it came over the wire; returns whether it carried stream content
+    /// (the caller keeps the first time it sees `true`).
     pub(crate) fn feed(&mut self, frame: &Bytes) -> bool {
+        let Some(decompressor) = &mut self.decompressor else {
+            return self.feed_plain(frame);
+        };
+        match decompressor.feed(frame) {
+            Ok(plain) => !plain.is_empty() && self.feed_plain(&plain),
+            Err(error) => {
+                self.stop_decompressing(error);
+                false
+            }
+        }
+    }
+
+    fn stop_decompressing(&mut self, error: crate::decompress::DecompressError) {
+        self.decompressor = None;
+        self.decompress_error = Some(format!(
+            "{error}; decoding stopped there (the bytes were passed through untouched)"
+        ));
+    }
+
+    fn feed_plain(&mut self, frame: &Bytes) -> bool {
         match &mut self.state {
             State::Json(capture) => {
                 capture.push(frame);
@@ -126,13 +153,34 @@ impl ResponseDecoder {
         self.state = Self::sse_state(self.endpoint, self.limit);
         let mut content = false;
         for part in capture.parts() {
-            content |= self.feed(part);
+            content |= self.feed_plain(part);
         }
         content
     }
 
     /// Ends the body and decodes what it said.
     pub(crate) fn finish(mut self) -> DecodedResponse {
+        if let Some(mut decompressor) = self.decompressor.take() {
+            match decompressor.finish() {
+                Ok(plain) if !plain.is_empty() => {
+                    self.feed_plain(&plain);
+                }
+                Ok(_) => {}
+                Err(error) => self.stop_decompressing(error),
+            }
+        }
+        let decompress_error = self.decompress_error.take();
+        let mut decoded = self.decode();
+        if let Some(error) = decompress_error {
+            decoded.error = Some(match decoded.error {
+                Some(other) => format!("{error}; {other}"),
+                None => error,
+            });
+        }
+        decoded
+    }
+
+    fn decode(mut self) -> DecodedResponse {
         if let State::Sniffing(capture) = &mut self.state {
             if sniff(capture) == Some(true) {
                 self.replay_as_sse();
@@ -298,12 +346,46 @@ mod tests {
         assert!(decoded.error.unwrap().contains("capture limit"));
     }
 
+    fn with_encoding(content_type: &'static str, encoding: &'static str) -> HeaderMap {
+        let mut h = headers(Some(content_type));
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        h
+    }
+
     #[test]
-    fn compressed_bodies_are_opaque() {
-        let mut h = headers(Some("application/json"));
-        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    fn gzip_bodies_are_decoded_for_the_payload() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(STREAM.as_bytes()).unwrap();
+        let compressed = gz.finish().unwrap();
+        let h = with_encoding("text/event-stream", "gzip");
         let mut decoder = ResponseDecoder::new(Endpoint::ChatCompletions, &h, 1 << 20);
-        decoder.feed(&Bytes::from_static(b"\x1f\x8b\x08"));
-        assert!(decoder.finish().error.unwrap().contains("gzip"));
+        for piece in compressed.chunks(5) {
+            decoder.feed(&Bytes::copy_from_slice(piece));
+        }
+        let decoded = decoder.finish();
+        assert_eq!(decoded.error, None);
+        assert_eq!(
+            decoded.summary.response.unwrap()["choices"][0]["message"]["content"],
+            "hi"
+        );
+    }
+
+    #[test]
+    fn unsupported_or_corrupt_encodings_are_reported() {
+        let h = with_encoding("application/json", "zstd");
+        let mut decoder = ResponseDecoder::new(Endpoint::ChatCompletions, &h, 1 << 20);
+        decoder.feed(&Bytes::from_static(b"\x28\xb5\x2f\xfd"));
+        assert!(decoder
+            .finish()
+            .error
+            .unwrap()
+            .contains("\"zstd\", which is not decoded"));
+
+        let h = with_encoding("application/json", "gzip");
+        let mut decoder = ResponseDecoder::new(Endpoint::ChatCompletions, &h, 1 << 20);
+        decoder.feed(&Bytes::from_static(b"{\"not\": \"gzip\"}"));
+        let error = decoder.finish().error.unwrap();
+        assert!(error.starts_with("body is not valid gzip"), "{error}");
     }
 }

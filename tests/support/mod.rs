@@ -31,6 +31,9 @@ pub struct Interaction {
     pub status: u16,
     pub content_type: String,
     pub response_body: String,
+    /// `Content-Encoding` to serve the response with (the recordings hold decoded bodies; a
+    /// test that compresses the frames sets this).
+    pub serve_encoding: Option<String>,
 }
 
 impl Interaction {
@@ -90,6 +93,7 @@ pub fn load_interactions() -> Option<Vec<Interaction>> {
                 status: response["status"].as_u64().expect("status") as u16,
                 content_type: response["content_type"].as_str().unwrap_or("").to_owned(),
                 response_body: response["body"].as_str().unwrap_or("").to_owned(),
+                serve_encoding: None,
             });
         }
     }
@@ -210,6 +214,9 @@ pub async fn replay_tower(
             let mut response = Response::builder().status(recorded.status);
             if !recorded.content_type.is_empty() {
                 response = response.header(http::header::CONTENT_TYPE, &recorded.content_type);
+            }
+            if let Some(encoding) = &recorded.serve_encoding {
+                response = response.header(http::header::CONTENT_ENCODING, encoding);
             }
             Ok::<_, Infallible>(
                 response
