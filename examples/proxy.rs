@@ -1,0 +1,333 @@
+//! An observability proxy for any OpenAI-compatible server: put it in front of the API and every
+//! call is recorded, without touching the code that makes the calls.
+//!
+//! ```text
+//! cargo run --release --example proxy -- --listen 127.0.0.1:8080 --upstream https://api.example.com --jsonl calls.jsonl
+//! ```
+//!
+//! Every request is forwarded — method, path and query, headers except hop-by-hop ones, body
+//! streamed — over a pooled HTTP/1.1 + HTTP/2 (TLS or plain) client, and the response is streamed
+//! back unchanged. Each OpenAI-shaped call appends one `LlmCall` JSON line to the JSONL file
+//! (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy stops accepting, lets
+//! calls in flight finish (up to `--shutdown-timeout`), writes every pending record and exits 0.
+//! On startup it prints `listening on ADDR` (the bound address, useful with port 0).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use llm_observability::{JsonlSink, LlmObservabilityLayer};
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceBuilder};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type every response of the proxy has.
+type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// Command line of the proxy.
+#[derive(Debug, Parser)]
+#[command(
+    about = "Observability proxy for OpenAI-compatible APIs: forwards every request unchanged and records each LLM call as a JSON line"
+)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Base URL of the upstream API, http or https (a path prefix is kept: requests to /x go to
+    /// UPSTREAM/x).
+    #[arg(long)]
+    upstream: Uri,
+    /// JSONL file that receives one line per LLM call (appended).
+    #[arg(long, default_value = "llm-calls.jsonl")]
+    jsonl: PathBuf,
+    /// Forward only, with the observability layer off (for overhead comparisons).
+    #[arg(long)]
+    no_observe: bool,
+    /// Seconds to wait, on SIGINT/SIGTERM, for calls in flight and for pending records.
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("proxy: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let upstream = Upstream::parse(&args.upstream)?;
+    let forward = Forward::new(upstream)?;
+    let layer = if args.no_observe {
+        None
+    } else {
+        let sink = JsonlSink::create(&args.jsonl)
+            .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
+        Some(LlmObservabilityLayer::builder().sink(sink).build()?)
+    };
+    let service = proxy_service(forward, layer.clone());
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("listening on {}", listener.local_addr()?);
+    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        eprintln!("proxy: accept failed: {error}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = server.serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service.clone()),
+                );
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    let deadline = Duration::from_secs(args.shutdown_timeout);
+    eprintln!("proxy: shutting down; waiting up to {deadline:?} for calls in flight");
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("proxy: calls still in flight after {deadline:?}; closing them");
+    }
+    if let Some(layer) = layer {
+        layer.dispatcher().shutdown(deadline).await?;
+        let stats = layer.dispatcher().stats();
+        eprintln!(
+            "proxy: {} call(s) observed, sinks: {:?}",
+            stats.observed, stats.sinks
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The whole proxy as one tower service: unreachable-upstream mapping outside, the layer (when
+/// observing) inside it, so a connection failure is recorded as a transport error and answered
+/// with a 502.
+fn proxy_service(
+    forward: Forward,
+    layer: Option<LlmObservabilityLayer>,
+) -> BoxCloneService<Request<Incoming>, Response<ProxyBody>, NotReady> {
+    match layer {
+        Some(layer) => BoxCloneService::new(
+            ServiceBuilder::new()
+                .map_result(answer_502_on_error)
+                .layer(layer)
+                .service(forward),
+        ),
+        None => BoxCloneService::new(
+            ServiceBuilder::new()
+                .map_result(answer_502_on_error)
+                .service(forward),
+        ),
+    }
+}
+
+/// The proxy service's only error: the forwarder was not ready (it always is). Calls never fail:
+/// an error from below becomes a 502 answer.
+#[derive(Debug, thiserror::Error)]
+#[error("forwarder not ready: {0}")]
+struct NotReady(#[from] BoxError);
+
+fn answer_502_on_error<B, E>(
+    result: Result<Response<B>, E>,
+) -> Result<Response<ProxyBody>, NotReady>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: std::fmt::Display,
+{
+    Ok(match result {
+        Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+        Err(error) => {
+            let body = serde_json::json!({"error": {
+                "message": format!("upstream unreachable: {error}"),
+                "type": "proxy_error",
+                "param": null,
+                "code": "upstream_unreachable",
+            }});
+            let mut response = Response::new(
+                Full::new(Bytes::from(body.to_string()))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    })
+}
+
+/// Where requests go: scheme, authority and an optional path prefix.
+#[derive(Debug, Clone)]
+struct Upstream {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    base_path: String,
+}
+
+impl Upstream {
+    fn parse(uri: &Uri) -> Result<Self, BoxError> {
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or("--upstream needs a scheme (http:// or https://)")?;
+        if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+            return Err(format!("--upstream scheme must be http or https, not {scheme}").into());
+        }
+        let authority = uri.authority().cloned().ok_or("--upstream needs a host")?;
+        Ok(Upstream {
+            scheme,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn uri_for(&self, incoming: &Uri) -> Result<Uri, http::Error> {
+        let path_and_query = incoming.path_and_query().map_or("/", |p| p.as_str());
+        Ok(Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{path_and_query}", self.base_path))
+            .build()?)
+    }
+}
+
+/// Forwards a request to the upstream and returns its response, both streamed.
+#[derive(Clone)]
+struct Forward {
+    client: UpstreamClient,
+    upstream: Upstream,
+}
+
+impl Forward {
+    fn new(upstream: Upstream) -> Result<Self, BoxError> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Forward { client, upstream })
+    }
+}
+
+impl<B> Service<Request<B>> for Forward
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<Incoming>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let client = self.client.clone();
+        let upstream = self.upstream.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            parts.uri = upstream.uri_for(&parts.uri)?;
+            // The client sets Host from the upstream URI; HTTP/2 requests come without one.
+            parts.headers.remove(header::HOST);
+            remove_hop_by_hop(&mut parts.headers);
+            parts.version = http::Version::HTTP_11;
+            let request = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+            let mut response = client.request(request).await?;
+            remove_hop_by_hop(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus any the
+/// `Connection` header names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}

@@ -1,0 +1,380 @@
+//! The observability proxy (`examples/proxy.rs`) as a real process between a client and an
+//! in-process upstream on 127.0.0.1: forwarding, recording, errors, disconnects and graceful
+//! shutdown.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::Semaphore;
+
+/// The proxy binary, built by `cargo test` with the other examples.
+fn proxy_binary() -> PathBuf {
+    let deps = std::env::current_exe().expect("test binary path");
+    let target = deps.parent().and_then(Path::parent).expect("target dir");
+    let binary = target.join("examples").join("proxy");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", "proxy"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the proxy example failed");
+    }
+    binary
+}
+
+struct Proxy {
+    child: Child,
+    addr: String,
+    jsonl: PathBuf,
+}
+
+impl Proxy {
+    async fn start(upstream: &str, extra: &[&str]) -> Proxy {
+        let jsonl = std::env::temp_dir().join(format!(
+            "llm-obs-proxy-{}-{}.jsonl",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        let mut child = Command::new(proxy_binary())
+            .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--jsonl"])
+            .arg(&jsonl)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("proxy starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(
+            tokio::process::ChildStdout::from_std(stdout).expect("async stdout"),
+        )
+        .lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("proxy announces its address")
+            .expect("read stdout")
+            .expect("a line");
+        let addr = first
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_owned();
+        Proxy { child, addr, jsonl }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (after `terminate`) and returns whether it exited 0.
+    async fn wait(&mut self) -> bool {
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("proxy did not exit");
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.jsonl)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is one JSON payload"))
+            .collect()
+    }
+
+    /// Waits (bounded) until the JSONL file holds `count` lines.
+    async fn wait_for_lines(&self, count: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let lines = self.lines();
+            if lines.len() >= count {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.lines()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.jsonl);
+    }
+}
+
+/// Upstream behaviour the tests control: `gate` holds back the rest of a gated stream.
+#[derive(Clone)]
+struct Upstream {
+    gate: Arc<Semaphore>,
+}
+
+fn sse_chunk(content: &str, finish: Option<&str>) -> String {
+    let chunk = json!({"id": "chatcmpl-p", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]});
+    format!("data: {chunk}\n\n")
+}
+
+async fn chat(
+    State(upstream): State<Upstream>,
+    headers: http::HeaderMap,
+    Json(request): Json<Value>,
+) -> axum::response::Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-test") {
+        let body = json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}});
+        return (http::StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    if request["stream"] != json!(true) {
+        return Json(json!({"id": "chatcmpl-p", "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}}))
+        .into_response();
+    }
+    let gated = request["model"] == "gated";
+    let gate = upstream.gate.clone();
+    let stream = futures_util::stream::unfold(0, move |step| {
+        let gate = gate.clone();
+        async move {
+            let frame = match step {
+                0 => sse_chunk("Hel", None),
+                1 => {
+                    if gated {
+                        gate.acquire().await.ok()?.forget();
+                    }
+                    sse_chunk("lo", None)
+                }
+                2 => sse_chunk("", Some("stop")),
+                3 => "data: [DONE]\n\n".to_owned(),
+                _ => return None,
+            };
+            Some((Ok::<_, std::io::Error>(Bytes::from(frame)), step + 1))
+        }
+    });
+    (
+        [(http::header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn start_upstream() -> (String, Upstream) {
+    let upstream = Upstream {
+        gate: Arc::new(Semaphore::new(0)),
+    };
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route(
+            "/v1/models",
+            axum::routing::get(|| async { Json(json!({"object": "list", "data": []})) }),
+        )
+        .with_state(upstream.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), upstream)
+}
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn chat_request(url: String, model: &str, stream: bool) -> http::Request<Full<Bytes>> {
+    let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "ping"}]});
+    http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-test")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forwards_and_records_streaming_and_plain_calls() {
+    let (upstream_url, _upstream) = start_upstream().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    let client = client();
+
+    let response = client
+        .request(chat_request(
+            proxy.url("/v1/chat/completions"),
+            "gpt-4o-mini",
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "pong");
+
+    let response = client
+        .request(chat_request(
+            proxy.url("/v1/chat/completions"),
+            "gpt-4o-mini",
+            true,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let expected = format!(
+        "{}{}{}data: [DONE]\n\n",
+        sse_chunk("Hel", None),
+        sse_chunk("lo", None),
+        sse_chunk("", Some("stop"))
+    );
+    assert_eq!(bytes, expected.as_bytes(), "SSE bytes unchanged");
+
+    let models = client
+        .get(proxy.url("/v1/models").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 200, "non-LLM routes are forwarded too");
+
+    let lines = proxy.wait_for_lines(2).await;
+    assert_eq!(lines.len(), 2, "one line per LLM call, none for /v1/models");
+    assert_eq!(lines[0]["status"], "success");
+    assert_eq!(lines[0]["usage"]["total_tokens"], 5);
+    assert_eq!(
+        lines[1]["response"]["choices"][0]["message"]["content"],
+        "Hello"
+    );
+    assert_eq!(lines[1]["finish_reasons"], json!(["stop"]));
+    let file = std::fs::read_to_string(&proxy.jsonl).unwrap();
+    assert!(
+        !file.contains("sk-test"),
+        "the Authorization header is never recorded"
+    );
+}
+
+#[tokio::test]
+async fn error_status_and_unreachable_upstream_are_recorded() {
+    let (upstream_url, _upstream) = start_upstream().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    let mut unauthorized = chat_request(proxy.url("/v1/chat/completions"), "gpt-4o-mini", false);
+    unauthorized.headers_mut().remove("authorization");
+    let response = client().request(unauthorized).await.unwrap();
+    assert_eq!(response.status(), 401);
+
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = Proxy::start(&format!("http://{closed}"), &[]).await;
+    let response = client()
+        .request(chat_request(
+            dead.url("/v1/chat/completions"),
+            "gpt-4o-mini",
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unreachable");
+
+    let lines = proxy.wait_for_lines(1).await;
+    assert_eq!(lines[0]["status"], "error");
+    assert_eq!(lines[0]["http_status"], 401);
+    assert_eq!(lines[0]["error"]["code"], "invalid_api_key");
+    let lines = dead.wait_for_lines(1).await;
+    assert_eq!(lines[0]["status"], "error");
+    assert_eq!(lines[0]["http_status"], Value::Null);
+    assert_eq!(lines[0]["error"]["type"], "transport");
+}
+
+#[tokio::test]
+async fn client_disconnecting_mid_stream_gives_one_cancelled_line() {
+    let (upstream_url, upstream) = start_upstream().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    let response = client()
+        .request(chat_request(
+            proxy.url("/v1/chat/completions"),
+            "gated",
+            true,
+        ))
+        .await
+        .unwrap();
+    let mut body = response.into_body().into_data_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert_eq!(first, sse_chunk("Hel", None).as_bytes());
+    drop(body); // the client hangs up while the upstream is held at the gate
+    let lines = proxy.wait_for_lines(1).await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["status"], "cancelled");
+    assert_eq!(
+        lines[0]["response"]["choices"][0]["message"]["content"],
+        "Hel"
+    );
+    upstream.gate.add_permits(10);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(proxy.lines().len(), 1, "still exactly one line");
+}
+
+#[tokio::test]
+async fn sigterm_lets_calls_in_flight_finish_and_loses_no_line() {
+    let (upstream_url, upstream) = start_upstream().await;
+    let mut proxy = Proxy::start(&upstream_url, &[]).await;
+    let client = client();
+    // Three streams held at the gate, and a few completed calls whose lines may still be queued.
+    let mut in_flight = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .request(chat_request(
+                proxy.url("/v1/chat/completions"),
+                "gated",
+                true,
+            ))
+            .await
+            .unwrap();
+        in_flight.push(tokio::spawn(async move {
+            response.into_body().collect().await.map(|c| c.to_bytes())
+        }));
+    }
+    for _ in 0..5 {
+        let response = client
+            .request(chat_request(
+                proxy.url("/v1/chat/completions"),
+                "gpt-4o-mini",
+                false,
+            ))
+            .await
+            .unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    proxy.terminate();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    upstream.gate.add_permits(10);
+    for call in in_flight {
+        let bytes = call.await.unwrap().expect("the stream in flight completes");
+        assert!(bytes.ends_with(b"data: [DONE]\n\n"));
+    }
+    assert!(proxy.wait().await, "proxy exits 0");
+    let lines = proxy.lines();
+    assert_eq!(lines.len(), 8, "every call's line reached the file");
+    assert_eq!(lines.iter().filter(|l| l["status"] == "success").count(), 8);
+}
