@@ -240,11 +240,11 @@ impl Upstream {
 
     fn uri_for(&self, incoming: &Uri) -> Result<Uri, http::Error> {
         let path_and_query = incoming.path_and_query().map_or("/", |p| p.as_str());
-        Ok(Uri::builder()
+        Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(format!("{}{path_and_query}", self.base_path))
-            .build()?)
+            .build()
     }
 }
 
