@@ -77,6 +77,11 @@ impl StreamAssembler {
         }
     }
 
+    /// Events pushed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
     /// The first decode error met, with the number of undecodable events.
     pub fn decode_error(&self) -> Option<String> {
         self.first_decode_error.as_ref().map(|first| {

@@ -190,7 +190,24 @@ impl ResponseDecoder {
             }
         }
         match self.state {
-            State::Json(capture) => decode_captured_json(self.endpoint, &capture),
+            State::Json(capture) => {
+                let decoded = decode_captured_json(self.endpoint, &capture);
+                if decoded.error.is_none() || capture.truncated() || sniff(&capture) != Some(true) {
+                    return decoded;
+                }
+                // An event stream served with a JSON content type: decode it as what it is.
+                let mut stream = ResponseDecoder {
+                    endpoint: self.endpoint,
+                    limit: self.limit,
+                    state: Self::sse_state(self.endpoint, self.limit),
+                    decompressor: None,
+                    decompress_error: None,
+                };
+                for part in capture.parts() {
+                    stream.feed_plain(part);
+                }
+                stream.decode()
+            }
             State::Sse {
                 mut parser,
                 mut assembler,
@@ -198,6 +215,13 @@ impl ResponseDecoder {
                 parser.finish(&mut |event| {
                     assembler.push(event);
                 });
+                if assembler.events() == 0 {
+                    return DecodedResponse {
+                        error: Some("event-stream response carried no events".to_owned()),
+                        truncated: parser.oversized_lines() > 0,
+                        ..DecodedResponse::default()
+                    };
+                }
                 let mut error = assembler.decode_error();
                 if parser.oversized_lines() > 0 {
                     error = Some(format!(
