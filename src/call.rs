@@ -194,6 +194,14 @@ impl InFlightCall {
             return;
         }
         let ended = Instant::now();
+        // Clients such as async-openai stop reading at `[DONE]` and drop the body: the stream
+        // had said everything, so the call completed.
+        let ending = match ending {
+            Ending::Cancelled if self.decoder.as_ref().is_some_and(|d| d.stream_ended()) => {
+                Ending::Completed
+            }
+            other => other,
+        };
         let decoded = match (self.decoder.take(), &ending) {
             (Some(decoder), Ending::Completed) => decoder.finish(),
             (Some(decoder), _) => decoder.finish_partial(),

@@ -394,3 +394,29 @@ async fn completed_stream_records_ttft_usage_and_finish() {
     assert!(ttft <= call.timing.duration_ms);
     assert!(call.request.stream);
 }
+
+#[tokio::test]
+async fn a_body_dropped_after_done_is_a_completed_call() {
+    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(true))
+        .await
+        .unwrap();
+    let frames = feeds.recv().await.unwrap();
+    let mut body = response.into_body();
+    let last = json!({"id": "chatcmpl-1", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]});
+    frames
+        .send(Ok(Bytes::from(format!("data: {last}\n\ndata: [DONE]\n\n"))))
+        .unwrap();
+    body.frame().await.unwrap().unwrap();
+    // Like async-openai: stop reading at [DONE], before the body itself reports its end.
+    drop(body);
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, CallStatus::Success);
+    assert_eq!(calls[0].finish_reasons, vec!["stop"]);
+    assert!(calls[0].error.is_none());
+}

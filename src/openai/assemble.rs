@@ -32,6 +32,8 @@ pub struct StreamAssembler {
     chat: ChatAssembly,
     responses: ResponsesAssembly,
     events: u64,
+    /// The stream said its last word: `[DONE]`, or a terminal Responses API event.
+    ended: bool,
     decode_failures: u64,
     first_decode_error: Option<String>,
     budget: ContentBudget,
@@ -45,6 +47,7 @@ impl StreamAssembler {
             chat: ChatAssembly::default(),
             responses: ResponsesAssembly::default(),
             events: 0,
+            ended: false,
             decode_failures: 0,
             first_decode_error: None,
             budget: ContentBudget {
@@ -58,10 +61,15 @@ impl StreamAssembler {
     pub fn push(&mut self, event: SseEvent<'_>) -> EventEffect {
         self.events += 1;
         if event.data == b"[DONE]" {
+            self.ended = true;
             return EventEffect::NoContent;
         }
         let result = match self.endpoint {
-            Endpoint::Responses => self.responses.push(event, &mut self.budget),
+            Endpoint::Responses => {
+                let result = self.responses.push(event, &mut self.budget);
+                self.ended |= self.responses.terminal;
+                result
+            }
             _ => self.chat.push(event.data, &mut self.budget),
         };
         match result {
@@ -75,6 +83,12 @@ impl StreamAssembler {
                 EventEffect::Undecodable
             }
         }
+    }
+
+    /// Whether the stream has said its last word (`[DONE]` or a terminal Responses event):
+    /// whatever follows is only the end of the body.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     /// Events pushed so far.

@@ -158,6 +158,11 @@ impl ResponseDecoder {
         content
     }
 
+    /// Whether the body is an event stream that has already said its last word.
+    pub(crate) fn stream_ended(&self) -> bool {
+        matches!(&self.state, State::Sse { assembler, .. } if assembler.ended())
+    }
+
     /// Ends the body and decodes what it said.
     pub(crate) fn finish(mut self) -> DecodedResponse {
         if let Some(mut decompressor) = self.decompressor.take() {
