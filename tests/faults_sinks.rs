@@ -1,4 +1,6 @@
-//! The dispatcher: sinks never slow the request path, and shutdown loses nothing queued.
+//! Sink faults: a sink that is slow, stuck, hangs forever, fails or panics never slows the
+//! requests or the other sinks, its failures are counted, and shutdown loses nothing queued.
+//! Every test ends on the accounting identity `observed == delivered + dropped + failed`.
 
 mod support;
 
@@ -268,4 +270,86 @@ async fn transient_failures_are_retried_and_panics_are_counted_as_failures() {
         (0, 3),
         "panic contained and counted"
     );
+}
+
+/// Never returns from `export`.
+struct Hangs;
+
+#[async_trait]
+impl Sink for Hangs {
+    fn name(&self) -> &str {
+        "hangs"
+    }
+    async fn export(&self, _batch: &[Arc<LlmCall>]) -> Result<(), SinkError> {
+        std::future::pending().await
+    }
+}
+
+/// Always rejects.
+struct Rejects;
+
+#[async_trait]
+impl Sink for Rejects {
+    fn name(&self) -> &str {
+        "rejects"
+    }
+    async fn export(&self, _batch: &[Arc<LlmCall>]) -> Result<(), SinkError> {
+        Err(SinkError::Permanent("401 from the backend".into()))
+    }
+}
+
+#[tokio::test]
+async fn hanging_and_rejecting_sinks_are_timed_out_and_counted_while_others_get_everything() {
+    let memory = MemorySink::new();
+    let config = DispatcherConfig {
+        batch_size: 4,
+        export_timeout: Duration::from_millis(50),
+        max_retries: 1,
+        initial_backoff: Duration::from_millis(1),
+        ..DispatcherConfig::default()
+    };
+    let layer = LlmObservabilityLayer::builder()
+        .sink(Hangs)
+        .sink(Rejects)
+        .sink(memory.clone())
+        .dispatcher_config(config)
+        .build()
+        .unwrap();
+    let mut service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(upstream());
+    for _ in 0..12 {
+        assert_eq!(
+            call_once(&mut service).await,
+            "{\"id\":\"c\",\"choices\":[]}"
+        );
+    }
+    assert_eq!(memory.wait_for(12, Duration::from_secs(10)).await.len(), 12);
+    layer
+        .dispatcher()
+        .flush(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let stats = layer.dispatcher().stats();
+    assert_eq!(stats.observed, 12);
+    let by_name = |name: &str| stats.sinks.iter().find(|s| s.name == name).unwrap().clone();
+    assert_eq!(
+        (by_name("hangs").delivered, by_name("hangs").failed),
+        (0, 12)
+    );
+    assert_eq!(
+        (by_name("rejects").delivered, by_name("rejects").failed),
+        (0, 12)
+    );
+    assert_eq!(
+        (by_name("memory").delivered, by_name("memory").failed),
+        (12, 0)
+    );
+    for sink in &stats.sinks {
+        assert_eq!(
+            sink.delivered + sink.dropped + sink.failed,
+            stats.observed,
+            "{sink:?}"
+        );
+    }
 }
