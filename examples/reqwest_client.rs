@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         )
         .json(&json!({
             "model": "gpt-4o-mini",
-            "messages": [{"role": "user", "content": "Say hello in five words."}],
+            "messages": [{"role": "user", "content": "Tell me about Rust"}],
             "temperature": 0.2
         }))
         .send()
@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .post(&url)
         .json(&json!({
             "model": "gpt-4o-mini",
-            "messages": [{"role": "user", "content": "Count to five."}],
+            "messages": [{"role": "user", "content": "Tell me about streaming"}],
             "stream": true,
             "stream_options": {"include_usage": true}
         }))

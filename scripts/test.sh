@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit + integration + doc tests (incl. the README's).
+# The whole test suite: formatting, lints, unit + integration + doc tests (incl. the README's),
+# and a bounded fuzzing run of the decoders (cargo-fuzz, installed if missing).
 # Recorded-traffic conformance reads ../shared/fixtures/openai-recorded (or $LLM_OBS_FIXTURES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,5 @@ echo "== cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 echo "== cargo test --all-features"
 cargo test --all-features
+echo "== fuzz (bounded: 25 s per target)"
+scripts/fuzz.sh 25

@@ -30,6 +30,9 @@ mod body;
 mod call;
 mod capture;
 mod decompress;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod layer;
 mod metadata;
 mod openai;

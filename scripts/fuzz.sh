@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Fuzz the decoders with cargo-fuzz (libFuzzer + AddressSanitizer) for SECONDS per target
+# (default 25). Seeds come from the recorded OpenAI traffic when it is present.
+# The machine has only a stable toolchain; RUSTC_BOOTSTRAP=1 lets it take cargo-fuzz's -Z flags.
+set -euo pipefail
+seconds="${1:-25}"
+cd "$(dirname "$0")/../fuzz"
+
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+
+fixtures="${LLM_OBS_FIXTURES:-../../shared/fixtures/openai-recorded}"
+mkdir -p corpus/response_decoder corpus/request_decoder
+if [ -d "$fixtures" ]; then
+  python3 - "$fixtures" <<'PY'
+import json, pathlib, sys, hashlib
+root = pathlib.Path(sys.argv[1])
+for path in root.rglob("_decoded/**/*.json"):
+    for interaction in json.loads(path.read_text())["interactions"]:
+        for target, body, prefix in (
+            ("response_decoder", interaction["response"]["body"], bytes([0, 3, 7, 64, 200])),
+            ("request_decoder", interaction["request"]["body"] or "", b""),
+        ):
+            data = prefix + body.encode()
+            name = hashlib.sha1(data).hexdigest()
+            (pathlib.Path("corpus") / target / name).write_bytes(data)
+PY
+fi
+
+for target in response_decoder request_decoder; do
+  echo "== fuzz $target for ${seconds}s"
+  cargo fuzz run "$target" --fuzz-dir . "corpus/$target" -- \
+    -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 2>&1 \
+    | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|panicked|thread)" || true
+  # cargo fuzz exits non-zero on a crash; grep above must not hide it.
+  test "${PIPESTATUS[0]}" -eq 0
+done

@@ -1,0 +1,66 @@
+//! Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`, which
+//! `cargo fuzz` sets). Each panics when a property is broken, so the fuzzer reports it.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::HeaderMap;
+
+use crate::openai::decoder::ResponseDecoder;
+use crate::openai::endpoint::Endpoint;
+
+const ENDPOINTS: [Endpoint; 4] = [
+    Endpoint::ChatCompletions,
+    Endpoint::Completions,
+    Endpoint::Embeddings,
+    Endpoint::Responses,
+];
+
+/// Feeds `body` to the response decoder (SSE, JSON or sniffed, by `selector`) split at
+/// `cuts`, and checks that the result equals the one-frame result: decoding never depends on
+/// how the bytes were chunked, and never panics.
+pub fn response_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
+    let endpoint = ENDPOINTS[usize::from(selector) % ENDPOINTS.len()];
+    let mut headers = HeaderMap::new();
+    match (selector / 4) % 3 {
+        0 => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        }
+        1 => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        _ => {}
+    }
+    let limit = 1 << 16;
+    let whole = {
+        let mut decoder = ResponseDecoder::new(endpoint, &headers, limit);
+        decoder.feed(&Bytes::copy_from_slice(body));
+        decoder.finish()
+    };
+    let split = {
+        let mut decoder = ResponseDecoder::new(endpoint, &headers, limit);
+        let mut rest = body;
+        for &cut in cuts {
+            let at = usize::from(cut).min(rest.len());
+            let (frame, tail) = rest.split_at(at);
+            decoder.feed(&Bytes::copy_from_slice(frame));
+            rest = tail;
+        }
+        decoder.feed(&Bytes::copy_from_slice(rest));
+        decoder.finish()
+    };
+    assert_eq!(whole.summary, split.summary, "summary depends on chunking");
+    assert_eq!(
+        whole.truncated, split.truncated,
+        "truncation depends on chunking"
+    );
+    assert_eq!(
+        whole.error.is_some(),
+        split.error.is_some(),
+        "errors depend on chunking"
+    );
+}
+
+/// Decodes arbitrary bytes as a request; must never panic.
+pub fn request(body: &[u8]) {
+    let _ = crate::openai::request::decode_request(body);
+}
