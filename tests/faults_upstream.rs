@@ -8,18 +8,16 @@ mod support;
 #[path = "../examples/support/mock_upstream.rs"]
 mod mock_upstream;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use llm_observability::{
-    CallStatus, DispatcherConfig, JsonlSink, LlmCall, LlmObservabilityLayer,
-    LlmObservabilityService, MemorySink, RequestBody, Sink, SinkError,
+    CallStatus, DispatcherConfig, JsonlSink, LlmObservabilityLayer, LlmObservabilityService,
+    MemorySink, RequestBody,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -204,19 +202,6 @@ async fn refused_connection_is_a_transport_error() {
     assert_accounted(&layer, 1).await;
 }
 
-/// Never returns from `export`.
-struct Hangs;
-
-#[async_trait]
-impl Sink for Hangs {
-    fn name(&self) -> &str {
-        "hangs"
-    }
-    async fn export(&self, _batch: &[Arc<LlmCall>]) -> Result<(), SinkError> {
-        std::future::pending().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_right_after_a_burst_of_streams_delivers_every_call_to_every_healthy_sink() {
     let upstream = mock_upstream::start().await.unwrap();
@@ -226,7 +211,7 @@ async fn shutdown_right_after_a_burst_of_streams_delivers_every_call_to_every_he
     let layer = LlmObservabilityLayer::builder()
         .sink(memory.clone())
         .sink(JsonlSink::create(&jsonl_path).unwrap())
-        .sink(Hangs)
+        .sink(support::sinks::Hangs)
         .dispatcher_config(DispatcherConfig {
             batch_size: 16,
             batch_interval: Duration::from_secs(3600),

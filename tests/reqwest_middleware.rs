@@ -9,11 +9,10 @@
 //! `reqwest-tracing`), and a real third-party OpenAI client (`async-openai`) driven through the
 //! middleware.
 
-use std::collections::BTreeMap;
-use std::future::Future;
+mod support;
+
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -202,16 +201,6 @@ fn plain_client() -> reqwest::Client {
         .expect("client builds")
 }
 
-/// A layer writing to a fresh memory sink. Must be called inside a Tokio runtime.
-fn observed_layer() -> (LlmObservabilityLayer, MemorySink) {
-    let memory = MemorySink::new();
-    let layer = LlmObservabilityLayer::builder()
-        .sink(memory.clone())
-        .build()
-        .expect("inside a runtime");
-    (layer, memory)
-}
-
 fn observed_client(layer: &LlmObservabilityLayer) -> ClientWithMiddleware {
     ClientBuilder::new(plain_client())
         .with(layer.middleware())
@@ -314,7 +303,7 @@ fn assert_text_stream_content(call: &LlmCall) {
 #[tokio::test]
 async fn non_streaming_chat_read_with_json() -> TestResult {
     let upstream = Upstream::start().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
     let url = upstream.chat_url();
     let request = chat_request(false);
@@ -378,7 +367,7 @@ async fn non_streaming_chat_read_with_json() -> TestResult {
 #[tokio::test]
 async fn streaming_chat_read_with_bytes_stream_is_incremental() -> TestResult {
     let upstream = Upstream::start_gated().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
     let url = upstream.chat_url();
 
@@ -420,7 +409,7 @@ async fn streaming_chat_read_with_bytes_stream_is_incremental() -> TestResult {
 #[tokio::test]
 async fn text_and_bytes_read_the_upstream_body() -> TestResult {
     let upstream = Upstream::start().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
     let url = upstream.chat_url();
 
@@ -468,7 +457,7 @@ async fn text_and_bytes_read_the_upstream_body() -> TestResult {
 #[tokio::test]
 async fn per_request_metadata_from_an_extension() -> TestResult {
     let upstream = Upstream::start().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
 
     let response = client
@@ -498,7 +487,7 @@ async fn connection_refused_is_a_transport_error() -> TestResult {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.local_addr()?
     };
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
     let request = chat_request(false);
 
@@ -535,7 +524,7 @@ async fn connection_refused_is_a_transport_error() -> TestResult {
 #[tokio::test]
 async fn streaming_response_dropped_unread_is_cancelled() -> TestResult {
     let upstream = Upstream::start_gated().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
 
     let response = client
@@ -564,7 +553,7 @@ async fn streaming_response_dropped_unread_is_cancelled() -> TestResult {
 #[tokio::test]
 async fn streaming_response_dropped_mid_way_keeps_partial_output() -> TestResult {
     let upstream = Upstream::start_gated().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
 
     let response = client
@@ -594,7 +583,7 @@ async fn streaming_response_dropped_mid_way_keeps_partial_output() -> TestResult
 #[tokio::test]
 async fn streaming_request_body_is_passed_on_not_recorded() -> TestResult {
     let upstream = Upstream::start().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
     let json = serde_json::to_vec(&chat_request(false))?;
     let (head, tail) = json.split_at(json.len() / 2);
@@ -636,7 +625,7 @@ async fn streaming_request_body_is_passed_on_not_recorded() -> TestResult {
 #[tokio::test]
 async fn non_llm_route_is_not_observed() -> TestResult {
     let upstream = Upstream::start().await?;
-    let (layer, memory) = observed_layer();
+    let (layer, memory) = support::memory_layer();
     let client = observed_client(&layer);
     let url = upstream.url("/v1/models");
 
@@ -653,137 +642,7 @@ async fn non_llm_route_is_not_observed() -> TestResult {
 // ---------------------------------------------------------------------------------------------
 // Spans
 
-mod spans {
-    use super::*;
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::Subscriber;
-    use tracing_subscriber::layer::{Context, SubscriberExt};
-    use tracing_subscriber::registry::LookupSpan;
-    use tracing_subscriber::Layer;
-
-    /// One span as recorded. `key` is unique for the whole test run (registry ids are reused
-    /// once a span closes, so they cannot be used to compare parents).
-    #[derive(Debug, Clone)]
-    pub struct SpanRecord {
-        pub key: u64,
-        pub name: &'static str,
-        pub parent: Option<u64>,
-        pub fields: BTreeMap<String, String>,
-        pub closed: bool,
-    }
-
-    struct Key(u64);
-
-    static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
-
-    /// A `tracing_subscriber` layer that records every span: name, parent and fields.
-    #[derive(Clone, Default)]
-    pub struct Spans(Arc<Mutex<Vec<SpanRecord>>>);
-
-    impl Spans {
-        pub fn named(&self, name: &str) -> Vec<SpanRecord> {
-            self.0
-                .lock()
-                .expect("not poisoned")
-                .iter()
-                .filter(|s| s.name == name)
-                .cloned()
-                .collect()
-        }
-
-        pub fn one(&self, name: &str) -> SpanRecord {
-            let mut spans = self.named(name);
-            assert_eq!(spans.len(), 1, "expected one {name:?} span: {spans:#?}");
-            spans.remove(0)
-        }
-
-        fn update<S>(&self, id: &Id, ctx: &Context<'_, S>, f: impl FnOnce(&mut SpanRecord))
-        where
-            S: Subscriber + for<'a> LookupSpan<'a>,
-        {
-            let Some(key) = ctx
-                .span(id)
-                .and_then(|span| span.extensions().get::<Key>().map(|k| k.0))
-            else {
-                return;
-            };
-            if let Some(span) = self
-                .0
-                .lock()
-                .expect("not poisoned")
-                .iter_mut()
-                .find(|s| s.key == key)
-            {
-                f(span);
-            }
-        }
-    }
-
-    struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-    impl tracing::field::Visit for Fields<'_> {
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            self.0.insert(field.name().to_owned(), format!("{value:?}"));
-        }
-        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-            self.0.insert(field.name().to_owned(), value.to_owned());
-        }
-    }
-
-    impl<S> Layer<S> for Spans
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-            let Some(span) = ctx.span(id) else { return };
-            let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
-            let parent = span
-                .parent()
-                .and_then(|p| p.extensions().get::<Key>().map(|k| k.0));
-            span.extensions_mut().insert(Key(key));
-            let mut fields = BTreeMap::new();
-            attrs.record(&mut Fields(&mut fields));
-            self.0.lock().expect("not poisoned").push(SpanRecord {
-                key,
-                name: attrs.metadata().name(),
-                parent,
-                fields,
-                closed: false,
-            });
-        }
-
-        fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-            self.update(id, &ctx, |span| {
-                values.record(&mut Fields(&mut span.fields))
-            });
-        }
-
-        fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-            self.update(&id, &ctx, |span| span.closed = true);
-        }
-    }
-
-    /// Runs `test` on a current-thread runtime with a span-recording subscriber as the thread's
-    /// default (so every task of the runtime, on this thread, reports to it).
-    pub fn with_spans<F, Fut>(test: F) -> Spans
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = TestResult>,
-    {
-        let spans = Spans::default();
-        let subscriber = tracing_subscriber::registry().with(spans.clone());
-        tracing::subscriber::with_default(subscriber, || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(test()).expect("test body");
-        });
-        spans
-    }
-}
-
-use spans::with_spans;
+use support::spans::with_spans;
 
 /// The `gen_ai` span is a child of the span current at the call (here entered with
 /// `.instrument`), carries the GenAI fields, and closes when the body has been read.
@@ -791,7 +650,7 @@ use spans::with_spans;
 fn gen_ai_span_is_a_child_of_the_callers_span() {
     let spans = with_spans(|| async {
         let upstream = Upstream::start().await?;
-        let (layer, memory) = observed_layer();
+        let (layer, memory) = support::memory_layer();
         let client = observed_client(&layer);
         let caller = tracing::info_span!("caller");
         async {
@@ -855,7 +714,7 @@ fn composition_with_reqwest_tracing_nests_by_middleware_order() {
     for tracing_first in [true, false] {
         let spans = with_spans(|| async move {
             let upstream = Upstream::start().await?;
-            let (layer, memory) = observed_layer();
+            let (layer, memory) = support::memory_layer();
             let builder = ClientBuilder::new(plain_client());
             let client = if tracing_first {
                 builder
@@ -974,7 +833,7 @@ mod async_openai_client {
     #[tokio::test]
     async fn streaming_chat_through_async_openai() -> TestResult {
         let upstream = Upstream::start().await?;
-        let (layer, memory) = observed_layer();
+        let (layer, memory) = support::memory_layer();
         let openai = openai_over(observed_client(&layer), upstream.url("/v1"));
 
         let request = CreateChatCompletionRequestArgs::default()
@@ -1025,7 +884,7 @@ mod async_openai_client {
     #[tokio::test]
     async fn tool_calls_through_async_openai() -> TestResult {
         let upstream = Upstream::start().await?;
-        let (layer, memory) = observed_layer();
+        let (layer, memory) = support::memory_layer();
         let openai = openai_over(observed_client(&layer), upstream.url("/v1"));
         let messages = [ChatCompletionRequestUserMessageArgs::default()
             .content("Weather in Paris?")

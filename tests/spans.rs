@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use llm_observability::RequestBody;
 use serde_json::json;
-use support::spans::SpanRecorder;
+use support::spans::Spans;
 use support::ChannelBody;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tracing::Instrument;
@@ -32,7 +32,7 @@ fn request(path: &str, model: &str) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn llm_span_is_a_child_of_the_caller_span_with_genai_fields() {
-    let recorder = SpanRecorder::default();
+    let recorder = Spans::default();
     let _subscriber = tracing::subscriber::set_default(recorder.subscriber());
     let (layer, memory) = support::memory_layer();
     let upstream = tower::service_fn(|request: Request<RequestBody<Full<Bytes>>>| async move {
@@ -60,24 +60,19 @@ async fn llm_span_is_a_child_of_the_caller_span_with_genai_fields() {
     .instrument(caller.clone())
     .await
     .unwrap();
-    let llm = recorder.named("gen_ai");
-    assert_eq!(llm.len(), 1);
-    let llm = &llm[0];
-    assert_eq!(
-        llm.parent,
-        caller.id().map(|id| id.into_u64()),
-        "parent is the caller span"
-    );
+    let llm = recorder.one("gen_ai");
+    let caller_key = recorder.one("handle_user_request").key;
+    assert_eq!(llm.parent, Some(caller_key), "parent is the caller span");
     assert!(!llm.closed, "the span stays open while the body streams");
-    let handler = &recorder.named("upstream.handler")[0];
+    let handler = recorder.one("upstream.handler");
     assert_eq!(
         handler.parent,
-        Some(llm.id),
+        Some(llm.key),
         "the inner service runs inside the LLM span"
     );
 
     response.into_body().collect().await.unwrap();
-    let llm = recorder.by_id(llm.id).unwrap();
+    let llm = recorder.one("gen_ai");
     assert!(llm.closed, "the span closes when the body ends");
     let fields = &llm.fields;
     let field = |name: &str| fields.get(name).map(String::as_str);
@@ -108,7 +103,7 @@ async fn llm_span_is_a_child_of_the_caller_span_with_genai_fields() {
 
 #[tokio::test]
 async fn failed_call_marks_the_span_as_error() {
-    let recorder = SpanRecorder::default();
+    let recorder = Spans::default();
     let _subscriber = tracing::subscriber::set_default(recorder.subscriber());
     let (layer, _memory) = support::memory_layer();
     let upstream = tower::service_fn(|_request: Request<RequestBody<Full<Bytes>>>| async {
@@ -130,7 +125,7 @@ async fn failed_call_marks_the_span_as_error() {
         .await
         .unwrap();
     response.into_body().collect().await.unwrap();
-    let llm = &recorder.named("gen_ai")[0];
+    let llm = recorder.one("gen_ai");
     assert!(llm.closed);
     assert_eq!(
         llm.fields.get("otel.status_code").map(String::as_str),
@@ -144,7 +139,7 @@ async fn failed_call_marks_the_span_as_error() {
 
 #[tokio::test]
 async fn non_llm_requests_open_no_span() {
-    let recorder = SpanRecorder::default();
+    let recorder = Spans::default();
     let _subscriber = tracing::subscriber::set_default(recorder.subscriber());
     let (layer, _memory) = support::memory_layer();
     let upstream = tower::service_fn(|_request: Request<RequestBody<Full<Bytes>>>| async {
@@ -156,5 +151,5 @@ async fn non_llm_requests_open_no_span() {
         .unwrap();
     let response = service.ready().await.unwrap().call(models).await.unwrap();
     response.into_body().collect().await.unwrap();
-    assert!(recorder.spans().is_empty(), "{:?}", recorder.spans());
+    assert!(recorder.all().is_empty(), "{:?}", recorder.all());
 }

@@ -239,6 +239,21 @@ struct ToolCallState {
     arguments: String,
 }
 
+/// The entry with `key` in a vector kept sorted by key, inserted by `make` when missing.
+/// Entries are few (choices, tool calls, output items) and arrive in order: a scan beats a map.
+fn entry_by_key<T>(
+    items: &mut Vec<T>,
+    key: u32,
+    key_of: fn(&T) -> u32,
+    make: impl FnOnce() -> T,
+) -> &mut T {
+    let at = items.partition_point(|item| key_of(item) < key);
+    if items.get(at).map(key_of) != Some(key) {
+        items.insert(at, make());
+    }
+    &mut items[at]
+}
+
 fn set_if_empty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
     if slot.is_none() {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -292,22 +307,15 @@ impl ChatAssembly {
                 }
                 for call in delta.tool_calls.into_iter().flatten() {
                     content = true;
-                    let slot = match state.tool_calls.iter().position(|t| t.index == call.index) {
-                        Some(i) => &mut state.tool_calls[i],
-                        None => {
-                            state.tool_calls.push(ToolCallState {
-                                index: call.index,
-                                ..ToolCallState::default()
-                            });
-                            state.tool_calls.sort_by_key(|t| t.index);
-                            let i = state
-                                .tool_calls
-                                .iter()
-                                .position(|t| t.index == call.index)
-                                .unwrap_or(0);
-                            &mut state.tool_calls[i]
-                        }
-                    };
+                    let slot = entry_by_key(
+                        &mut state.tool_calls,
+                        call.index,
+                        |t| t.index,
+                        || ToolCallState {
+                            index: call.index,
+                            ..ToolCallState::default()
+                        },
+                    );
                     set_if_empty(&mut slot.id, call.id);
                     set_if_empty(&mut slot.kind, call.kind);
                     if let Some(function) = call.function {
@@ -328,21 +336,15 @@ impl ChatAssembly {
     }
 
     fn choice(&mut self, index: u32) -> &mut ChoiceState {
-        // Choices are few (usually one) and arrive in order: a scan beats a map.
-        match self.choices.iter().position(|c| c.index == index) {
-            Some(i) => &mut self.choices[i],
-            None => {
-                let at = self.choices.partition_point(|c| c.index < index);
-                self.choices.insert(
-                    at,
-                    ChoiceState {
-                        index,
-                        ..ChoiceState::default()
-                    },
-                );
-                &mut self.choices[at]
-            }
-        }
+        entry_by_key(
+            &mut self.choices,
+            index,
+            |c| c.index,
+            || ChoiceState {
+                index,
+                ..ChoiceState::default()
+            },
+        )
     }
 
     fn summary(&self, endpoint: Endpoint) -> ResponseSummary {
@@ -524,26 +526,15 @@ impl ResponsesAssembly {
     }
 
     fn item(&mut self, output_index: u32) -> &mut OutputItemState {
-        match self
-            .items
-            .iter()
-            .position(|i| i.output_index == output_index)
-        {
-            Some(i) => &mut self.items[i],
-            None => {
-                let at = self
-                    .items
-                    .partition_point(|i| i.output_index < output_index);
-                self.items.insert(
-                    at,
-                    OutputItemState {
-                        output_index,
-                        ..OutputItemState::default()
-                    },
-                );
-                &mut self.items[at]
-            }
-        }
+        entry_by_key(
+            &mut self.items,
+            output_index,
+            |i| i.output_index,
+            || OutputItemState {
+                output_index,
+                ..OutputItemState::default()
+            },
+        )
     }
 
     /// Output items rebuilt from deltas, for a stream that ended before its final response.

@@ -2,6 +2,7 @@
 //! and a span recorder.
 #![allow(dead_code)]
 
+pub mod sinks;
 pub mod spans;
 
 use std::convert::Infallible;
