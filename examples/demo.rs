@@ -1,11 +1,17 @@
 //! The offline demo: `cargo run --example demo`.
 //!
-//! Starts an embedded mock OpenAI-compatible upstream and an axum gateway in front of it with
-//! `tower_http::trace::TraceLayer` (outside) and `LlmObservabilityLayer` (inside), makes a round of
-//! calls through the gateway — streamed chat with tools and usage, streamed text, plain chat,
-//! embeddings, a Responses API stream, a legacy completion, a 404, and a non-LLM call — then
-//! prints one row per recorded call, the span tree, the dispatcher counters, and where the JSONL
-//! went. Nothing leaves 127.0.0.1.
+//! ```text
+//!  hyper client ──► gateway (axum on 127.0.0.1)                       ──► mock OpenAI upstream
+//!  span demo.call     TraceLayer: span `request`                            (examples/support/
+//!                       LlmObservabilityLayer: span `gen_ai`, LlmCall ──►    mock_upstream.rs)
+//!                         forwarder (hyper-util client, streamed)            JsonlSink + MemorySink
+//! ```
+//!
+//! Makes a round of calls through the gateway — a streamed chat that calls a tool, a streamed
+//! chat answer, a plain chat, embeddings, a Responses API stream, a legacy completion, a 404 and
+//! one non-LLM call — then prints one row per recorded call, the span tree, the dispatcher's
+//! counters and where the JSONL payloads went. Nothing leaves 127.0.0.1. Exits non-zero when a
+//! call was not recorded as expected.
 
 #[path = "support/forward.rs"]
 mod forward;
@@ -13,28 +19,163 @@ mod forward;
 mod mock_upstream;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::num::NonZeroU64;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::Bytes;
-use forward::{Forward, Upstream};
+use forward::{BoxError, Forward, Upstream};
+use http::Method;
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use llm_observability::{CallStatus, JsonlSink, LlmObservabilityLayer, MemorySink};
+use llm_observability::{
+    CallStatus, Endpoint, JsonlSink, LlmCall, LlmObservabilityLayer, MemorySink,
+};
 use serde_json::{json, Value};
 use tower::Service;
+use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
+/// Where the payloads go, one JSON line per call (truncated at start).
 const JSONL: &str = "llm-calls.jsonl";
+/// Request header naming the demo call; the layer copies it into `LlmCall::metadata`.
+const CALL_HEADER: &str = "x-demo-call";
+/// Request header carrying the caller's span id to the gateway. Client and gateway share one
+/// process and one subscriber, so the id is all the gateway needs to parent its spans under the
+/// caller's; across processes this is what W3C `traceparent` (tracing-opentelemetry) does.
+const PARENT_SPAN_HEADER: &str = "x-demo-parent-span";
+
+/// One call the demo makes, and what the layer should record for it (`None`: nothing).
+struct DemoCall {
+    label: &'static str,
+    method: Method,
+    path: &'static str,
+    body: Value,
+    expect: Option<Expect>,
+}
+
+struct Expect {
+    endpoint: Endpoint,
+    status: CallStatus,
+    http_status: u16,
+    usage: bool,
+    ttft: bool,
+}
+
+fn demo_calls() -> Vec<DemoCall> {
+    let weather_tool = json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                       "required": ["location"]}}}]);
+    let post = |label, path, body, endpoint, http_status, usage, ttft| DemoCall {
+        label,
+        method: Method::POST,
+        path,
+        body,
+        expect: Some(Expect {
+            endpoint,
+            status: if http_status < 400 {
+                CallStatus::Success
+            } else {
+                CallStatus::Error
+            },
+            http_status,
+            usage,
+            ttft,
+        }),
+    };
+    use Endpoint::*;
+    vec![
+        post(
+            "chat, streamed, tool call + usage",
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true},
+                   "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+                   "tools": weather_tool}),
+            ChatCompletions,
+            200,
+            true,
+            true,
+        ),
+        post(
+            "chat, streamed text + usage",
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true},
+                   "temperature": 0.2,
+                   "messages": [{"role": "user", "content": "Tell me about tracing"}]}),
+            ChatCompletions,
+            200,
+            true,
+            true,
+        ),
+        post(
+            "chat, not streamed",
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "max_tokens": 64,
+                   "messages": [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "Explain spans"}]}),
+            ChatCompletions,
+            200,
+            true,
+            false,
+        ),
+        post(
+            "embeddings",
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small",
+                   "input": ["observability for LLM calls", "tower layers"]}),
+            Embeddings,
+            200,
+            true,
+            false,
+        ),
+        post(
+            "responses, streamed",
+            "/v1/responses",
+            json!({"model": "gpt-4.1", "stream": true, "input": "Write about unicorns"}),
+            Responses,
+            200,
+            true,
+            true,
+        ),
+        post(
+            "legacy completion",
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say something about Rust",
+                   "max_tokens": 16}),
+            Completions,
+            200,
+            true,
+            false,
+        ),
+        post(
+            "unknown model",
+            "/v1/chat/completions",
+            json!({"model": "does-not-exist", "messages": [{"role": "user", "content": "hi"}]}),
+            ChatCompletions,
+            404,
+            false,
+            false,
+        ),
+        DemoCall {
+            label: "list models (not an LLM call)",
+            method: Method::GET,
+            path: "/v1/models",
+            body: Value::Null,
+            expect: None,
+        },
+    ]
+}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -47,14 +188,17 @@ async fn main() -> Result<(), BoxError> {
         )
         .init();
 
+    // The upstream, and the layer: every call to both sinks.
     let upstream = mock_upstream::start().await?;
-    std::fs::write(JSONL, "")?; // each run shows its own calls
+    std::fs::write(JSONL, "")?; // each run shows only its own calls
     let memory = MemorySink::new();
     let layer = LlmObservabilityLayer::builder()
         .sink(JsonlSink::create(JSONL)?)
         .sink(memory.clone())
-        .capture_header("x-user-id", "user_id")
+        .capture_header(CALL_HEADER, "demo_call")
         .build()?;
+
+    // The gateway: TraceLayer outside, our layer inside, then the streaming forwarder.
     let forward = Forward::new(Upstream::parse(
         &format!("http://{}", upstream.addr).parse()?,
     )?)?;
@@ -62,131 +206,79 @@ async fn main() -> Result<(), BoxError> {
         .route("/v1/{*path}", any(forward_to_upstream))
         .with_state(forward)
         .layer(layer.clone())
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http().make_span_with(request_span));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let gateway_addr = listener.local_addr()?;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true); // pass each SSE event on at once
+    });
     tokio::spawn(async move { axum::serve(listener, gateway).await });
-    println!(
-        "mock upstream on {}, gateway (with the layer) on http://{gateway_addr}\n",
-        upstream.base_url()
-    );
+    println!("mock upstream   {}", upstream.base_url());
+    println!("gateway         http://{gateway_addr}/v1  (TraceLayer > LlmObservabilityLayer > forwarder)\n");
 
-    let calls = [
-        (
-            "chat, streamed, tool call + usage",
-            "/v1/chat/completions",
-            json!({"model": "gpt-4o-mini", "stream": true,
-            "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}),
-        ),
-        (
-            "chat, streamed text + usage",
-            "/v1/chat/completions",
-            json!({"model": "gpt-4o-mini", "stream": true, "temperature": 0.2,
-            "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Tell me about tracing"}]}),
-        ),
-        (
-            "chat, not streamed",
-            "/v1/chat/completions",
-            json!({"model": "gpt-4o", "max_tokens": 64,
-            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Explain spans"}]}),
-        ),
-        (
-            "embeddings",
-            "/v1/embeddings",
-            json!({"model": "text-embedding-3-small", "input": ["observability for LLM calls", "tower layers"]}),
-        ),
-        (
-            "responses, streamed",
-            "/v1/responses",
-            json!({"model": "gpt-4.1", "stream": true, "input": "Write about unicorns"}),
-        ),
-        (
-            "legacy completion",
-            "/v1/completions",
-            json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say something about Rust", "max_tokens": 16}),
-        ),
-        (
-            "unknown model (404)",
-            "/v1/chat/completions",
-            json!({"model": "does-not-exist", "messages": [{"role": "user", "content": "hi"}]}),
-        ),
-    ];
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    for (n, (label, path, body)) in calls.iter().enumerate() {
-        let request = http::Request::post(format!("http://{gateway_addr}{path}"))
-            .header("content-type", "application/json")
-            .header("authorization", "Bearer sk-demo-not-recorded")
-            .header("x-user-id", format!("demo-user-{}", n % 2))
-            .body(Full::new(Bytes::from(body.to_string())))?;
-        let response = client
-            .request(request)
-            .instrument(tracing::info_span!("demo.call", n, label))
-            .await?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        println!("  {label:<36} -> HTTP {status}, {} bytes", bytes.len());
-    }
-    let models = client
-        .get(format!("http://{gateway_addr}/v1/models").parse()?)
+    // The calls, each in a caller span, each body read to its end.
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let calls = demo_calls();
+    for (n, call) in (1..).zip(&calls) {
+        let span = tracing::info_span!("demo.call", n, label = call.label);
+        let mut request = http::Request::builder()
+            .method(call.method.clone())
+            .uri(format!("http://{gateway_addr}{}", call.path))
+            .header(CALL_HEADER, n.to_string())
+            .header("authorization", "Bearer sk-demo-never-recorded");
+        if let Some(id) = span.id() {
+            request = request.header(PARENT_SPAN_HEADER, id.into_u64().to_string());
+        }
+        let body = match &call.body {
+            Value::Null => Bytes::new(),
+            body => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(body.to_string())
+            }
+        };
+        let request = request.body(Full::new(body))?;
+        let (status, bytes) = async {
+            let response = client.request(request).await?;
+            let status = response.status();
+            let bytes = response.into_body().collect().await?.to_bytes();
+            Ok::<_, BoxError>((status, bytes.len()))
+        }
+        .instrument(span)
         .await?;
-    let models_status = models.status();
-    models.into_body().collect().await?;
-    println!(
-        "  {:<36} -> HTTP {models_status} (not an LLM call: nothing recorded)",
-        "GET /v1/models"
-    );
-
-    layer.dispatcher().shutdown(Duration::from_secs(5)).await?;
-    let recorded = memory.calls();
-
-    println!("\nRecorded calls");
-    println!(
-        "{:<17} {:<26} {:<9} {:>4} {:>6} {:>6} {:>8} {:>9}",
-        "endpoint", "model", "status", "http", "in", "out", "ttft ms", "total ms"
-    );
-    for call in &recorded {
-        let usage = call.usage.unwrap_or_default();
-        let show = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-        let model = call
-            .response
-            .as_ref()
-            .and_then(|r| r.get("model"))
-            .and_then(Value::as_str)
-            .or(call.request.model.as_deref())
-            .unwrap_or("-");
         println!(
-            "{:<17} {:<26} {:<9} {:>4} {:>6} {:>6} {:>8} {:>9.2}",
-            call.endpoint.as_str(),
-            model,
-            call.status.as_str(),
-            call.http_status.map_or("-".into(), |s| s.to_string()),
-            show(usage.input_tokens),
-            show(usage.output_tokens),
-            call.timing
-                .time_to_first_token_ms
-                .map_or("-".into(), |t| format!("{t:.2}")),
-            call.timing.duration_ms,
+            "  #{n} {:<34} {:<4} {:<21} -> {status}, {bytes} bytes",
+            call.label,
+            call.method.as_str(),
+            call.path
         );
     }
 
-    println!(
-        "\nSpan tree (server side: tower-http's request span > the LLM call span > the forwarding)"
-    );
+    // Deliver every payload, then look at what was recorded.
+    layer.dispatcher().shutdown(Duration::from_secs(5)).await?;
+    let recorded = memory.calls();
+    print_calls(&recorded);
+    println!("\nSpans: the caller's `demo.call` > tower-http's `request` > the layer's `gen_ai` > `forward`.");
+    println!("(`forward` ends with the response head; `gen_ai` and `request` with the body's last byte.)");
     tree.print();
-
     let stats = layer.dispatcher().stats();
+    println!("\nDispatcher: {} calls observed", stats.observed);
+    for sink in &stats.sinks {
+        println!(
+            "  {:<7} delivered {}, dropped {}, failed {}",
+            sink.name, sink.delivered, sink.dropped, sink.failed
+        );
+    }
+    let lines = std::fs::read_to_string(JSONL)?.lines().count();
+    let path = Path::new(JSONL).canonicalize()?;
     println!(
-        "\nDispatcher: {} calls observed; {:?}",
-        stats.observed, stats.sinks
-    );
-    println!(
-        "Payloads written to {} ({} lines)",
-        JSONL,
-        std::fs::read_to_string(JSONL)?.lines().count()
+        "Payloads: {} ({lines} lines; try `jq . {JSONL}`)",
+        path.display()
     );
 
-    check(&recorded, calls.len())
+    upstream.shutdown().await;
+    check(&calls, &recorded)
 }
 
 /// The gateway's only handler: forward to the upstream inside a `forward` span.
@@ -198,39 +290,223 @@ async fn forward_to_upstream(State(mut forward): State<Forward>, request: Reques
     }
 }
 
-/// Fails the demo (non-zero exit) if what was recorded is not what was called.
-fn check(recorded: &[Arc<llm_observability::LlmCall>], expected: usize) -> Result<(), BoxError> {
-    if recorded.len() != expected {
-        return Err(format!("expected {expected} recorded calls, got {}", recorded.len()).into());
-    }
-    let errors = recorded
-        .iter()
-        .filter(|c| c.status == CallStatus::Error)
-        .count();
-    let with_content = recorded.iter().filter(|c| c.response.is_some()).count();
-    if errors != 1 || with_content != expected {
-        return Err(format!(
-            "expected 1 error and {expected} responses, got {errors} and {with_content}"
-        )
-        .into());
-    }
-    Ok(())
+/// tower-http's `request` span, parented under the caller's span when the caller named it.
+fn request_span(request: &Request) -> tracing::Span {
+    let parent = (request.headers().get(PARENT_SPAN_HEADER))
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .and_then(NonZeroU64::new)
+        .map(tracing::Id::from_non_zero_u64);
+    tracing::info_span!(parent: parent, "request", method = %request.method(), uri = %request.uri())
 }
 
-/// A tracing layer that remembers every span (with a few fields) and prints them as a tree.
+/// (a) One row per recorded call, then what came back.
+fn print_calls(recorded: &[Arc<LlmCall>]) {
+    let dash = || "-".to_owned();
+    let count = |value: Option<u64>| value.map_or_else(dash, |v| v.to_string());
+    let millis = |value: Option<f64>| value.map_or_else(dash, |v| format!("{v:.1}"));
+    println!("\nRecorded calls ({}):", recorded.len());
+    println!(
+        "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8}",
+        "#", "endpoint", "model", "status", "http", "in", "out", "ttft ms", "total ms"
+    );
+    for call in recorded {
+        let usage = call.usage.unwrap_or_default();
+        let model = (call.response.as_ref())
+            .and_then(|r| r["model"].as_str())
+            .or(call.request.model.as_deref())
+            .unwrap_or("-");
+        println!(
+            "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8}",
+            demo_call(call).unwrap_or("?"),
+            call.endpoint.as_str(),
+            model,
+            call.status.as_str(),
+            count(call.http_status.map(u64::from)),
+            count(usage.input_tokens),
+            count(usage.output_tokens),
+            millis(call.timing.time_to_first_token_ms),
+            millis(Some(call.timing.duration_ms)),
+        );
+    }
+    println!("\nWhat came back (streams as assembled by the layer):");
+    for call in recorded {
+        println!("  #{} {}", demo_call(call).unwrap_or("?"), output_of(call));
+    }
+}
+
+/// The demo call number the layer copied from the `x-demo-call` header.
+fn demo_call(call: &LlmCall) -> Option<&str> {
+    call.metadata.get("demo_call")?.as_str()
+}
+
+/// A one-line summary of a call's output.
+fn output_of(call: &LlmCall) -> String {
+    if let Some(error) = &call.error {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        return format!("error {}: {}", text(&error.code), text(&error.message));
+    }
+    let Some(response) = &call.response else {
+        return "(no response)".to_owned();
+    };
+    let quoted = |v: &Value| format!("{:?}", v.as_str().unwrap_or_default());
+    match call.endpoint {
+        Endpoint::ChatCompletions => {
+            let message = &response["choices"][0]["message"];
+            match message["tool_calls"]
+                .as_array()
+                .and_then(|calls| calls.first())
+            {
+                Some(tool) => format!(
+                    "tool call {}({})",
+                    tool["function"]["name"].as_str().unwrap_or("?"),
+                    tool["function"]["arguments"].as_str().unwrap_or("")
+                ),
+                None => quoted(&message["content"]),
+            }
+        }
+        Endpoint::Completions => quoted(&response["choices"][0]["text"]),
+        Endpoint::Responses => quoted(&response["output"][0]["content"][0]["text"]),
+        Endpoint::Embeddings => {
+            let count = response["data"].as_array().map_or(0, Vec::len);
+            format!("{count} embeddings (the payload keeps no vectors, only their count and usage)")
+        }
+    }
+}
+
+/// Fails the demo (non-zero exit) unless every call was recorded as expected, and only those.
+fn check(calls: &[DemoCall], recorded: &[Arc<LlmCall>]) -> Result<(), BoxError> {
+    let mut problems = Vec::new();
+    for (n, call) in (1..).zip(calls) {
+        let n = n.to_string();
+        let found: Vec<_> = recorded
+            .iter()
+            .filter(|c| demo_call(c) == Some(&n))
+            .collect();
+        let Some(expect) = &call.expect else {
+            if !found.is_empty() {
+                problems.push(format!(
+                    "#{n} {}: recorded, but is not an LLM call",
+                    call.label
+                ));
+            }
+            continue;
+        };
+        let [got] = found[..] else {
+            problems.push(format!(
+                "#{n} {}: recorded {} times, not once",
+                call.label,
+                found.len()
+            ));
+            continue;
+        };
+        let mut expect_that = |ok: bool, what: &str| {
+            if !ok {
+                problems.push(format!("#{n} {}: {what}", call.label));
+            }
+        };
+        expect_that(got.endpoint == expect.endpoint, "wrong endpoint");
+        expect_that(got.status == expect.status, "wrong status");
+        expect_that(
+            got.http_status == Some(expect.http_status),
+            "wrong HTTP status",
+        );
+        expect_that(got.usage.is_some() == expect.usage, "usage (not) recorded");
+        expect_that(
+            got.timing.time_to_first_token_ms.is_some() == expect.ttft,
+            "time to first token (not) recorded",
+        );
+        expect_that(
+            got.response.is_some() || got.error.is_some(),
+            "no response recorded",
+        );
+    }
+    if problems.is_empty() {
+        println!("\nAll {} calls recorded as expected.", recorded.len());
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("demo: {problem}");
+    }
+    Err(format!("{} problem(s) with the recorded calls", problems.len()).into())
+}
+
+/// (b) A `tracing_subscriber::Layer` that remembers every span — name, parent, fields, when it
+/// opened and closed — and prints them as a tree.
 #[derive(Clone, Default)]
 struct SpanTree {
-    spans: Arc<Mutex<Vec<TreeNode>>>,
+    spans: Arc<Mutex<Vec<SpanNode>>>,
 }
 
-struct TreeNode {
-    name: String,
+struct SpanNode {
+    name: &'static str,
     parent: Option<usize>,
     fields: BTreeMap<String, String>,
+    opened: Instant,
+    closed: Option<Instant>,
 }
 
-/// Our own index of a span, kept in its extensions (tracing reuses span ids).
+/// Our index of a span, kept in the span's extensions (tracing reuses span ids).
 struct NodeIndex(usize);
+
+/// Fields worth showing, in this order; `gen_ai.*` ones go on a line of their own.
+const SHOWN: &[&str] = &[
+    "n",
+    "label",
+    "method",
+    "uri",
+    "path",
+    "otel.name",
+    "gen_ai.response.model",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.response.time_to_first_chunk",
+    "error.type",
+];
+
+impl SpanTree {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SpanNode>> {
+        self.spans.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Prints every tree whose root is a `demo.call` span.
+    fn print(&self) {
+        let spans = self.lock();
+        for (index, root) in spans.iter().enumerate() {
+            if root.parent.is_none() && root.name == "demo.call" {
+                Self::print_node(&spans, index, 1);
+            }
+        }
+    }
+
+    fn print_node(spans: &[SpanNode], index: usize, depth: usize) {
+        let node = &spans[index];
+        let indent = "  ".repeat(depth);
+        let (gen_ai, plain): (Vec<_>, Vec<_>) = (SHOWN.iter())
+            .filter_map(|&key| Some((key, node.fields.get(key)?)))
+            .partition(|(key, _)| key.starts_with("gen_ai."));
+        let plain: Vec<String> = plain.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let took = node.closed.map_or("still open".to_owned(), |closed| {
+            format!("{:.1} ms", (closed - node.opened).as_secs_f64() * 1000.0)
+        });
+        println!("{indent}{} {}  [{took}]", node.name, plain.join(" "));
+        // The GenAI fields, wrapped at about 100 columns.
+        let mut line = String::new();
+        for (key, value) in gen_ai {
+            if !line.is_empty() && indent.len() + line.len() + key.len() + value.len() > 96 {
+                println!("{indent}    {}", line.trim_end());
+                line.clear();
+            }
+            line.push_str(&format!("{key}={value} "));
+        }
+        if !line.is_empty() {
+            println!("{indent}    {}", line.trim_end());
+        }
+        for child in (0..spans.len()).filter(|&i| spans[i].parent == Some(index)) {
+            Self::print_node(spans, child, depth + 1);
+        }
+    }
+}
 
 struct FieldCollector<'a>(&'a mut BTreeMap<String, String>);
 
@@ -239,7 +515,12 @@ impl tracing::field::Visit for FieldCollector<'_> {
         self.0.insert(field.name().to_owned(), format!("{value:?}"));
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
+        let value = if value.contains(' ') {
+            format!("{value:?}")
+        } else {
+            value.to_owned()
+        };
+        self.0.insert(field.name().to_owned(), value);
     }
 }
 
@@ -254,16 +535,16 @@ where
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
         let Some(span) = ctx.span(id) else { return };
-        let parent = span
-            .parent()
-            .and_then(|p| p.extensions().get::<NodeIndex>().map(|i| i.0));
+        let parent = (span.parent()).and_then(|p| p.extensions().get::<NodeIndex>().map(|i| i.0));
         let mut fields = BTreeMap::new();
         attrs.record(&mut FieldCollector(&mut fields));
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        spans.push(TreeNode {
-            name: attrs.metadata().name().to_owned(),
+        let mut spans = self.lock();
+        spans.push(SpanNode {
+            name: attrs.metadata().name(),
             parent,
             fields,
+            opened: Instant::now(),
+            closed: None,
         });
         span.extensions_mut().insert(NodeIndex(spans.len() - 1));
     }
@@ -274,59 +555,26 @@ where
         values: &tracing::span::Record<'_>,
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        let Some(index) = ctx
-            .span(id)
-            .and_then(|s| s.extensions().get::<NodeIndex>().map(|i| i.0))
-        else {
-            return;
-        };
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        values.record(&mut FieldCollector(&mut spans[index].fields));
+        if let Some(index) = node_index(&ctx, id) {
+            values.record(&mut FieldCollector(&mut self.lock()[index].fields));
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(index) = node_index(&ctx, &id) {
+            self.lock()[index].closed = Some(Instant::now());
+        }
     }
 }
 
-impl SpanTree {
-    fn print(&self) {
-        let spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let shown = [
-            "method",
-            "uri",
-            "otel.name",
-            "gen_ai.response.model",
-            "gen_ai.usage.input_tokens",
-            "gen_ai.usage.output_tokens",
-            "gen_ai.response.finish_reasons",
-            "error.type",
-            "path",
-        ];
-        fn walk(spans: &[TreeNode], shown: &[&str], parent: Option<usize>, depth: usize) {
-            for (index, node) in spans.iter().enumerate().filter(|(_, n)| n.parent == parent) {
-                let fields: Vec<String> = shown
-                    .iter()
-                    .filter_map(|k| node.fields.get(*k).map(|v| format!("{k}={v}")))
-                    .collect();
-                println!(
-                    "{}{} {}",
-                    "  ".repeat(depth + 1),
-                    node.name,
-                    fields.join(" ")
-                );
-                walk(spans, shown, Some(index), depth + 1);
-            }
-        }
-        // Only trees that contain an LLM call span, so the output stays about the demo.
-        for (index, root) in spans.iter().enumerate().filter(|(_, n)| n.parent.is_none()) {
-            let has_llm = spans
-                .iter()
-                .any(|n| n.name == "gen_ai" && n.parent == Some(index));
-            if has_llm {
-                let fields: Vec<String> = ["method", "uri"]
-                    .iter()
-                    .filter_map(|k| root.fields.get(*k).map(|v| format!("{k}={v}")))
-                    .collect();
-                println!("  {} {}", root.name, fields.join(" "));
-                walk(&spans, &shown, Some(index), 1);
-            }
-        }
-    }
+fn node_index<S>(
+    ctx: &tracing_subscriber::layer::Context<'_, S>,
+    id: &tracing::span::Id,
+) -> Option<usize>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let span = ctx.span(id)?;
+    let index = span.extensions().get::<NodeIndex>().map(|i| i.0);
+    index
 }

@@ -1,46 +1,85 @@
-//! An embedded mock of an OpenAI-compatible API on 127.0.0.1, shaped after recorded real traffic:
-//! chat completions (plain, streamed with optional usage, tool calls), legacy completions,
-//! embeddings, the Responses API (streamed `event:`/`data:` pairs), a 404 for an unknown model,
-//! and `GET /v1/models`. Deterministic; streamed events go out as separate frames a few
-//! milliseconds apart, so time to first token means something.
+//! An embedded mock of an OpenAI-compatible API on 127.0.0.1, shaped after real recorded traffic
+//! (`../shared/fixtures/openai-recorded`), for examples and tests:
+//!
+//! - `POST /v1/chat/completions`: JSON or SSE (`chat.completion.chunk`s, a usage chunk with
+//!   `choices: []` only when `stream_options.include_usage` is set, then `[DONE]`); with `tools`,
+//!   a call of the first tool whose `arguments` stream in several pieces;
+//! - `POST /v1/completions` (legacy `text_completion`), JSON or SSE;
+//! - `POST /v1/embeddings`: small deterministic vectors;
+//! - `POST /v1/responses`: JSON, or `event:`/`data:` pairs ending in `response.completed` (no
+//!   `[DONE]`);
+//! - `GET /v1/models`;
+//! - model `does-not-exist` on any `POST`: OpenAI's 404 `model_not_found` error body; a body that
+//!   is not JSON: a 400 `invalid_request_error`.
+//!
+//! Everything is deterministic: the answer is built from the last user message and tokens are
+//! counted as words. Streamed events go out as separate body frames [`EVENT_GAP`] apart, so time
+//! to first token means something.
+//!
+//! Use it with `#[path = "support/mock_upstream.rs"] mod mock_upstream;` (from `tests/`:
+//! `#[path = "../examples/support/mock_upstream.rs"]`).
 #![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-/// Delay between streamed events.
-const EVENT_GAP: Duration = Duration::from_millis(5);
+/// Delay before each streamed event.
+pub const EVENT_GAP: Duration = Duration::from_millis(5);
 
-/// A running mock upstream; stops when dropped.
+/// `created` / `created_at` of every response.
+const CREATED: u64 = 1_760_000_000;
+
+/// A running mock upstream. Dropping it stops the server (in the background); `shutdown` stops it
+/// and waits.
 pub struct MockUpstream {
+    /// The bound address (127.0.0.1, a free port).
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
 }
 
 /// Starts the mock on 127.0.0.1 with a free port.
 pub async fn start() -> std::io::Result<MockUpstream> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, MockUpstream::router()).await;
+    // Without TCP_NODELAY, Nagle's algorithm holds small SSE events back for up to ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
     });
-    Ok(MockUpstream { addr, task })
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, MockUpstream::router())
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok(MockUpstream {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
 }
 
 impl MockUpstream {
-    /// `http://127.0.0.1:PORT/v1`
+    /// `http://127.0.0.1:PORT/v1`, the base URL an OpenAI client expects.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 
-    /// The bare routes, to serve behind your own layers.
+    /// The bare routes, without any layer, to serve behind your own.
     pub fn router() -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat_completions))
@@ -49,44 +88,372 @@ impl MockUpstream {
             .route("/v1/responses", post(responses))
             .route("/v1/models", get(models))
     }
+
+    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for MockUpstream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
-/// The deterministic answer to a prompt, in pieces as a model would stream it.
-fn answer_pieces(prompt: &str) -> Vec<String> {
-    let topic = prompt
-        .split_whitespace()
-        .last()
-        .unwrap_or("that")
-        .trim_matches(|c: char| !c.is_alphanumeric());
-    format!("Here is a short answer about {topic}: it works as expected.")
-        .split_inclusive(' ')
-        .map(str::to_owned)
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/chat/completions`
+async fn chat_completions(OpenAiRequest(request): OpenAiRequest) -> Response {
+    let chat = Chat::from_request(&request);
+    if is_stream(&request) {
+        event_stream(chat.chunks(include_usage(&request)))
+    } else {
+        Json(chat.completion()).into_response()
+    }
+}
+
+/// `POST /v1/completions` (legacy text completions).
+async fn completions(OpenAiRequest(request): OpenAiRequest) -> Response {
+    let model = model_of(&request);
+    let prompt = prompt_of(&request);
+    let pieces = answer_pieces(&prompt);
+    let choice = |text: &str, finish: Value| json!({"text": text, "index": 0, "logprobs": null, "finish_reason": finish});
+    let completion = |choice: Value| {
+        json!({"id": "cmpl-mock0001", "object": "text_completion", "created": CREATED,
+               "model": model, "choices": [choice]})
+    };
+    if !is_stream(&request) {
+        let mut body = completion(choice(&pieces.concat(), json!("stop")));
+        body["usage"] = usage(words(&prompt), pieces.len() as u64);
+        return Json(body).into_response();
+    }
+    let last = pieces.len() - 1;
+    let mut events: Vec<String> = (pieces.iter().enumerate())
+        .map(|(i, piece)| {
+            let finish = if i == last {
+                json!("stop")
+            } else {
+                Value::Null
+            };
+            data(&completion(choice(piece, finish)))
+        })
+        .collect();
+    events.push(DONE.to_owned());
+    event_stream(events)
+}
+
+/// `POST /v1/embeddings`: one 8-dimensional vector per input string.
+async fn embeddings(OpenAiRequest(request): OpenAiRequest) -> Response {
+    let inputs: Vec<String> = match &request["input"] {
+        Value::Array(items) => items.iter().map(text_of).collect(),
+        one => vec![text_of(one)],
+    };
+    let data: Vec<Value> = (inputs.iter().enumerate())
+        .map(|(index, text)| {
+            json!({"object": "embedding", "index": index, "embedding": embedding(text)})
+        })
+        .collect();
+    let tokens: u64 = inputs.iter().map(|text| words(text)).sum();
+    Json(
+        json!({"object": "list", "data": data, "model": model_of(&request),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+    .into_response()
+}
+
+/// `POST /v1/responses` (Responses API).
+async fn responses(OpenAiRequest(request): OpenAiRequest) -> Response {
+    let model = format!("{}-2025-04-14", model_of(&request));
+    let prompt = prompt_of(&request);
+    let pieces = answer_pieces(&prompt);
+    let message = |status: &str, text: &str| {
+        json!({"id": "msg_mock0001", "type": "message", "status": status, "role": "assistant",
+               "content": [{"type": "output_text", "annotations": [], "text": text}]})
+    };
+    let done = message("completed", &pieces.concat());
+    let input_tokens = words(&prompt);
+    let output_tokens = pieces.len() as u64;
+    let usage = json!({"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens});
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_mock0001", "object": "response", "created_at": CREATED,
+               "status": status, "error": null, "incomplete_details": null, "model": model,
+               "output": output, "usage": usage})
+    };
+    if !is_stream(&request) {
+        return Json(response("completed", json!([done]), usage)).into_response();
+    }
+    let mut events = vec![
+        (
+            "response.created",
+            json!({"response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        (
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {"id": "msg_mock0001", "type": "message",
+                   "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+    ];
+    for piece in &pieces {
+        events.push((
+            "response.output_text.delta",
+            json!({"item_id": "msg_mock0001", "output_index": 0, "content_index": 0,
+                   "delta": piece}),
+        ));
+    }
+    events.push((
+        "response.output_item.done",
+        json!({"output_index": 0, "item": done}),
+    ));
+    events.push((
+        "response.completed",
+        json!({"response": response("completed", json!([done]), usage)}),
+    ));
+    let events = (events.into_iter().enumerate())
+        .map(|(sequence, (kind, mut body))| {
+            body["type"] = json!(kind);
+            body["sequence_number"] = json!(sequence);
+            format!("event: {kind}\ndata: {body}\n\n")
+        })
+        .collect();
+    event_stream(events)
+}
+
+/// `GET /v1/models`
+async fn models() -> Json<Value> {
+    let model =
+        |id: &str| json!({"id": id, "object": "model", "created": CREATED, "owned_by": "mock"});
+    Json(json!({"object": "list", "data": [model("gpt-4o-mini"), model("text-embedding-3-small")]}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat completions
+// ---------------------------------------------------------------------------------------------
+
+/// What a chat completion answers: text, or a call of the request's first tool.
+struct Chat {
+    model: String,
+    text_pieces: Vec<String>,
+    /// `(tool name, arguments JSON)` when the request offered tools.
+    tool_call: Option<(String, String)>,
+    prompt_tokens: u64,
+}
+
+impl Chat {
+    fn from_request(request: &Value) -> Chat {
+        let prompt = prompt_of(request);
+        let tool_call = request["tools"]
+            .as_array()
+            .and_then(|tools| tools.first())
+            .and_then(|tool| tool_call_for(tool, &prompt));
+        let all_messages: u64 = (request["messages"].as_array().into_iter().flatten())
+            .map(|m| words(&text_of(&m["content"])) + 3)
+            .sum();
+        Chat {
+            model: format!("{}-2024-07-18", model_of(request)),
+            text_pieces: answer_pieces(&prompt),
+            tool_call,
+            prompt_tokens: all_messages.max(1),
+        }
+    }
+
+    fn completion_tokens(&self) -> u64 {
+        match &self.tool_call {
+            Some((name, arguments)) => words(name) + argument_pieces(arguments).len() as u64,
+            None => self.text_pieces.len() as u64,
+        }
+    }
+
+    fn finish_reason(&self) -> &'static str {
+        if self.tool_call.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        }
+    }
+
+    fn usage(&self) -> Value {
+        let mut usage = usage(self.prompt_tokens, self.completion_tokens());
+        usage["prompt_tokens_details"] = json!({"cached_tokens": 0, "audio_tokens": 0});
+        usage["completion_tokens_details"] = json!({"reasoning_tokens": 0, "audio_tokens": 0});
+        usage
+    }
+
+    /// The non-streamed `chat.completion`.
+    fn completion(&self) -> Value {
+        let message = match &self.tool_call {
+            Some((name, arguments)) => json!({"role": "assistant", "content": null,
+                "refusal": null, "tool_calls": [{"id": "call_mock0001", "type": "function",
+                "function": {"name": name, "arguments": arguments}}]}),
+            None => json!({"role": "assistant", "content": self.text_pieces.concat(),
+                "refusal": null}),
+        };
+        json!({"id": "chatcmpl-mock0001", "object": "chat.completion", "created": CREATED,
+               "model": self.model, "system_fingerprint": "fp_mock",
+               "choices": [{"index": 0, "message": message, "logprobs": null,
+                            "finish_reason": self.finish_reason()}],
+               "usage": self.usage()})
+    }
+
+    /// The streamed `chat.completion.chunk` events, `[DONE]` included.
+    fn chunks(&self, include_usage: bool) -> Vec<String> {
+        let chunk = |choices: Value| {
+            let mut chunk = json!({"id": "chatcmpl-mock0001", "object": "chat.completion.chunk",
+                "created": CREATED, "model": self.model, "system_fingerprint": "fp_mock",
+                "choices": choices});
+            if include_usage {
+                // OpenAI sends `usage: null` in every chunk but the usage chunk.
+                chunk["usage"] = Value::Null;
+            }
+            chunk
+        };
+        let delta = |delta: Value, finish: Value| {
+            data(&chunk(
+                json!([{"index": 0, "delta": delta, "logprobs": null,
+                                "finish_reason": finish}]),
+            ))
+        };
+        let mut events = Vec::new();
+        match &self.tool_call {
+            Some((name, arguments)) => {
+                events.push(delta(
+                    json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
+                        "id": "call_mock0001", "type": "function",
+                        "function": {"name": name, "arguments": ""}}]}),
+                    Value::Null,
+                ));
+                for piece in argument_pieces(arguments) {
+                    events.push(delta(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                        Value::Null,
+                    ));
+                }
+            }
+            None => {
+                events.push(delta(
+                    json!({"role": "assistant", "content": "", "refusal": null}),
+                    Value::Null,
+                ));
+                for piece in &self.text_pieces {
+                    events.push(delta(json!({"content": piece}), Value::Null));
+                }
+            }
+        }
+        events.push(delta(json!({}), json!(self.finish_reason())));
+        if include_usage {
+            let mut last = chunk(json!([]));
+            last["usage"] = self.usage();
+            events.push(data(&last));
+        }
+        events.push(DONE.to_owned());
+        events
+    }
+}
+
+/// A call of `tool` (an OpenAI `{"type": "function", "function": {...}}`): its first declared
+/// parameter (or `query`) set to the topic of the prompt.
+fn tool_call_for(tool: &Value, prompt: &str) -> Option<(String, String)> {
+    let function = &tool["function"];
+    let name = function["name"].as_str()?.to_owned();
+    let parameter = (function["parameters"]["properties"].as_object())
+        .and_then(|properties| properties.keys().next().cloned())
+        .unwrap_or_else(|| "query".to_owned());
+    let arguments = json!({ parameter: topic_of(prompt) }).to_string();
+    Some((name, arguments))
+}
+
+/// Tool-call arguments cut the way OpenAI streams them: a few characters at a time.
+fn argument_pieces(arguments: &str) -> Vec<String> {
+    let chars: Vec<char> = arguments.chars().collect();
+    chars
+        .chunks(6)
+        .map(|piece| piece.iter().collect())
         .collect()
 }
 
-fn words(text: &str) -> u64 {
-    text.split_whitespace().count() as u64
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The request body as JSON. Rejects a body that is not JSON with 400 and the model
+/// `does-not-exist` with 404, in OpenAI's error shape.
+struct OpenAiRequest(Value);
+
+impl<S: Send + Sync> FromRequest<S> for OpenAiRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let request: Value = serde_json::from_slice(&body).map_err(|error| {
+            let message = format!("We could not parse the JSON body of your request: {error}");
+            openai_error(
+                StatusCode::BAD_REQUEST,
+                &message,
+                "invalid_request_error",
+                None,
+            )
+        })?;
+        if request["model"] == "does-not-exist" {
+            let message =
+                "The model `does-not-exist` does not exist or you do not have access to it.";
+            return Err(openai_error(
+                StatusCode::NOT_FOUND,
+                message,
+                "invalid_request_error",
+                Some("model_not_found"),
+            ));
+        }
+        Ok(OpenAiRequest(request))
+    }
 }
 
-fn last_user_text(request: &Value) -> String {
-    let from_messages = request["messages"].as_array().and_then(|messages| {
-        messages
-            .iter()
-            .rev()
-            .find(|m| m["role"] == "user")
-            .and_then(|m| m["content"].as_str())
+/// `{"error": {message, type, param, code}}` with `status`.
+fn openai_error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    (status, Json(body)).into_response()
+}
+
+/// Sends each of `events` (complete SSE blocks) as its own body frame, [`EVENT_GAP`] apart.
+fn event_stream(events: Vec<String>) -> Response {
+    let frames = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
+        let event = events.next()?;
+        tokio::time::sleep(EVENT_GAP).await;
+        Some((Ok::<_, Infallible>(Bytes::from(event)), events))
     });
-    from_messages
-        .or(request["prompt"].as_str())
-        .or(request["input"].as_str())
-        .unwrap_or("")
-        .to_owned()
+    (
+        [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")],
+        axum::body::Body::from_stream(frames),
+    )
+        .into_response()
+}
+
+/// One `data:` event.
+fn data(value: &Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+/// The last event of a chat or completions stream.
+const DONE: &str = "data: [DONE]\n\n";
+
+fn is_stream(request: &Value) -> bool {
+    request["stream"] == true
+}
+
+fn include_usage(request: &Value) -> bool {
+    request["stream_options"]["include_usage"] == true
 }
 
 fn model_of(request: &Value) -> String {
@@ -96,215 +463,71 @@ fn model_of(request: &Value) -> String {
         .to_owned()
 }
 
-fn not_found(model: &str) -> Response {
-    let body = json!({"error": {
-        "message": format!("The model `{model}` does not exist or you do not have access to it."),
-        "type": "invalid_request_error", "param": null, "code": "model_not_found"}});
-    (axum::http::StatusCode::NOT_FOUND, Json(body)).into_response()
+/// The text the answer is about: the last user message (chat), `prompt` (completions) or
+/// `input` (Responses API).
+fn prompt_of(request: &Value) -> String {
+    let last_user = (request["messages"].as_array().into_iter().flatten())
+        .rev()
+        .find(|message| message["role"] == "user")
+        .map(|message| &message["content"]);
+    let prompt = last_user
+        .or(request.get("prompt"))
+        .or(request.get("input"))
+        .unwrap_or(&Value::Null);
+    text_of(prompt)
 }
 
-/// Sends `events` (already formatted SSE blocks) as separate frames, `EVENT_GAP` apart.
-fn event_stream(events: Vec<String>) -> Response {
-    let stream = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
-        let event = events.next()?;
-        tokio::time::sleep(EVENT_GAP).await;
-        Some((Ok::<_, Infallible>(Bytes::from(event)), events))
-    });
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
-        axum::body::Body::from_stream(stream),
-    )
-        .into_response()
+/// Text of a string, a list of strings, or a list of content parts / input messages.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => (parts.iter())
+            .map(|part| match part {
+                Value::String(text) => text.clone(),
+                part => (part["text"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| text_of(&part["content"])),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
 }
 
-fn data(value: &Value) -> String {
-    format!("data: {value}\n\n")
+/// The last word of the prompt, e.g. `Paris` for "What is the weather in Paris?".
+fn topic_of(prompt: &str) -> String {
+    let topic = (prompt.split_whitespace().last().unwrap_or("that"))
+        .trim_matches(|c: char| !c.is_alphanumeric());
+    if topic.is_empty() {
+        "that".to_owned()
+    } else {
+        topic.to_owned()
+    }
 }
 
-fn chat_usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
+/// The deterministic answer to `prompt`, as the 8 pieces a model would stream.
+fn answer_pieces(prompt: &str) -> Vec<String> {
+    let answer = format!(
+        "Here is a short, deterministic answer about {}.",
+        topic_of(prompt)
+    );
+    answer.split_inclusive(' ').map(str::to_owned).collect()
+}
+
+/// Token counts are word counts.
+fn words(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
     json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0}})
+           "total_tokens": prompt_tokens + completion_tokens})
 }
 
-/// The first tool of the request and arguments for it.
-fn tool_call(request: &Value) -> Option<(String, String)> {
-    let name = request["tools"].as_array()?.first()?["function"]["name"]
-        .as_str()?
-        .to_owned();
-    Some((
-        name,
-        json!({"location": "Paris", "unit": "celsius"}).to_string(),
-    ))
-}
-
-async fn chat_completions(Json(request): Json<Value>) -> Response {
-    let model = model_of(&request);
-    if model == "does-not-exist" {
-        return not_found(&model);
-    }
-    let prompt = last_user_text(&request);
-    let pieces = answer_pieces(&prompt);
-    let (prompt_tokens, completion_tokens) = (words(&prompt) + 3, pieces.len() as u64);
-    let id = "chatcmpl-mock0001";
-    let created = 1_760_000_000;
-    let tool = tool_call(&request);
-    if request["stream"] != json!(true) {
-        let message = match &tool {
-            Some((name, arguments)) => {
-                json!({"role": "assistant", "content": null, "refusal": null,
-                "tool_calls": [{"id": "call_mock0001", "type": "function", "function": {"name": name, "arguments": arguments}}]})
-            }
-            None => json!({"role": "assistant", "content": pieces.concat(), "refusal": null}),
-        };
-        let finish = if tool.is_some() { "tool_calls" } else { "stop" };
-        return Json(json!({"id": id, "object": "chat.completion", "created": created, "model": format!("{model}-2024-07-18"),
-            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-            "usage": chat_usage(prompt_tokens, completion_tokens)}))
-        .into_response();
-    }
-    let chunk = |delta: Value, finish: Value| {
-        data(
-            &json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": format!("{model}-2024-07-18"),
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]}),
-        )
-    };
-    let mut events = Vec::new();
-    match &tool {
-        Some((name, arguments)) => {
-            events.push(chunk(json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_mock0001",
-                "type": "function", "function": {"name": name, "arguments": ""}}]}), Value::Null));
-            let bytes = arguments.as_bytes();
-            for part in bytes.chunks(8) {
-                let part = String::from_utf8_lossy(part);
-                events.push(chunk(
-                    json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
-                    Value::Null,
-                ));
-            }
-            events.push(chunk(json!({}), json!("tool_calls")));
-        }
-        None => {
-            events.push(chunk(
-                json!({"role": "assistant", "content": "", "refusal": null}),
-                Value::Null,
-            ));
-            for piece in &pieces {
-                events.push(chunk(json!({"content": piece}), Value::Null));
-            }
-            events.push(chunk(json!({}), json!("stop")));
-        }
-    }
-    if request["stream_options"]["include_usage"] == json!(true) {
-        events.push(data(&json!({"id": id, "object": "chat.completion.chunk", "created": created,
-            "model": format!("{model}-2024-07-18"), "choices": [], "usage": chat_usage(prompt_tokens, completion_tokens)})));
-    }
-    events.push("data: [DONE]\n\n".to_owned());
-    event_stream(events)
-}
-
-async fn completions(Json(request): Json<Value>) -> Response {
-    let model = model_of(&request);
-    let prompt = last_user_text(&request);
-    let pieces = answer_pieces(&prompt);
-    let usage = json!({"prompt_tokens": words(&prompt), "completion_tokens": pieces.len(), "total_tokens": words(&prompt) + pieces.len() as u64});
-    if request["stream"] != json!(true) {
-        return Json(json!({"id": "cmpl-mock0001", "object": "text_completion", "created": 1_760_000_000, "model": model,
-            "choices": [{"text": pieces.concat(), "index": 0, "logprobs": null, "finish_reason": "length"}], "usage": usage}))
-        .into_response();
-    }
-    let mut events: Vec<String> = pieces
-        .iter()
-        .enumerate()
-        .map(|(i, piece)| {
-            let finish = if i + 1 == pieces.len() { json!("length") } else { Value::Null };
-            data(&json!({"id": "cmpl-mock0001", "object": "text_completion", "created": 1_760_000_000, "model": model,
-                "choices": [{"text": piece, "index": 0, "logprobs": null, "finish_reason": finish}]}))
-        })
-        .collect();
-    events.push("data: [DONE]\n\n".to_owned());
-    event_stream(events)
-}
-
-async fn embeddings(Json(request): Json<Value>) -> Response {
-    let inputs: Vec<String> = match &request["input"] {
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().unwrap_or("").to_owned())
-            .collect(),
-        other => vec![other.as_str().unwrap_or("").to_owned()],
-    };
-    let data: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let seed = text.len() as f64;
-            let vector: Vec<f64> = (0..8).map(|d| ((seed + d as f64) * 0.37).sin()).collect();
-            json!({"object": "embedding", "index": i, "embedding": vector})
-        })
-        .collect();
-    let tokens: u64 = inputs.iter().map(|t| words(t)).sum();
-    Json(
-        json!({"object": "list", "data": data, "model": model_of(&request),
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
-    )
-    .into_response()
-}
-
-async fn responses(Json(request): Json<Value>) -> Response {
-    let model = format!("{}-2025-04-14", model_of(&request));
-    let prompt = last_user_text(&request);
-    let pieces = answer_pieces(&prompt);
-    let text = pieces.concat();
-    let usage = json!({"input_tokens": words(&prompt), "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": pieces.len(), "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": words(&prompt) + pieces.len() as u64});
-    let message = json!({"id": "msg_mock0001", "type": "message", "status": "completed", "role": "assistant",
-        "content": [{"type": "output_text", "annotations": [], "text": text}]});
-    let response = |status: &str, output: Value, usage: Value| {
-        json!({"id": "resp_mock0001", "object": "response", "created_at": 1_760_000_000, "status": status,
-            "model": model, "output": output, "usage": usage, "error": null, "incomplete_details": null})
-    };
-    if request["stream"] != json!(true) {
-        return Json(response("completed", json!([message]), usage)).into_response();
-    }
-    let event = |kind: &str, body: Value| {
-        let mut body = body;
-        body["type"] = json!(kind);
-        format!("event: {kind}\ndata: {body}\n\n")
-    };
-    let mut events = vec![
-        event(
-            "response.created",
-            json!({"response": response("in_progress", json!([]), Value::Null)}),
-        ),
-        event(
-            "response.output_item.added",
-            json!({"output_index": 0, "item": {"id": "msg_mock0001", "type": "message",
-            "status": "in_progress", "role": "assistant", "content": []}}),
-        ),
-    ];
-    for piece in &pieces {
-        events.push(event(
-            "response.output_text.delta",
-            json!({"item_id": "msg_mock0001", "output_index": 0,
-            "content_index": 0, "delta": piece}),
-        ));
-    }
-    events.push(event(
-        "response.output_item.done",
-        json!({"output_index": 0, "item": message}),
-    ));
-    events.push(event(
-        "response.completed",
-        json!({"response": response("completed", json!([message]), usage)}),
-    ));
-    event_stream(events)
-}
-
-async fn models() -> Json<Value> {
-    Json(
-        json!({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "mock"}]}),
-    )
+/// A small unit-free vector that depends only on `text`.
+fn embedding(text: &str) -> Vec<f64> {
+    let seed = text.bytes().map(f64::from).sum::<f64>();
+    (0..8)
+        .map(|d| ((seed + f64::from(d)) * 0.37).sin() * 0.5)
+        .map(|x| (x * 1e6).round() / 1e6)
+        .collect()
 }
