@@ -41,7 +41,8 @@ pub struct LlmCall {
     /// The decoded request.
     pub request: RequestRecord,
     /// The response in the endpoint's non-streaming shape (streams are assembled into it);
-    /// `null` when nothing decodable came back.
+    /// `null` when nothing decodable came back. Embedding vectors are left out (each item keeps
+    /// its `index`), as they are large and rarely useful in a log.
     pub response: Option<Value>,
     /// Token usage, or `null` when the response did not report it.
     pub usage: Option<Usage>,

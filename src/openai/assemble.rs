@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::endpoint::Endpoint;
-use super::response::{error_from_value, responses_finish_reason, ResponseSummary, WireUsage};
+use super::response::{
+    error_from_value, responses_finish_reason, usage_from_value, ResponseSummary,
+};
 use super::sse::SseEvent;
 
 /// What one event contributed, as far as the caller cares.
@@ -153,8 +155,9 @@ struct ChatChunk<'a> {
     system_fingerprint: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     choices: Option<Vec<ChunkChoice<'a>>>,
+    /// Kept as sent (it comes once per stream), so fields we do not model survive.
     #[serde(default)]
-    usage: Option<WireUsage>,
+    usage: Option<Value>,
     #[serde(default)]
     error: Option<Value>,
 }
@@ -214,7 +217,7 @@ struct ChatAssembly {
     created: Option<i64>,
     system_fingerprint: Option<String>,
     choices: Vec<ChoiceState>,
-    usage: Option<WireUsage>,
+    usage: Option<Value>,
     error: Option<Value>,
 }
 
@@ -409,7 +412,7 @@ impl ChatAssembly {
                 object.insert("system_fingerprint".into(), json!(fp));
             }
             if let Some(usage) = &self.usage {
-                object.insert("usage".into(), json!(usage));
+                object.insert("usage".into(), usage.clone());
             }
             if let Some(error) = &self.error {
                 object.insert("error".into(), error.clone());
@@ -417,7 +420,7 @@ impl ChatAssembly {
         }
         ResponseSummary {
             response: Some(response),
-            usage: self.usage.as_ref().map(WireUsage::normalise),
+            usage: self.usage.as_ref().and_then(usage_from_value),
             finish_reasons: self
                 .choices
                 .iter()
@@ -577,9 +580,7 @@ impl ResponsesAssembly {
             } else {
                 summary.finish_reasons = responses_finish_reason(fields).into_iter().collect();
             }
-            summary.usage = fields
-                .get("usage")
-                .and_then(super::response::usage_from_value);
+            summary.usage = fields.get("usage").and_then(usage_from_value);
             summary.model = fields
                 .get("model")
                 .and_then(Value::as_str)
