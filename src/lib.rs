@@ -33,6 +33,8 @@ mod decompress;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+#[doc(hidden)]
+pub mod internals;
 mod layer;
 mod metadata;
 mod openai;

@@ -1,0 +1,94 @@
+//! Decoder micro benchmarks on recorded OpenAI traffic: time and allocations per SSE event for
+//! chat, tool-call and Responses API streams (one frame per event, as on the wire), request
+//! decoding and non-stream response decoding.
+//!
+//! `cargo bench --bench decode` (needs `../shared/fixtures/openai-recorded` or `$LLM_OBS_FIXTURES`).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(unused)]
+mod support;
+
+use bytes::Bytes;
+use divan::counter::{BytesCount, ItemsCount};
+use divan::{AllocProfiler, Bencher};
+use llm_observability::internals::{decode_request, BodyDecoder};
+use llm_observability::Endpoint;
+use support::Interaction;
+
+#[global_allocator]
+static ALLOC: AllocProfiler = AllocProfiler::system();
+
+fn main() {
+    divan::main();
+}
+
+fn recorded(file: &str, index: usize) -> Interaction {
+    support::load_interactions()
+        .expect("benchmarks need the recorded fixtures")
+        .into_iter()
+        .find(|i| i.file.contains(file) && i.index == index)
+        .unwrap_or_else(|| panic!("fixture {file}#{index} not found"))
+}
+
+/// A recorded stream cut into one frame per SSE event.
+struct Stream {
+    endpoint: Endpoint,
+    frames: Vec<Bytes>,
+}
+
+fn stream(kind: &str) -> Stream {
+    let (file, index, endpoint) = match kind {
+        "chat" => (
+            "test_streaming_with_api_usage_capture",
+            0,
+            Endpoint::ChatCompletions,
+        ),
+        "tool_calls" => (
+            "test_open_ai_function_calls_tools_streaming_parallel",
+            0,
+            Endpoint::ChatCompletions,
+        ),
+        "responses" => ("test_responses_streaming", 0, Endpoint::Responses),
+        other => panic!("{other}"),
+    };
+    let body = recorded(file, index).response_body;
+    let frames = body
+        .split_inclusive("\n\n")
+        .map(|event| Bytes::copy_from_slice(event.as_bytes()))
+        .collect();
+    Stream { endpoint, frames }
+}
+
+#[divan::bench(args = ["chat", "tool_calls", "responses"])]
+fn sse_parse_and_assemble_per_event(bencher: Bencher, kind: &str) {
+    let stream = stream(kind);
+    let bytes: usize = stream.frames.iter().map(Bytes::len).sum();
+    bencher
+        .counter(ItemsCount::new(stream.frames.len()))
+        .counter(BytesCount::new(bytes))
+        .bench(|| {
+            let mut decoder = BodyDecoder::new(stream.endpoint, "text/event-stream", 8 << 20);
+            for frame in &stream.frames {
+                decoder.feed(frame);
+            }
+            decoder.finish()
+        });
+}
+
+#[divan::bench]
+fn request_decode(bencher: Bencher) {
+    let body = recorded("test_tool_calls.yaml", 0).request_body;
+    bencher
+        .counter(BytesCount::new(body.len()))
+        .bench(|| decode_request(divan::black_box(body.as_bytes())));
+}
+
+#[divan::bench]
+fn non_stream_response_decode(bencher: Bencher) {
+    let body = Bytes::from(recorded("test_tool_calls.yaml", 0).response_body);
+    bencher.counter(BytesCount::new(body.len())).bench(|| {
+        let mut decoder = BodyDecoder::new(Endpoint::ChatCompletions, "application/json", 8 << 20);
+        decoder.feed(&body);
+        decoder.finish()
+    });
+}
