@@ -172,7 +172,7 @@ async fn upstream(listen: SocketAddr, events: usize) -> Result<(), BoxError> {
                                     answers.json.clone(),
                                 )))
                         };
-                        Ok::<hyper::Response<AnswerBody>, http::Error>(response?)
+                        response as Result<hyper::Response<AnswerBody>, http::Error>
                     }
                 },
             );
