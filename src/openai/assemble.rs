@@ -143,18 +143,55 @@ impl ContentBudget {
 // ---------------------------------------------------------------------------------------------
 // Chat completions and legacy completions chunks
 
+/// A JSON string borrowed from the event's data when it has no escapes, owned otherwise.
+/// (`#[serde(borrow)]` does not reach through `Option<Cow<str>>`: serde then always copies.)
+#[derive(Debug)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Chunks carry one choice (and one tool-call delta) almost always: no heap for that.
+type Few<T> = smallvec::SmallVec<[T; 1]>;
+
 #[derive(Deserialize)]
 struct ChatChunk<'a> {
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(default, borrow)]
-    model: Option<Cow<'a, str>>,
+    model: Option<Text<'a>>,
     #[serde(default)]
     created: Option<i64>,
     #[serde(default, borrow)]
-    system_fingerprint: Option<Cow<'a, str>>,
+    system_fingerprint: Option<Text<'a>>,
     #[serde(default, borrow)]
-    choices: Option<Vec<ChunkChoice<'a>>>,
+    choices: Option<Few<ChunkChoice<'a>>>,
     /// Kept as sent (it comes once per stream), so fields we do not model survive.
     #[serde(default)]
     usage: Option<Value>,
@@ -170,24 +207,24 @@ struct ChunkChoice<'a> {
     delta: Option<ChunkDelta<'a>>,
     /// Legacy completions stream `text` instead of a delta.
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Text<'a>>,
     #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 struct ChunkDelta<'a> {
     #[serde(default, borrow)]
-    role: Option<Cow<'a, str>>,
+    role: Option<Text<'a>>,
     #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
+    content: Option<Text<'a>>,
     #[serde(default, borrow)]
-    refusal: Option<Cow<'a, str>>,
+    refusal: Option<Text<'a>>,
     /// DeepSeek and other OpenAI-compatible servers stream reasoning here.
     #[serde(default, borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
+    reasoning_content: Option<Text<'a>>,
     #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+    tool_calls: Option<Few<ToolCallDelta<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -195,9 +232,9 @@ struct ToolCallDelta<'a> {
     #[serde(default)]
     index: u32,
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(default, borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(default, borrow)]
     function: Option<FunctionDelta<'a>>,
 }
@@ -205,9 +242,9 @@ struct ToolCallDelta<'a> {
 #[derive(Deserialize)]
 struct FunctionDelta<'a> {
     #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Text<'a>>,
     #[serde(default, borrow)]
-    arguments: Option<Cow<'a, str>>,
+    arguments: Option<Text<'a>>,
 }
 
 #[derive(Debug, Default)]
@@ -257,10 +294,10 @@ fn entry_by_key<T>(
     &mut items[at]
 }
 
-fn set_if_empty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
+fn set_if_empty(slot: &mut Option<String>, value: Option<Text<'_>>) {
     if slot.is_none() {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            *slot = Some(v.into_owned());
+            *slot = Some(v.0.into_owned());
         }
     }
 }
@@ -294,7 +331,7 @@ impl ChatAssembly {
             }
             if let Some(delta) = choice.delta {
                 if state.role.is_none() {
-                    state.role = delta.role.map(Cow::into_owned);
+                    state.role = delta.role.map(|role| role.0.into_owned());
                 }
                 if let Some(text) = delta.content {
                     content |= !text.is_empty();
@@ -332,7 +369,7 @@ impl ChatAssembly {
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                state.finish_reason = Some(reason.into_owned());
+                state.finish_reason = Some(reason.0.into_owned());
             }
         }
         Ok(content)
@@ -439,13 +476,13 @@ impl ChatAssembly {
 #[derive(Deserialize)]
 struct ResponsesEvent<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+    kind: Text<'a>,
     #[serde(default)]
     response: Option<Value>,
     #[serde(default)]
     output_index: Option<u32>,
     #[serde(default, borrow)]
-    delta: Option<Cow<'a, str>>,
+    delta: Option<Text<'a>>,
     #[serde(default)]
     item: Option<Value>,
     #[serde(default)]
