@@ -139,6 +139,45 @@ fn streamed_call_with_layer(bencher: Bencher) {
     });
 }
 
+/// The same with a layer that has no sinks: what the dispatcher adds.
+#[divan::bench]
+fn streamed_call_with_layer_no_sinks(bencher: Bencher) {
+    let runtime = runtime();
+    let (body, frames) = recorded_chat();
+    let layer = runtime.block_on(async { LlmObservabilityLayer::builder().build().expect("rt") });
+    let service = ServiceBuilder::new().layer(layer).service(upstream::<
+        llm_observability::RequestBody<Full<Bytes>>,
+    >(frames));
+    bencher.bench_local(|| {
+        runtime.block_on(async {
+            let response = service.clone().oneshot(request(&body)).await.expect("ok");
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+        })
+    });
+}
+
+/// Only the SSE decoding of the same stream: what the tee's decoder accounts for.
+#[divan::bench]
+fn decode_only(bencher: Bencher) {
+    let (_body, frames) = recorded_chat();
+    bencher.bench_local(|| {
+        let mut decoder = llm_observability::internals::BodyDecoder::new(
+            llm_observability::Endpoint::ChatCompletions,
+            "text/event-stream",
+            8 << 20,
+        );
+        for frame in &frames {
+            decoder.feed(frame);
+        }
+        decoder.finish()
+    });
+}
+
 #[divan::bench]
 fn dispatcher_enqueue(bencher: Bencher) {
     let runtime = runtime();
