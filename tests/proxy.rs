@@ -133,7 +133,7 @@ struct Upstream {
 }
 
 fn sse_chunk(content: &str, finish: Option<&str>) -> String {
-    let chunk = json!({"id": "chatcmpl-p", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+    let chunk = json!({"id": "chatcmpl-p", "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-mini",
         "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]});
     format!("data: {chunk}\n\n")
 }
@@ -148,7 +148,7 @@ async fn chat(
         return (http::StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }
     if request["stream"] != json!(true) {
-        return Json(json!({"id": "chatcmpl-p", "object": "chat.completion", "model": "gpt-4o-mini",
+        return Json(json!({"id": "chatcmpl-p", "object": "chat.completion", "created": 1_760_000_000, "model": "gpt-4o-mini",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}}))
         .into_response();
@@ -377,4 +377,70 @@ async fn sigterm_lets_calls_in_flight_finish_and_loses_no_line() {
     let lines = proxy.lines();
     assert_eq!(lines.len(), 8, "every call's line reached the file");
     assert_eq!(lines.iter().filter(|l| l["status"] == "success").count(), 8);
+}
+
+/// A real third-party client, async-openai with its own HTTP stack, pointed at the proxy.
+#[tokio::test]
+async fn async_openai_through_the_proxy() {
+    use async_openai::config::OpenAIConfig;
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
+    };
+
+    let (upstream_url, _upstream) = start_upstream().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    let openai = async_openai::Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(proxy.url("/v1"))
+            .with_api_key("sk-test"),
+    );
+    let request = |stream: bool| {
+        let mut args = CreateChatCompletionRequestArgs::default();
+        args.model("gpt-4o-mini")
+            .messages([ChatCompletionRequestUserMessageArgs::default()
+                .content("ping")
+                .build()
+                .unwrap()
+                .into()]);
+        if stream {
+            args.stream(true);
+        }
+        args.build().unwrap()
+    };
+    let answer = openai
+        .chat()
+        .create(request(false))
+        .await
+        .expect("non-streaming call");
+    assert_eq!(answer.choices[0].message.content.as_deref(), Some("pong"));
+
+    let mut stream = openai
+        .chat()
+        .create_stream(request(true))
+        .await
+        .expect("stream");
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        for choice in chunk.expect("chunk").choices {
+            text.push_str(choice.delta.content.as_deref().unwrap_or_default());
+        }
+    }
+    assert_eq!(text, "Hello");
+
+    let lines = proxy.wait_for_lines(2).await;
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["status"], "success");
+    assert_eq!(
+        lines[0]["response"]["choices"][0]["message"]["content"],
+        "pong"
+    );
+    assert_eq!(
+        lines[1]["status"], "success",
+        "async-openai stops at [DONE]; still a success"
+    );
+    assert_eq!(
+        lines[1]["response"]["choices"][0]["message"]["content"],
+        "Hello"
+    );
+    assert_eq!(lines[1]["request"]["messages"][0]["content"], "ping");
 }
