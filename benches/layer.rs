@@ -100,11 +100,14 @@ fn request(body: &Bytes) -> Request<Full<Bytes>> {
         .expect("request")
 }
 
-#[divan::bench]
-fn streamed_call_without_layer(bencher: Bencher) {
-    let runtime = runtime();
-    let (body, frames) = recorded_chat();
-    let service = upstream::<Full<Bytes>>(frames);
+/// Times one whole call (request in, body read to its end) through `service`.
+fn bench_calls<S, B>(bencher: Bencher, runtime: &tokio::runtime::Runtime, service: S, body: Bytes)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
     bencher.bench_local(|| {
         runtime.block_on(async {
             let response = service.clone().oneshot(request(&body)).await.expect("ok");
@@ -116,6 +119,26 @@ fn streamed_call_without_layer(bencher: Bencher) {
                 .to_bytes()
         })
     });
+}
+
+#[divan::bench]
+fn streamed_call_without_layer(bencher: Bencher) {
+    let runtime = runtime();
+    let (body, frames) = recorded_chat();
+    bench_calls(bencher, &runtime, upstream::<Full<Bytes>>(frames), body);
+}
+
+fn observed_service(
+    layer: LlmObservabilityLayer,
+    frames: Vec<Bytes>,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<llm_observability::ResponseBody<support::ChannelBody>>,
+    Error = Infallible,
+> + Clone {
+    ServiceBuilder::new().layer(layer).service(upstream::<
+        llm_observability::RequestBody<Full<Bytes>>,
+    >(frames))
 }
 
 #[divan::bench]
@@ -123,20 +146,7 @@ fn streamed_call_with_layer(bencher: Bencher) {
     let runtime = runtime();
     let (body, frames) = recorded_chat();
     let layer = runtime.block_on(async { layer() });
-    let service = ServiceBuilder::new().layer(layer).service(upstream::<
-        llm_observability::RequestBody<Full<Bytes>>,
-    >(frames));
-    bencher.bench_local(|| {
-        runtime.block_on(async {
-            let response = service.clone().oneshot(request(&body)).await.expect("ok");
-            response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes()
-        })
-    });
+    bench_calls(bencher, &runtime, observed_service(layer, frames), body);
 }
 
 /// The same with a layer that has no sinks: what the dispatcher adds.
@@ -144,21 +154,12 @@ fn streamed_call_with_layer(bencher: Bencher) {
 fn streamed_call_with_layer_no_sinks(bencher: Bencher) {
     let runtime = runtime();
     let (body, frames) = recorded_chat();
-    let layer = runtime.block_on(async { LlmObservabilityLayer::builder().build().expect("rt") });
-    let service = ServiceBuilder::new().layer(layer).service(upstream::<
-        llm_observability::RequestBody<Full<Bytes>>,
-    >(frames));
-    bencher.bench_local(|| {
-        runtime.block_on(async {
-            let response = service.clone().oneshot(request(&body)).await.expect("ok");
-            response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes()
-        })
+    let layer = runtime.block_on(async {
+        LlmObservabilityLayer::builder()
+            .build()
+            .expect("in a runtime")
     });
+    bench_calls(bencher, &runtime, observed_service(layer, frames), body);
 }
 
 /// Only the SSE decoding of the same stream: what the tee's decoder accounts for.

@@ -114,21 +114,11 @@ async fn a_stuck_sink_delays_neither_responses_nor_other_sinks() {
     assert_eq!(stuck.received.load(Ordering::SeqCst), 0);
     // Release it: it catches up, and the accounting identity holds for both sinks.
     stuck.gate.add_permits(1000);
-    layer
-        .dispatcher()
-        .flush(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let stats = layer.dispatcher().stats();
-    assert_eq!(stats.observed, 20);
-    for sink in &stats.sinks {
-        assert_eq!(
-            sink.delivered + sink.dropped + sink.failed,
-            stats.observed,
-            "{sink:?}"
-        );
-        assert_eq!(sink.delivered, 20, "{sink:?}");
-    }
+    let stats = support::assert_accounted(&layer, 20).await;
+    assert!(
+        stats.sinks.iter().all(|sink| sink.delivered == 20),
+        "{stats:?}"
+    );
     assert_eq!(stuck.received.load(Ordering::SeqCst), 20);
 }
 
@@ -197,14 +187,7 @@ async fn a_full_queue_drops_and_counts_without_blocking() {
     // One batch is inside export, at most 4 wait in the queue; the rest were dropped.
     assert!(stats.sinks[0].dropped >= 45, "{stats:?}");
     stuck.gate.add_permits(1000);
-    layer
-        .dispatcher()
-        .flush(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let stats = layer.dispatcher().stats();
-    let sink = &stats.sinks[0];
-    assert_eq!(sink.delivered + sink.dropped + sink.failed, 50, "{stats:?}");
+    support::assert_accounted(&layer, 50).await;
 }
 
 /// Fails a given number of times, then succeeds; panics when asked to.
@@ -254,12 +237,7 @@ async fn transient_failures_are_retried_and_panics_are_counted_as_failures() {
     for _ in 0..3 {
         call_once(&mut service).await;
     }
-    layer
-        .dispatcher()
-        .flush(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let stats = layer.dispatcher().stats();
+    let stats = support::assert_accounted(&layer, 3).await;
     assert_eq!(
         (stats.sinks[0].delivered, stats.sinks[0].failed),
         (3, 0),
@@ -312,13 +290,7 @@ async fn hanging_and_rejecting_sinks_are_timed_out_and_counted_while_others_get_
         );
     }
     assert_eq!(memory.wait_for(12, Duration::from_secs(10)).await.len(), 12);
-    layer
-        .dispatcher()
-        .flush(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let stats = layer.dispatcher().stats();
-    assert_eq!(stats.observed, 12);
+    let stats = support::assert_accounted(&layer, 12).await;
     let by_name = |name: &str| stats.sinks.iter().find(|s| s.name == name).unwrap().clone();
     assert_eq!(
         (by_name("hangs").delivered, by_name("hangs").failed),
@@ -332,11 +304,4 @@ async fn hanging_and_rejecting_sinks_are_timed_out_and_counted_while_others_get_
         (by_name("memory").delivered, by_name("memory").failed),
         (12, 0)
     );
-    for sink in &stats.sinks {
-        assert_eq!(
-            sink.delivered + sink.dropped + sink.failed,
-            stats.observed,
-            "{sink:?}"
-        );
-    }
 }

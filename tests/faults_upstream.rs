@@ -96,24 +96,6 @@ async fn raw_upstream(then: Misbehaviour) -> std::net::SocketAddr {
     addr
 }
 
-/// Flushes and checks `observed == delivered + dropped + failed` for every sink.
-async fn assert_accounted(layer: &LlmObservabilityLayer, observed: u64) {
-    layer
-        .dispatcher()
-        .flush(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let stats = layer.dispatcher().stats();
-    assert_eq!(stats.observed, observed, "{stats:?}");
-    for sink in &stats.sinks {
-        assert_eq!(
-            sink.delivered + sink.dropped + sink.failed,
-            stats.observed,
-            "{sink:?}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn upstream_closing_mid_stream_is_a_body_error_with_the_partial_output() {
     let addr = raw_upstream(Misbehaviour::CloseConnection).await;
@@ -145,7 +127,7 @@ async fn upstream_closing_mid_stream_is_a_body_error_with_the_partial_output() {
         call.response.as_ref().unwrap()["choices"][0]["message"]["content"],
         "Partial"
     );
-    assert_accounted(&layer, 1).await;
+    support::assert_accounted(&layer, 1).await;
 }
 
 #[tokio::test]
@@ -174,7 +156,7 @@ async fn upstream_stalling_after_headers_then_client_giving_up_is_cancelled() {
         calls[0].response.as_ref().unwrap()["choices"][0]["message"]["content"],
         "Partial"
     );
-    assert_accounted(&layer, 1).await;
+    support::assert_accounted(&layer, 1).await;
 }
 
 #[tokio::test]
@@ -199,7 +181,7 @@ async fn refused_connection_is_a_transport_error() {
         calls[0].error.as_ref().unwrap().kind.as_deref(),
         Some("transport")
     );
-    assert_accounted(&layer, 1).await;
+    support::assert_accounted(&layer, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,11 +230,7 @@ async fn shutdown_right_after_a_burst_of_streams_delivers_every_call_to_every_he
         .all(|c| c.status == CallStatus::Success));
     let lines = std::fs::read_to_string(&jsonl_path).unwrap();
     assert_eq!(lines.lines().count(), 60);
-    let stats = layer.dispatcher().stats();
-    assert_eq!(stats.observed, 60);
-    for sink in &stats.sinks {
-        assert_eq!(sink.delivered + sink.dropped + sink.failed, 60, "{sink:?}");
-    }
+    let stats = support::assert_accounted(&layer, 60).await;
     assert_eq!(
         stats.sinks[2].failed, 60,
         "the hanging sink's batches timed out and were counted"

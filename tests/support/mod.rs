@@ -189,6 +189,29 @@ pub async fn flushed(layer: &LlmObservabilityLayer, memory: &MemorySink) -> Vec<
     memory.calls()
 }
 
+/// Flushes, then checks the accounting identity `observed == delivered + dropped + failed` for
+/// every sink and that `observed` calls were seen; returns the counters.
+pub async fn assert_accounted(
+    layer: &LlmObservabilityLayer,
+    observed: u64,
+) -> llm_observability::DispatcherStats {
+    layer
+        .dispatcher()
+        .flush(Duration::from_secs(10))
+        .await
+        .expect("flush in time");
+    let stats = layer.dispatcher().stats();
+    assert_eq!(stats.observed, observed, "{stats:?}");
+    for sink in &stats.sinks {
+        assert_eq!(
+            sink.delivered + sink.dropped + sink.failed,
+            stats.observed,
+            "{sink:?}"
+        );
+    }
+    stats
+}
+
 /// What an upstream saw and what the client got back.
 pub struct Exchange {
     pub status: http::StatusCode,
