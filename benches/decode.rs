@@ -67,7 +67,7 @@ fn sse_parse_and_assemble_per_event(bencher: Bencher, kind: &str) {
         .counter(ItemsCount::new(stream.frames.len()))
         .counter(BytesCount::new(bytes))
         .bench(|| {
-            let mut decoder = BodyDecoder::new(stream.endpoint, "text/event-stream", 8 << 20);
+            let mut decoder = BodyDecoder::new(stream.endpoint, Some("text/event-stream"), 8 << 20);
             for frame in &stream.frames {
                 decoder.feed(frame);
             }
@@ -87,7 +87,8 @@ fn request_decode(bencher: Bencher) {
 fn non_stream_response_decode(bencher: Bencher) {
     let body = Bytes::from(recorded("test_tool_calls.yaml", 0).response_body);
     bencher.counter(BytesCount::new(body.len())).bench(|| {
-        let mut decoder = BodyDecoder::new(Endpoint::ChatCompletions, "application/json", 8 << 20);
+        let mut decoder =
+            BodyDecoder::new(Endpoint::ChatCompletions, Some("application/json"), 8 << 20);
         decoder.feed(&body);
         decoder.finish()
     });

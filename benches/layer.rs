@@ -169,7 +169,7 @@ fn decode_only(bencher: Bencher) {
     bencher.bench_local(|| {
         let mut decoder = llm_observability::internals::BodyDecoder::new(
             llm_observability::Endpoint::ChatCompletions,
-            "text/event-stream",
+            Some("text/event-stream"),
             8 << 20,
         );
         for frame in &frames {

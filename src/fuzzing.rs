@@ -2,10 +2,8 @@
 //! `cargo fuzz` sets). Each panics when a property is broken, so the fuzzer reports it.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::HeaderMap;
 
-use crate::openai::decoder::ResponseDecoder;
+use crate::internals::BodyDecoder;
 use crate::openai::endpoint::Endpoint;
 
 const ENDPOINTS: [Endpoint; 4] = [
@@ -20,24 +18,19 @@ const ENDPOINTS: [Endpoint; 4] = [
 /// how the bytes were chunked, and never panics.
 pub fn response_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
     let endpoint = ENDPOINTS[usize::from(selector) % ENDPOINTS.len()];
-    let mut headers = HeaderMap::new();
-    match (selector / 4) % 3 {
-        0 => {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        }
-        1 => {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        _ => {}
-    }
+    let content_type = match (selector / 4) % 3 {
+        0 => Some("text/event-stream"),
+        1 => Some("application/json"),
+        _ => None,
+    };
     let limit = 1 << 16;
     let whole = {
-        let mut decoder = ResponseDecoder::new(endpoint, &headers, limit);
+        let mut decoder = BodyDecoder::new(endpoint, content_type, limit);
         decoder.feed(&Bytes::copy_from_slice(body));
-        decoder.finish()
+        decoder.0.finish()
     };
     let split = {
-        let mut decoder = ResponseDecoder::new(endpoint, &headers, limit);
+        let mut decoder = BodyDecoder::new(endpoint, content_type, limit);
         let mut rest = body;
         for &cut in cuts {
             let at = usize::from(cut).min(rest.len());
@@ -46,7 +39,7 @@ pub fn response_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
             rest = tail;
         }
         decoder.feed(&Bytes::copy_from_slice(rest));
-        decoder.finish()
+        decoder.0.finish()
     };
     assert_eq!(whole.summary, split.summary, "summary depends on chunking");
     assert_eq!(

@@ -10,13 +10,16 @@ use crate::payload::RequestRecord;
 
 /// A response decoder as the body tee drives it.
 #[derive(Debug)]
-pub struct BodyDecoder(ResponseDecoder);
+pub struct BodyDecoder(pub(crate) ResponseDecoder);
 
 impl BodyDecoder {
-    /// A decoder for a response of `endpoint` with this content type and limit.
-    pub fn new(endpoint: Endpoint, content_type: &'static str, limit: usize) -> Self {
+    /// A decoder for a response of `endpoint` with this content type (`None`: no header, the
+    /// body is sniffed) and limit.
+    pub fn new(endpoint: Endpoint, content_type: Option<&'static str>, limit: usize) -> Self {
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
         BodyDecoder(ResponseDecoder::new(endpoint, &headers, limit))
     }
 

@@ -112,7 +112,7 @@ pub fn decode_json_response(
     body: &[u8],
 ) -> Result<ResponseSummary, serde_json::Error> {
     let mut value: Value = serde_json::from_slice(body)?;
-    Ok(summarise_response_value(endpoint, &mut value, true).with_response(value))
+    Ok(summarise_response_value(endpoint, &mut value).with_response(value))
 }
 
 impl ResponseSummary {
@@ -123,13 +123,9 @@ impl ResponseSummary {
 }
 
 /// Reads usage, finish reasons, error, model and id out of a response object in its
-/// non-streaming shape. With `drop_vectors`, embedding vectors are removed from the value (they
+/// non-streaming shape. Embedding vectors are removed from the value (they
 /// are large and rarely useful in a log).
-pub(crate) fn summarise_response_value(
-    endpoint: Endpoint,
-    value: &mut Value,
-    drop_vectors: bool,
-) -> ResponseSummary {
+pub(crate) fn summarise_response_value(endpoint: Endpoint, value: &mut Value) -> ResponseSummary {
     let mut summary = ResponseSummary::default();
     let Some(object) = value.as_object_mut() else {
         return summary;
@@ -162,7 +158,7 @@ pub(crate) fn summarise_response_value(
             }
         }
     }
-    if drop_vectors && endpoint == Endpoint::Embeddings {
+    if endpoint == Endpoint::Embeddings {
         if let Some(Value::Array(items)) = object.get_mut("data") {
             for item in items {
                 if let Some(item) = item.as_object_mut() {
