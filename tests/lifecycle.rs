@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
-use llm_observability::{CallMetadata, CallStatus, LlmObservabilityLayer, MemorySink, RequestBody};
+use llm_observability::{
+    CallMetadata, CallStatus, LlmObservabilityLayer, MemorySink, RequestBody, ResponseBody,
+};
 use serde_json::json;
 use support::ChannelBody;
 use tokio::sync::mpsc;
@@ -34,19 +36,16 @@ fn chunk(delta: serde_json::Value) -> Bytes {
     Bytes::from(format!("data: {chunk}\n\n"))
 }
 
-/// A layer in front of an upstream whose SSE response body the test feeds by hand.
-async fn scripted_stream() -> (
-    impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<llm_observability::ResponseBody<ChannelBody>>,
-        Error = Infallible,
-    >,
-    mpsc::UnboundedReceiver<Frames>,
+/// Starts a streamed chat call through the layer, against an upstream whose SSE body the test
+/// feeds by hand: returns the body the client reads and the upstream's frame sender.
+async fn open_stream() -> (
+    ResponseBody<ChannelBody>,
+    Frames,
     LlmObservabilityLayer,
     MemorySink,
 ) {
     let (layer, memory) = support::memory_layer();
-    let (feeds_tx, feeds_rx) = mpsc::unbounded_channel();
+    let (feeds_tx, mut feeds_rx) = mpsc::unbounded_channel();
     let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
         let feeds_tx = feeds_tx.clone();
         async move {
@@ -61,13 +60,7 @@ async fn scripted_stream() -> (
             )
         }
     });
-    let service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
-    (service, feeds_rx, layer, memory)
-}
-
-#[tokio::test]
-async fn client_hanging_up_half_way_gives_one_cancelled_payload_with_the_partial_output() {
-    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
     let response = service
         .ready()
         .await
@@ -75,8 +68,13 @@ async fn client_hanging_up_half_way_gives_one_cancelled_payload_with_the_partial
         .call(chat_request(true))
         .await
         .unwrap();
-    let frames = feeds.recv().await.expect("upstream called");
-    let mut body = response.into_body();
+    let frames = feeds_rx.recv().await.expect("upstream called");
+    (response.into_body(), frames, layer, memory)
+}
+
+#[tokio::test]
+async fn client_hanging_up_half_way_gives_one_cancelled_payload_with_the_partial_output() {
+    let (mut body, frames, layer, memory) = open_stream().await;
     for piece in [
         json!({"role": "assistant", "content": ""}),
         json!({"content": "Hello"}),
@@ -125,15 +123,7 @@ async fn dropping_the_response_future_before_the_head_is_cancelled_without_statu
 
 #[tokio::test]
 async fn body_error_mid_stream_is_an_error_with_the_partial_output() {
-    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(chat_request(true))
-        .await
-        .unwrap();
-    let frames = feeds.recv().await.unwrap();
+    let (body, frames, layer, memory) = open_stream().await;
     frames
         .send(Ok(chunk(
             json!({"role": "assistant", "content": "Partial"}),
@@ -145,7 +135,7 @@ async fn body_error_mid_stream_is_an_error_with_the_partial_output() {
             "upstream reset",
         )))
         .unwrap();
-    let result = response.into_body().collect().await;
+    let result = body.collect().await;
     assert!(result.is_err(), "the client sees the body error unchanged");
     let calls = support::flushed(&layer, &memory).await;
     assert_eq!(calls.len(), 1);
@@ -354,15 +344,7 @@ async fn requests_that_are_not_llm_calls_pass_through_unobserved() {
 
 #[tokio::test]
 async fn completed_stream_records_ttft_usage_and_finish() {
-    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(chat_request(true))
-        .await
-        .unwrap();
-    let frames = feeds.recv().await.unwrap();
+    let (body, frames, layer, memory) = open_stream().await;
     frames
         .send(Ok(chunk(json!({"role": "assistant"}))))
         .unwrap();
@@ -376,7 +358,7 @@ async fn completed_stream_records_ttft_usage_and_finish() {
         ))))
         .unwrap();
     drop(frames);
-    response.into_body().collect().await.unwrap();
+    body.collect().await.unwrap();
     let calls = support::flushed(&layer, &memory).await;
     let call = &calls[0];
     assert_eq!(call.status, CallStatus::Success);
@@ -397,16 +379,7 @@ async fn completed_stream_records_ttft_usage_and_finish() {
 
 #[tokio::test]
 async fn a_body_dropped_after_done_is_a_completed_call() {
-    let (mut service, mut feeds, layer, memory) = scripted_stream().await;
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(chat_request(true))
-        .await
-        .unwrap();
-    let frames = feeds.recv().await.unwrap();
-    let mut body = response.into_body();
+    let (mut body, frames, layer, memory) = open_stream().await;
     let last = json!({"id": "chatcmpl-1", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]});
     frames
         .send(Ok(Bytes::from(format!("data: {last}\n\ndata: [DONE]\n\n"))))

@@ -14,7 +14,6 @@ mod support;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -207,18 +206,8 @@ fn observed_client(layer: &LlmObservabilityLayer) -> ClientWithMiddleware {
         .build()
 }
 
-/// Everything the layer finished so far.
-async fn payloads(layer: &LlmObservabilityLayer, memory: &MemorySink) -> Vec<Arc<LlmCall>> {
-    layer
-        .dispatcher()
-        .flush(Duration::from_secs(5))
-        .await
-        .expect("sinks flush in time");
-    memory.take()
-}
-
 async fn single_payload(layer: &LlmObservabilityLayer, memory: &MemorySink) -> Arc<LlmCall> {
-    let mut calls = payloads(layer, memory).await;
+    let mut calls = support::flushed(layer, memory).await;
     assert_eq!(calls.len(), 1, "expected exactly one payload: {calls:#?}");
     calls.remove(0)
 }
@@ -385,7 +374,7 @@ async fn streaming_chat_read_with_bytes_stream_is_incremental() -> TestResult {
     }
     assert_eq!(received, STREAM_FIRST.as_bytes());
     assert!(
-        payloads(&layer, &memory).await.is_empty(),
+        support::flushed(&layer, &memory).await.is_empty(),
         "the call must not finish before its body does"
     );
 
@@ -443,7 +432,7 @@ async fn text_and_bytes_read_the_upstream_body() -> TestResult {
         stream_bytes(STREAM_FIRST, STREAM_REST)
     );
 
-    let calls = payloads(&layer, &memory).await;
+    let calls = support::flushed(&layer, &memory).await;
     assert_eq!(calls.len(), 3, "{calls:#?}");
     assert_eq!(calls[0].status, CallStatus::Success);
     assert_eq!(calls[0].response, Some(serde_json::from_str(CHAT_JSON)?));
@@ -634,7 +623,7 @@ async fn non_llm_route_is_not_observed() -> TestResult {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await?, MODELS_JSON);
 
-    assert!(payloads(&layer, &memory).await.is_empty());
+    assert!(support::flushed(&layer, &memory).await.is_empty());
     assert_eq!(layer.dispatcher().stats().observed, 0);
     Ok(())
 }
@@ -664,7 +653,7 @@ fn gen_ai_span_is_a_child_of_the_callers_span() {
         }
         .instrument(caller)
         .await?;
-        assert_eq!(payloads(&layer, &memory).await.len(), 1);
+        assert_eq!(support::flushed(&layer, &memory).await.len(), 1);
         Ok(())
     });
 
@@ -738,7 +727,7 @@ fn composition_with_reqwest_tracing_nests_by_middleware_order() {
             }
             .instrument(tracing::info_span!("caller"))
             .await?;
-            assert_eq!(payloads(&layer, &memory).await.len(), 1);
+            assert_eq!(support::flushed(&layer, &memory).await.len(), 1);
             Ok(())
         });
 
@@ -935,7 +924,7 @@ mod async_openai_client {
         }
         assert_eq!(arguments, r#"{"city":"Oslo"}"#);
 
-        let calls = payloads(&layer, &memory).await;
+        let calls = support::flushed(&layer, &memory).await;
         assert_eq!(calls.len(), 2, "{calls:#?}");
         let tools = json!([{
             "type": "function",
