@@ -2,6 +2,7 @@
 //! and a span recorder.
 #![allow(dead_code)]
 
+pub mod reqwest_fixture;
 pub mod sinks;
 pub mod spans;
 
