@@ -236,7 +236,12 @@ impl InFlightCall {
             },
             metadata: std::mem::take(&mut self.metadata),
         };
-        span::record_outcome(&self.span, &call);
+        span::record_outcome(
+            &self.span,
+            &call,
+            decoded.summary.model.as_deref(),
+            decoded.summary.id.as_deref(),
+        );
         // The span closes here (the request capture dropped its clone when the request ended).
         drop(std::mem::replace(&mut self.span, Span::none()));
         self.observer.dispatcher.dispatch(Arc::new(call));

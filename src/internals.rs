@@ -29,7 +29,7 @@ impl BodyDecoder {
     }
 
     /// Ends the body and returns the assembled response.
-    pub fn finish(self) -> Option<serde_json::Value> {
+    pub fn finish(self) -> Option<crate::Json> {
         self.0.finish().summary.response
     }
 }

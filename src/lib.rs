@@ -35,6 +35,7 @@ mod decompress;
 pub mod fuzzing;
 #[doc(hidden)]
 pub mod internals;
+mod json;
 mod layer;
 mod metadata;
 mod openai;
@@ -46,6 +47,7 @@ pub mod sink;
 pub mod span;
 
 pub use body::{RequestBody, ResponseBody};
+pub use json::Json;
 pub use layer::{
     BuildError, LlmObservabilityLayer, LlmObservabilityLayerBuilder, DEFAULT_REQUEST_CAPTURE_LIMIT,
     DEFAULT_RESPONSE_CAPTURE_LIMIT,

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::json::Json;
 use crate::openai::endpoint::Endpoint;
 
 /// Version of the [`LlmCall`] JSON schema written by this crate.
@@ -43,7 +44,7 @@ pub struct LlmCall {
     /// The response in the endpoint's non-streaming shape (streams are assembled into it);
     /// `null` when nothing decodable came back. Embedding vectors are left out (each item keeps
     /// its `index`), as they are large and rarely useful in a log.
-    pub response: Option<Value>,
+    pub response: Option<Json>,
     /// Token usage, or `null` when the response did not report it.
     pub usage: Option<Usage>,
     /// Finish reason per choice, in choice order (Responses API: the response status).
@@ -79,7 +80,7 @@ pub struct RequestRecord {
     pub stream: bool,
     /// `stream_options`, e.g. `{"include_usage": true}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stream_options: Option<Value>,
+    pub stream_options: Option<Json>,
     /// `temperature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
@@ -100,7 +101,7 @@ pub struct RequestRecord {
     pub seed: Option<i64>,
     /// `stop`: a string or an array of strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<Value>,
+    pub stop: Option<Json>,
     /// `presence_penalty`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence_penalty: Option<f64>,
@@ -109,28 +110,28 @@ pub struct RequestRecord {
     pub frequency_penalty: Option<f64>,
     /// `tools`, as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tools: Option<Value>,
+    pub tools: Option<Json>,
     /// `tool_choice`, as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<Value>,
+    pub tool_choice: Option<Json>,
     /// `response_format` (Responses API: `text.format`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_format: Option<Value>,
+    pub response_format: Option<Json>,
     /// `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Chat messages (`messages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messages: Option<Value>,
+    pub messages: Option<Json>,
     /// Legacy completion prompt (`prompt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<Value>,
+    pub prompt: Option<Json>,
     /// Embeddings or Responses API input (`input`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
+    pub input: Option<Json>,
     /// Responses API `instructions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<Value>,
+    pub instructions: Option<Json>,
 }
 
 /// Token usage, normalised across endpoints. Each count is `null` when the response did not

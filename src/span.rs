@@ -130,7 +130,7 @@ pub(crate) fn record_request(span: &Span, endpoint: Endpoint, request: &RequestR
         span.record(GEN_AI_REQUEST_CHOICE_COUNT, n);
     }
     if let Some(stop) = &request.stop {
-        let stop = match stop {
+        let stop = match stop.value() {
             serde_json::Value::String(one) => serde_json::json!([one]).to_string(),
             many => many.to_string(),
         };
@@ -138,18 +138,22 @@ pub(crate) fn record_request(span: &Span, endpoint: Endpoint, request: &RequestR
     }
 }
 
-/// Records the outcome of the call; the span closes when the caller drops it.
-pub(crate) fn record_outcome(span: &Span, call: &LlmCall) {
+/// Records the outcome of the call, with the model and id the response reported; the span
+/// closes when the caller drops it.
+pub(crate) fn record_outcome(
+    span: &Span,
+    call: &LlmCall,
+    response_model: Option<&str>,
+    response_id: Option<&str>,
+) {
     if span.is_disabled() {
         return;
     }
-    if let Some(response) = &call.response {
-        if let Some(model) = response.get("model").and_then(|m| m.as_str()) {
-            span.record(GEN_AI_RESPONSE_MODEL, model);
-        }
-        if let Some(id) = response.get("id").and_then(|m| m.as_str()) {
-            span.record(GEN_AI_RESPONSE_ID, id);
-        }
+    if let Some(model) = response_model {
+        span.record(GEN_AI_RESPONSE_MODEL, model);
+    }
+    if let Some(id) = response_id {
+        span.record(GEN_AI_RESPONSE_ID, id);
     }
     if !call.finish_reasons.is_empty() {
         span.record(

@@ -59,12 +59,12 @@ async fn non_streaming_chat_read_with_json() -> TestResult {
     assert_eq!(call.provider, "openai");
     assert_eq!(call.server_address.as_deref(), Some("127.0.0.1"));
     assert_eq!(call.request.model.as_deref(), Some("gpt-4o-mini"));
-    assert_eq!(call.request.messages.as_ref(), Some(&request["messages"]));
+    assert_eq!(call.request.messages.as_deref(), Some(&request["messages"]));
     assert!(!call.request.stream);
     assert_eq!(call.request.temperature, Some(0.2));
     assert_eq!(call.request.max_tokens, Some(50));
     assert_eq!(call.request.seed, Some(7));
-    assert_eq!(call.request.stop, Some(json!(["\n\n"])));
+    assert_eq!(call.request.stop.as_deref(), Some(&json!(["\n\n"])));
     assert_eq!(call.response, Some(serde_json::from_str(CHAT_JSON)?));
     assert_eq!(
         call.usage,
@@ -124,7 +124,7 @@ async fn streaming_chat_read_with_bytes_stream_is_incremental() -> TestResult {
     let call = single_payload(&layer, &memory).await;
     assert_text_stream_payload(&call);
     assert_eq!(
-        call.request.messages.as_ref(),
+        call.request.messages.as_deref(),
         Some(&chat_request(true)["messages"])
     );
     Ok(())
@@ -475,8 +475,8 @@ mod async_openai_client {
         let call = single_payload(&layer, &memory).await;
         assert_eq!(call.request.model.as_deref(), Some("gpt-4o-mini"));
         assert_eq!(
-            call.request.messages,
-            Some(json!([{"role": "user", "content": "Say hello"}]))
+            call.request.messages.as_deref(),
+            Some(&json!([{"role": "user", "content": "Say hello"}]))
         );
         assert_eq!(call.request.max_completion_tokens, Some(64));
         assert_completed_at_done(&call);
@@ -556,7 +556,7 @@ mod async_openai_client {
         let plain = &calls[0];
         assert_eq!(plain.status, CallStatus::Success);
         assert!(!plain.request.stream);
-        assert_eq!(plain.request.tools.as_ref(), Some(&tools));
+        assert_eq!(plain.request.tools.as_deref(), Some(&tools));
         assert_eq!(plain.response, Some(serde_json::from_str(TOOL_JSON)?));
         assert_eq!(plain.finish_reasons, ["tool_calls"]);
         assert_eq!(plain.usage.and_then(|u| u.total_tokens), Some(55));
@@ -564,7 +564,7 @@ mod async_openai_client {
         let streamed = &calls[1];
         assert_completed_at_done(streamed);
         assert!(streamed.request.stream);
-        assert_eq!(streamed.request.tools.as_ref(), Some(&tools));
+        assert_eq!(streamed.request.tools.as_deref(), Some(&tools));
         let message = &streamed.response.as_ref().expect("assembled")["choices"][0]["message"];
         assert_eq!(
             message["tool_calls"],

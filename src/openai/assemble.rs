@@ -5,8 +5,6 @@
 //! copied) and only the deltas are appended, so memory grows with the assembled content, not
 //! with the raw stream.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -15,6 +13,8 @@ use super::response::{
     error_from_value, responses_finish_reason, usage_from_value, ResponseSummary,
 };
 use super::sse::SseEvent;
+use super::wire::Text;
+use crate::json::Json;
 
 /// What one event contributed, as far as the caller cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,40 +143,6 @@ impl ContentBudget {
 // ---------------------------------------------------------------------------------------------
 // Chat completions and legacy completions chunks
 
-/// A JSON string borrowed from the event's data when it has no escapes, owned otherwise.
-/// (`#[serde(borrow)]` does not reach through `Option<Cow<str>>`: serde then always copies.)
-#[derive(Debug)]
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
-}
-
-impl std::ops::Deref for Text<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Chunks carry one choice (and one tool-call delta) almost always: no heap for that.
 type Few<T> = smallvec::SmallVec<[T; 1]>;
 
@@ -297,7 +263,7 @@ fn entry_by_key<T>(
 fn set_if_empty(slot: &mut Option<String>, value: Option<Text<'_>>) {
     if slot.is_none() {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            *slot = Some(v.0.into_owned());
+            *slot = Some(v.into_owned());
         }
     }
 }
@@ -331,7 +297,7 @@ impl ChatAssembly {
             }
             if let Some(delta) = choice.delta {
                 if state.role.is_none() {
-                    state.role = delta.role.map(|role| role.0.into_owned());
+                    state.role = delta.role.map(|role| role.into_owned());
                 }
                 if let Some(text) = delta.content {
                     content |= !text.is_empty();
@@ -369,7 +335,7 @@ impl ChatAssembly {
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                state.finish_reason = Some(reason.0.into_owned());
+                state.finish_reason = Some(reason.into_owned());
             }
         }
         Ok(content)
@@ -456,7 +422,7 @@ impl ChatAssembly {
             }
         }
         ResponseSummary {
-            response: Some(response),
+            response: Some(Json::from(response)),
             usage: self.usage.as_ref().and_then(usage_from_value),
             finish_reasons: self
                 .choices
@@ -625,7 +591,7 @@ impl ResponsesAssembly {
             summary.id = fields.get("id").and_then(Value::as_str).map(str::to_owned);
         }
         summary.error = self.error.as_ref().and_then(error_from_value);
-        summary.response = Some(response);
+        summary.response = Some(Json::from(response));
         summary
     }
 }

@@ -7,3 +7,4 @@ pub(crate) mod endpoint;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod sse;
+pub(crate) mod wire;

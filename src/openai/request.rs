@@ -1,19 +1,21 @@
 //! Decoding of OpenAI request bodies into a [`RequestRecord`].
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use crate::json::Json;
 use crate::payload::RequestRecord;
 
 /// The request fields we record, as they appear on the wire (all endpoints in one shape).
+/// JSON-valued fields are borrowed as text, not parsed into trees.
 #[derive(Deserialize)]
-struct WireRequest {
+struct WireRequest<'a> {
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<Value>,
+    #[serde(default, borrow)]
+    stream_options: Option<&'a RawValue>,
     #[serde(default)]
     temperature: Option<f64>,
     #[serde(default)]
@@ -28,59 +30,71 @@ struct WireRequest {
     n: Option<u64>,
     #[serde(default)]
     seed: Option<i64>,
-    #[serde(default)]
-    stop: Option<Value>,
+    #[serde(default, borrow)]
+    stop: Option<&'a RawValue>,
     #[serde(default)]
     presence_penalty: Option<f64>,
     #[serde(default)]
     frequency_penalty: Option<f64>,
-    #[serde(default)]
-    tools: Option<Value>,
-    #[serde(default)]
-    tool_choice: Option<Value>,
-    #[serde(default)]
-    response_format: Option<Value>,
-    #[serde(default)]
-    text: Option<Value>,
+    #[serde(default, borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    response_format: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    text: Option<&'a RawValue>,
     #[serde(default)]
     user: Option<String>,
-    #[serde(default)]
-    messages: Option<Value>,
-    #[serde(default)]
-    prompt: Option<Value>,
-    #[serde(default)]
-    input: Option<Value>,
-    #[serde(default)]
-    instructions: Option<Value>,
+    #[serde(default, borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    instructions: Option<&'a RawValue>,
+}
+
+/// The Responses API's `text` parameter, for its `format`.
+#[derive(Deserialize)]
+struct WireTextOptions<'a> {
+    #[serde(default, borrow)]
+    format: Option<&'a RawValue>,
 }
 
 /// Decodes a request body. Fails when the body is not a JSON object with the expected field
 /// types; the caller records the error and passes the bytes on untouched.
 pub fn decode_request(body: &[u8]) -> Result<RequestRecord, serde_json::Error> {
-    let wire: WireRequest = serde_json::from_slice(body)?;
-    let non_null = |v: Option<Value>| v.filter(|v| !v.is_null());
+    let wire: WireRequest<'_> = serde_json::from_slice(body)?;
+    // `null` arrives as `None`: the parameter was not set.
+    let kept = |raw: Option<&RawValue>| raw.map(Json::from_raw);
+    let text_format = || {
+        let text = wire.text?;
+        let options: WireTextOptions<'_> = serde_json::from_str(text.get()).ok()?;
+        kept(options.format)
+    };
     Ok(RequestRecord {
-        model: wire.model,
         stream: wire.stream.unwrap_or(false),
-        stream_options: non_null(wire.stream_options),
+        stream_options: kept(wire.stream_options),
         temperature: wire.temperature,
         top_p: wire.top_p,
         max_tokens: wire.max_tokens.or(wire.max_output_tokens),
         max_completion_tokens: wire.max_completion_tokens,
         n: wire.n,
         seed: wire.seed,
-        stop: non_null(wire.stop),
+        stop: kept(wire.stop),
         presence_penalty: wire.presence_penalty,
         frequency_penalty: wire.frequency_penalty,
-        tools: non_null(wire.tools),
-        tool_choice: non_null(wire.tool_choice),
-        response_format: non_null(wire.response_format)
-            .or_else(|| wire.text.and_then(|t| non_null(t.get("format").cloned()))),
+        tools: kept(wire.tools),
+        tool_choice: kept(wire.tool_choice),
+        response_format: kept(wire.response_format).or_else(text_format),
+        messages: kept(wire.messages),
+        prompt: kept(wire.prompt),
+        input: kept(wire.input),
+        instructions: kept(wire.instructions),
+        model: wire.model,
         user: wire.user,
-        messages: non_null(wire.messages),
-        prompt: non_null(wire.prompt),
-        input: non_null(wire.input),
-        instructions: non_null(wire.instructions),
     })
 }
 
@@ -102,18 +116,24 @@ mod tests {
         let record = decode_request(body.to_string().as_bytes()).unwrap();
         assert_eq!(record.model.as_deref(), Some("gpt-4o"));
         assert!(record.stream);
-        assert_eq!(record.stream_options, Some(json!({"include_usage": true})));
+        assert_eq!(
+            record.stream_options.unwrap(),
+            json!({"include_usage": true})
+        );
         assert_eq!(record.temperature, Some(0.2));
         assert_eq!(record.top_p, Some(0.9));
         assert_eq!(record.max_tokens, Some(100));
         assert_eq!(record.max_completion_tokens, Some(120));
         assert_eq!(record.n, Some(2));
         assert_eq!(record.seed, Some(7));
-        assert_eq!(record.stop, Some(json!(["\n"])));
+        assert_eq!(record.stop.unwrap(), json!(["\n"]));
         assert_eq!(record.presence_penalty, Some(0.1));
         assert_eq!(record.frequency_penalty, Some(-0.1));
-        assert_eq!(record.tool_choice, Some(json!("auto")));
-        assert_eq!(record.response_format, Some(json!({"type": "json_object"})));
+        assert_eq!(record.tool_choice.unwrap(), json!("auto"));
+        assert_eq!(
+            record.response_format.unwrap(),
+            json!({"type": "json_object"})
+        );
         assert_eq!(record.user.as_deref(), Some("u-1"));
         assert_eq!(record.messages.unwrap()[0]["content"], "hi");
     }
@@ -124,8 +144,8 @@ mod tests {
             "max_output_tokens": 50, "text": {"format": {"type": "text"}}});
         let record = decode_request(body.to_string().as_bytes()).unwrap();
         assert_eq!(record.max_tokens, Some(50));
-        assert_eq!(record.response_format, Some(json!({"type": "text"})));
-        assert_eq!(record.input, Some(json!("hi")));
+        assert_eq!(record.response_format.unwrap(), json!({"type": "text"}));
+        assert_eq!(record.input.unwrap(), json!("hi"));
         assert!(!record.stream);
     }
 

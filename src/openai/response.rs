@@ -2,16 +2,19 @@
 //! errors shared with the stream assembler.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::endpoint::Endpoint;
+use super::wire::{Object, Text};
+use crate::json::Json;
 use crate::payload::{CallError, Usage};
 
 /// What a response said, whichever way it arrived (one JSON body or an assembled stream).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResponseSummary {
     /// The response in the endpoint's non-streaming shape.
-    pub response: Option<Value>,
+    pub response: Option<Json>,
     /// Normalised usage, when reported.
     pub usage: Option<Usage>,
     /// Finish reason per choice (Responses API: the response status or incomplete reason).
@@ -107,19 +110,114 @@ pub(crate) fn error_from_value(error: &Value) -> Option<CallError> {
 
 /// Decodes a complete response body. Errors are for bodies that are not JSON at all; a JSON body
 /// of an unexpected shape yields a summary with what could be read.
+///
+/// A well-formed response object is read into borrowed structs and kept as text; anything else
+/// (and embeddings, whose vectors are removed) goes through a `Value` tree.
 pub fn decode_json_response(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<ResponseSummary, serde_json::Error> {
+    if endpoint != Endpoint::Embeddings {
+        let text = std::str::from_utf8(body)
+            .ok()
+            .map(|t| t.trim_matches([' ', '\t', '\n', '\r']));
+        if let Some(text) = text.filter(|t| t.starts_with('{')) {
+            // Parsing into the borrowed structs also checks that the whole text is JSON.
+            if let Ok(wire) = serde_json::from_str::<WireResponse<'_>>(text) {
+                let mut summary = wire.summary(endpoint);
+                summary.response = Some(Json::from_valid_text(text));
+                return Ok(summary);
+            }
+        }
+    }
     let mut value: Value = serde_json::from_slice(body)?;
-    Ok(summarise_response_value(endpoint, &mut value).with_response(value))
+    let mut summary = summarise_response_value(endpoint, &mut value);
+    summary.response = Some(Json::from(value));
+    Ok(summary)
 }
 
-impl ResponseSummary {
-    fn with_response(mut self, response: Value) -> Self {
-        self.response = Some(response);
-        self
+/// What a summary needs from a response object, borrowed. Reading fails on any field of an
+/// unexpected type; [`summarise_response_value`] then reads the body leniently, so both
+/// give the same summary wherever this one succeeds.
+#[derive(Deserialize)]
+struct WireResponse<'a> {
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    model: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Object<WireChoice<'a>>>>,
+    #[serde(default, borrow)]
+    status: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    incomplete_details: Option<Object<WireIncompleteDetails<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice<'a> {
+    #[serde(default, borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WireIncompleteDetails<'a> {
+    #[serde(default, borrow)]
+    reason: Option<Text<'a>>,
+}
+
+impl WireResponse<'_> {
+    fn summary(&self, endpoint: Endpoint) -> ResponseSummary {
+        let non_empty =
+            |text: &Option<Text<'_>>| text.as_deref().filter(|t| !t.is_empty()).map(str::to_owned);
+        let finish_reasons = match endpoint {
+            Endpoint::Responses => self
+                .status
+                .as_deref()
+                .map(|status| {
+                    let reason = self
+                        .incomplete_details
+                        .as_ref()
+                        .and_then(|d| d.0.reason.as_deref())
+                        .filter(|_| status == "incomplete");
+                    reason.unwrap_or(status).to_owned()
+                })
+                .into_iter()
+                .collect(),
+            _ => self
+                .choices
+                .iter()
+                .flatten()
+                .filter_map(|c| c.0.finish_reason.as_deref())
+                .map(str::to_owned)
+                .collect(),
+        };
+        ResponseSummary {
+            response: None,
+            usage: self.usage.and_then(usage_from_raw),
+            finish_reasons,
+            error: self
+                .error
+                .and_then(|e| serde_json::from_str::<Value>(e.get()).ok())
+                .and_then(|e| error_from_value(&e)),
+            model: non_empty(&self.model),
+            id: non_empty(&self.id),
+        }
     }
+}
+
+/// Normalised usage from a raw `usage` value; `None` for `null`, a non-object, or an object
+/// whose counts are not numbers (as [`usage_from_value`]).
+fn usage_from_raw(raw: &RawValue) -> Option<Usage> {
+    if !raw.get().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<WireUsage>(raw.get())
+        .ok()
+        .map(|u| u.normalise())
 }
 
 /// Reads usage, finish reasons, error, model and id out of a response object in its

@@ -1,12 +1,13 @@
 //! The dispatcher: hands payloads to sinks without ever blocking the request path.
 
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use super::{Sink, SinkError};
@@ -78,8 +79,9 @@ pub struct DispatcherStats {
     pub sinks: Vec<SinkStats>,
 }
 
-enum Command {
-    Call(Arc<LlmCall>),
+/// A request to a sink's worker, sent apart from the calls so that it never waits behind a
+/// full queue's worth of wake-ups.
+enum Control {
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -93,8 +95,27 @@ struct Counters {
 
 struct SinkHandle {
     name: String,
-    queue: mpsc::Sender<Command>,
+    queue: mpsc::Sender<Arc<LlmCall>>,
+    control: mpsc::UnboundedSender<Control>,
+    /// Told when the queue holds a whole batch, so the worker need not wait for the interval.
+    batch_ready: Arc<Notify>,
+    batch_size: usize,
     counters: Arc<Counters>,
+}
+
+impl SinkHandle {
+    /// Queues `call`; `false` when the queue is full or closed. The worker is woken only by the
+    /// first call of a batch and when a batch is full, not by every call.
+    fn offer(&self, call: Arc<LlmCall>) -> bool {
+        if self.queue.try_send(call).is_err() {
+            return false;
+        }
+        let queued = self.queue.max_capacity() - self.queue.capacity();
+        if queued >= self.batch_size {
+            self.batch_ready.notify_one();
+        }
+        true
+    }
 }
 
 struct Shared {
@@ -133,13 +154,17 @@ impl Dispatcher {
         let sinks = sinks
             .into_iter()
             .map(|sink| {
-                let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
+                let (queue, calls) = mpsc::channel(config.queue_capacity.max(1));
+                let (control, commands) = mpsc::unbounded_channel();
+                let batch_ready = Arc::new(Notify::new());
                 let counters = Arc::new(Counters::default());
                 let name = sink.name().to_owned();
                 let worker = Worker {
                     sink,
                     name: name.clone(),
-                    rx,
+                    calls,
+                    commands,
+                    batch_ready: batch_ready.clone(),
                     counters: counters.clone(),
                     config: config.clone(),
                 };
@@ -147,6 +172,9 @@ impl Dispatcher {
                 SinkHandle {
                     name,
                     queue,
+                    control,
+                    batch_ready,
+                    batch_size: config.batch_size.max(1),
                     counters,
                 }
             })
@@ -166,7 +194,7 @@ impl Dispatcher {
         self.shared.observed.fetch_add(1, Ordering::Relaxed);
         let closed = self.shared.closed.load(Ordering::Acquire);
         for sink in &self.shared.sinks {
-            let accepted = !closed && sink.queue.try_send(Command::Call(call.clone())).is_ok();
+            let accepted = !closed && sink.offer(call.clone());
             if !accepted {
                 let dropped = sink.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
@@ -185,40 +213,33 @@ impl Dispatcher {
     /// Waits until every call dispatched before this point has been exported (or has failed)
     /// and each sink has flushed, or until `deadline` passes.
     pub async fn flush(&self, deadline: Duration) -> Result<(), DispatchError> {
-        self.broadcast(Command::Flush, deadline).await
+        self.broadcast(Control::Flush, deadline).await
     }
 
     /// Stops accepting calls (later ones count as dropped), delivers everything already queued,
     /// flushes each sink and stops the workers — or gives up when `deadline` passes.
     pub async fn shutdown(&self, deadline: Duration) -> Result<(), DispatchError> {
         self.shared.closed.store(true, Ordering::Release);
-        self.broadcast(Command::Shutdown, deadline).await
+        self.broadcast(Control::Shutdown, deadline).await
     }
 
     async fn broadcast(
         &self,
-        command: fn(oneshot::Sender<()>) -> Command,
+        command: fn(oneshot::Sender<()>) -> Control,
         deadline: Duration,
     ) -> Result<(), DispatchError> {
         let until = Instant::now() + deadline;
         let mut pending = Vec::new();
         for sink in &self.shared.sinks {
             let (ack, done) = oneshot::channel();
-            let sent = tokio::time::timeout_at(until, sink.queue.send(command(ack))).await;
-            match sent {
-                Ok(Ok(())) => pending.push((sink.name.clone(), Some(done))),
-                // The worker already stopped: nothing is left to wait for.
-                Ok(Err(_closed)) => {}
-                Err(_elapsed) => pending.push((sink.name.clone(), None)),
+            // An error means the worker already stopped: nothing is left to wait for.
+            if sink.control.send(command(ack)).is_ok() {
+                pending.push((sink.name.clone(), done));
             }
         }
         let mut late = Vec::new();
         for (name, done) in pending {
-            let finished = match done {
-                Some(done) => tokio::time::timeout_at(until, done).await.is_ok(),
-                None => false,
-            };
-            if !finished {
+            if tokio::time::timeout_at(until, done).await.is_err() {
                 late.push(name);
             }
         }
@@ -254,64 +275,111 @@ impl Dispatcher {
 struct Worker {
     sink: Arc<dyn Sink>,
     name: String,
-    rx: mpsc::Receiver<Command>,
+    calls: mpsc::Receiver<Arc<LlmCall>>,
+    commands: mpsc::UnboundedReceiver<Control>,
+    batch_ready: Arc<Notify>,
     counters: Arc<Counters>,
     config: Arc<DispatcherConfig>,
 }
 
 impl Worker {
+    /// Idle, the worker waits for the first call of a batch; then it sleeps until the batch is
+    /// full or its interval has passed, and takes the queued calls in one go. Flush and shutdown
+    /// requests are served in either state.
     async fn run(mut self) {
-        let mut batch: Vec<Arc<LlmCall>> = Vec::with_capacity(self.config.batch_size);
-        let mut batch_deadline: Option<Instant> = None;
+        let batch_size = self.config.batch_size.max(1);
+        let mut batch: Vec<Arc<LlmCall>> = Vec::with_capacity(batch_size);
+        let mut deadline = Instant::now();
         loop {
-            let command = match batch_deadline {
-                Some(at) => match tokio::time::timeout_at(at, self.rx.recv()).await {
-                    Ok(command) => command,
-                    Err(_interval_passed) => {
-                        self.export(&mut batch).await;
-                        batch_deadline = None;
-                        continue;
-                    }
-                },
-                None => self.rx.recv().await,
-            };
-            match command {
-                Some(Command::Call(call)) => {
-                    batch.push(call);
-                    if batch.len() >= self.config.batch_size {
-                        self.export(&mut batch).await;
-                        batch_deadline = None;
-                    } else if batch_deadline.is_none() {
-                        batch_deadline = Some(Instant::now() + self.config.batch_interval);
-                    }
-                }
-                Some(Command::Flush(ack)) => {
-                    self.export(&mut batch).await;
-                    batch_deadline = None;
-                    self.flush_sink().await;
-                    let _ = ack.send(());
-                }
-                Some(Command::Shutdown(ack)) => {
-                    // Calls that raced past the closed flag are still delivered, not lost.
-                    self.rx.close();
-                    while let Ok(command) = self.rx.try_recv() {
-                        match command {
-                            Command::Call(call) => batch.push(call),
-                            Command::Flush(other) | Command::Shutdown(other) => {
-                                let _ = other.send(());
-                            }
+            if batch.is_empty() {
+                tokio::select! {
+                    biased;
+                    command = self.commands.recv() => {
+                        if self.obey(command, &mut batch).await.is_break() {
+                            return;
                         }
                     }
-                    self.export(&mut batch).await;
-                    self.flush_sink().await;
-                    let _ = ack.send(());
-                    return;
+                    call = self.calls.recv() => match call {
+                        Some(call) => {
+                            batch.push(call);
+                            deadline = Instant::now() + self.config.batch_interval;
+                        }
+                        // Every dispatcher is gone: nothing more can come.
+                        None => {
+                            self.flush_sink().await;
+                            return;
+                        }
+                    },
                 }
-                None => {
-                    self.export(&mut batch).await;
-                    self.flush_sink().await;
-                    return;
+                continue;
+            }
+            self.take_queued(&mut batch, batch_size);
+            if batch.len() >= batch_size {
+                self.export(&mut batch).await;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => {
+                    if self.obey(command, &mut batch).await.is_break() {
+                        return;
+                    }
                 }
+                () = self.batch_ready.notified() => {}
+                () = tokio::time::sleep_until(deadline) => self.export(&mut batch).await,
+            }
+        }
+    }
+
+    /// Moves queued calls into `batch` until it holds `batch_size`.
+    fn take_queued(&mut self, batch: &mut Vec<Arc<LlmCall>>, batch_size: usize) {
+        while batch.len() < batch_size {
+            match self.calls.try_recv() {
+                Ok(call) => batch.push(call),
+                Err(_empty_or_closed) => break,
+            }
+        }
+    }
+
+    /// Exports every queued call, in batches.
+    async fn export_queued(&mut self, batch: &mut Vec<Arc<LlmCall>>) {
+        let batch_size = self.config.batch_size.max(1);
+        loop {
+            self.take_queued(batch, batch_size);
+            if batch.is_empty() {
+                return;
+            }
+            self.export(batch).await;
+        }
+    }
+
+    /// Serves a flush or shutdown request; `Break` when the worker must stop.
+    async fn obey(
+        &mut self,
+        command: Option<Control>,
+        batch: &mut Vec<Arc<LlmCall>>,
+    ) -> ControlFlow<()> {
+        match command {
+            Some(Control::Flush(ack)) => {
+                self.export_queued(batch).await;
+                self.flush_sink().await;
+                let _ = ack.send(());
+                ControlFlow::Continue(())
+            }
+            Some(Control::Shutdown(ack)) => {
+                // Calls that raced past the closed flag are still delivered, not lost.
+                self.calls.close();
+                self.export_queued(batch).await;
+                self.flush_sink().await;
+                let _ = ack.send(());
+                ControlFlow::Break(())
+            }
+            // Every dispatcher is gone: deliver what is left and stop.
+            None => {
+                self.calls.close();
+                self.export_queued(batch).await;
+                self.flush_sink().await;
+                ControlFlow::Break(())
             }
         }
     }

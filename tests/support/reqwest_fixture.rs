@@ -241,8 +241,8 @@ pub fn assert_text_stream_content(call: &LlmCall) {
     assert_eq!(call.http_status, Some(200));
     assert!(call.request.stream);
     assert_eq!(
-        call.request.stream_options,
-        Some(json!({"include_usage": true}))
+        call.request.stream_options.as_deref(),
+        Some(&json!({"include_usage": true}))
     );
     let response = call.response.as_ref().expect("assembled response");
     assert_eq!(response["id"], "chatcmpl-s1");

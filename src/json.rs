@@ -1,0 +1,256 @@
+//! [`Json`]: a JSON value kept as compact text, parsed only when someone looks inside.
+//!
+//! Messages, tools and responses are recorded as they came over the wire. Keeping them as text
+//! (instead of a `serde_json::Value` tree) saves the tree's allocations on the request path, and
+//! lets a JSON writer copy them out verbatim.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// A JSON value of the payload (messages, tools, a response, ...), stored as compact JSON text.
+///
+/// It dereferences to a [`serde_json::Value`], parsed on first use, so it reads like one:
+///
+/// ```
+/// use llm_observability::Json;
+/// let messages: Json = serde_json::from_str(r#"[{"role": "user", "content": "hi"}]"#)?;
+/// assert_eq!(messages[0]["content"], "hi");
+/// assert_eq!(messages.text(), r#"[{"content":"hi","role":"user"}]"#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+///
+/// The text never contains a line break outside a string, so a JSON line stays one line.
+/// `serde_json` writes it verbatim; other serde formats see `serde_json`'s raw-value wrapper, so
+/// serialize [`value`](Self::value) with those.
+pub struct Json {
+    text: Box<RawValue>,
+    parsed: OnceLock<Value>,
+}
+
+impl Json {
+    /// Keeps a copy of `raw`, with the whitespace between tokens removed if it had line breaks.
+    pub(crate) fn from_raw(raw: &RawValue) -> Json {
+        if has_line_break(raw.get()) {
+            Json::from_valid_text(raw.get())
+        } else {
+            Json::new(raw.to_owned())
+        }
+    }
+
+    /// Keeps a copy of `text`, which has been checked to be one JSON value, with the whitespace
+    /// between tokens removed if it had line breaks.
+    pub(crate) fn from_valid_text(text: &str) -> Json {
+        let kept = if has_line_break(text) {
+            compact(text)
+        } else {
+            text.to_owned()
+        };
+        match RawValue::from_string(kept) {
+            Ok(raw) => Json::new(raw),
+            // Unreachable for valid JSON; the tree round trip is right for any input.
+            Err(_) => Json::from(serde_json::from_str::<Value>(text).unwrap_or(Value::Null)),
+        }
+    }
+
+    fn new(text: Box<RawValue>) -> Json {
+        Json {
+            text,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.text.get()
+    }
+
+    /// The value, parsed from the text on first use.
+    pub fn value(&self) -> &Value {
+        self.parsed.get_or_init(|| {
+            // The text is valid JSON by construction.
+            serde_json::from_str(self.text.get()).unwrap_or(Value::Null)
+        })
+    }
+
+    /// Whether the value is JSON `null`.
+    pub fn is_null(&self) -> bool {
+        self.text() == "null"
+    }
+}
+
+impl From<Value> for Json {
+    fn from(value: Value) -> Json {
+        // A `Value` always serializes (its map keys are strings).
+        let text =
+            serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        let json = Json::new(text);
+        let _ = json.parsed.set(value);
+        json
+    }
+}
+
+impl Deref for Json {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.value()
+    }
+}
+
+impl Clone for Json {
+    fn clone(&self) -> Json {
+        Json::new(self.text.clone())
+    }
+}
+
+/// Equal when the values are equal, whatever the key order or number spelling.
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.text() == other.text() || self.value() == other.value()
+    }
+}
+
+impl PartialEq<Value> for Json {
+    fn eq(&self, other: &Value) -> bool {
+        self.value() == other
+    }
+}
+
+impl fmt::Debug for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.text.serialize(serializer)
+    }
+}
+
+/// Reads any self-describing format (through a `Value`).
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        Value::deserialize(deserializer).map(Json::from)
+    }
+}
+
+/// Valid JSON `text` without whitespace outside its strings.
+fn compact(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b' ' | b'\t' | b'\n' | b'\r' => at += 1,
+            b'"' => {
+                let end = string_end(bytes, at + 1);
+                out.extend_from_slice(&bytes[at..end]);
+                at = end;
+            }
+            other => {
+                out.push(other);
+                at += 1;
+            }
+        }
+    }
+    // Only ASCII whitespace was left out, so this is still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+}
+
+/// In valid JSON a line break can only be whitespace between tokens.
+fn has_line_break(text: &str) -> bool {
+    memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some()
+}
+
+/// The index just past the closing quote of a string whose contents start at `from`.
+fn string_end(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(offset) = memchr::memchr2(b'"', b'\\', &bytes[from..]) {
+        let at = from + offset;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        from = at + 2; // skip the escaped character
+        if from >= bytes.len() {
+            break;
+        }
+    }
+    bytes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
+    #[test]
+    fn compact_text_is_kept_verbatim() {
+        let text = r#"{"b": 1, "a": [true, null, "x y"]}"#;
+        assert_eq!(Json::from_raw(&raw(text)).text(), text);
+    }
+
+    #[test]
+    fn pretty_text_loses_its_line_breaks_not_its_strings() {
+        let text = "{\n  \"a b\": \"line\\nbreak \\\" \\\\\",\r\n\t\"c\": [ 1 , 2 ]\n}";
+        let json = Json::from_raw(&raw(text));
+        assert_eq!(json.text(), r#"{"a b":"line\nbreak \" \\","c":[1,2]}"#);
+        assert_eq!(json["a b"], "line\nbreak \" \\");
+    }
+
+    #[test]
+    fn values_compare_by_content() {
+        let json = Json::from_raw(&raw(r#"{"b":1,"a":2}"#));
+        assert_eq!(json, Json::from(json!({"a": 2, "b": 1})));
+        assert_eq!(json, json!({"a": 2, "b": 1}));
+        assert!(Json::from(Value::Null).is_null());
+    }
+
+    #[test]
+    fn writes_verbatim_inside_a_record() {
+        let record = json!({"x": Json::from_raw(&raw("[1,  2]"))});
+        assert_eq!(record.to_string(), r#"{"x":[1,2]}"#);
+        let line = serde_json::to_string(&vec![Json::from_raw(&raw("[1,  2]"))]).unwrap();
+        assert_eq!(line, "[[1,  2]]");
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[ -~\\n\\t\"\\\\é]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map("[ -~\"\\\\]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn compacting_pretty_json_gives_the_compact_json(value in any_json()) {
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            let json = Json::from_raw(&raw(&pretty));
+            prop_assert_eq!(json.text(), value.to_string());
+        }
+    }
+}

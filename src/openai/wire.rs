@@ -1,0 +1,113 @@
+//! Serde helpers for reading OpenAI JSON without building `serde_json::Value` trees.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use serde::de::{Deserialize, Deserializer, Visitor};
+
+/// A JSON string borrowed from the input when it has no escapes, owned otherwise.
+/// (`#[serde(borrow)]` does not reach through `Option<Cow<str>>`: serde then always copies.)
+#[derive(Debug)]
+pub(crate) struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl Text<'_> {
+    /// The string, copied if it was borrowed.
+    pub(crate) fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A struct that must come as a JSON object. Serde's derived structs also accept an array
+/// (fields by position); wrapped in `Object`, an array is an error instead.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(StructAsMap(deserializer, PhantomData)).map(Object)
+    }
+}
+
+/// Passes a derived struct's request for a struct on as a request for a map.
+struct StructAsMap<'de, D: Deserializer<'de>>(D, PhantomData<&'de ()>);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for StructAsMap<'de, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Choice<'a> {
+        #[serde(borrow)]
+        finish_reason: Option<Text<'a>>,
+    }
+
+    #[test]
+    fn text_borrows_unless_escaped() {
+        let plain: Text<'_> = serde_json::from_str(r#""stop""#).unwrap();
+        assert!(matches!(plain.0, Cow::Borrowed("stop")));
+        let escaped: Text<'_> = serde_json::from_str(r#""a\nb""#).unwrap();
+        assert!(matches!(escaped.0, Cow::Owned(ref s) if s == "a\nb"));
+    }
+
+    #[test]
+    fn object_refuses_an_array_that_a_derived_struct_would_take() {
+        assert!(serde_json::from_str::<Choice<'_>>(r#"["stop"]"#).is_ok());
+        assert!(serde_json::from_str::<Object<Choice<'_>>>(r#"["stop"]"#).is_err());
+        let choice: Object<Choice<'_>> =
+            serde_json::from_str(r#"{"finish_reason": "stop", "x": [1]}"#).unwrap();
+        assert_eq!(choice.0.finish_reason.as_deref(), Some("stop"));
+    }
+}
