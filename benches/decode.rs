@@ -1,6 +1,6 @@
 //! Decoder micro benchmarks on recorded OpenAI traffic: time and allocations per SSE event for
 //! chat, tool-call and Responses API streams (one frame per event, as on the wire), request
-//! decoding and non-stream response decoding.
+//! decoding, non-stream response decoding, and writing a payload as the JSONL sink does.
 //!
 //! `cargo bench --bench decode` (needs `../shared/fixtures/openai-recorded` or `$LLM_OBS_FIXTURES`).
 
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{AllocProfiler, Bencher};
 use llm_observability::internals::{decode_request, BodyDecoder};
-use llm_observability::Endpoint;
+use llm_observability::{CallStatus, Endpoint, LlmCall, Timing, SCHEMA_VERSION};
 use support::Interaction;
 
 #[global_allocator]
@@ -91,5 +91,46 @@ fn non_stream_response_decode(bencher: Bencher) {
             BodyDecoder::new(Endpoint::ChatCompletions, Some("application/json"), 8 << 20);
         decoder.feed(&body);
         decoder.finish()
+    });
+}
+
+/// One payload (the recorded tool-call request and response) written as a JSONL line.
+#[divan::bench]
+fn payload_to_jsonl_line(bencher: Bencher) {
+    let interaction = recorded("test_tool_calls.yaml", 0);
+    let mut decoder =
+        BodyDecoder::new(Endpoint::ChatCompletions, Some("application/json"), 8 << 20);
+    decoder.feed(&Bytes::from(interaction.response_body));
+    let now = time::OffsetDateTime::now_utc();
+    let call = LlmCall {
+        schema_version: SCHEMA_VERSION,
+        id: "0b7e2a5c-1d43-4c1e-9f3a-6f2f1f6a9a11".to_owned(),
+        endpoint: Endpoint::ChatCompletions,
+        operation: "chat".to_owned(),
+        provider: "openai".to_owned(),
+        server_address: Some("api.openai.com".to_owned()),
+        request: decode_request(interaction.request_body.as_bytes()).expect("recorded request"),
+        response: decoder.finish(),
+        usage: None,
+        finish_reasons: vec!["tool_calls".to_owned()],
+        status: CallStatus::Success,
+        http_status: Some(200),
+        error: None,
+        timing: Timing {
+            start_time: now,
+            end_time: now,
+            duration_ms: 812.5,
+            time_to_first_token_ms: None,
+        },
+        truncated: false,
+        decode_errors: Vec::new(),
+        metadata: serde_json::Map::new(),
+    };
+    let mut line = Vec::with_capacity(4096);
+    bencher.bench_local(|| {
+        line.clear();
+        serde_json::to_writer(&mut line, divan::black_box(&call)).expect("serializable");
+        line.push(b'\n');
+        line.len()
     });
 }

@@ -4,14 +4,19 @@
 # stream, same load, same run. With --litellm, also the LiteLLM proxy (installed from PyPI in a
 # venv, one worker, a file-logging callback) against the same upstream.
 #
-#   scripts/bench-e2e.sh [--seconds 10] [--concurrency 32] [--litellm]
+# The targets take turns for --rounds rounds (this machine is noisy: a quiet spell must not favour
+# one of them); each row is the median over the rounds, and (c)/(b) is the median of the
+# per-round ratios, with their range.
+#
+#   scripts/bench-e2e.sh [--seconds 10] [--concurrency 32] [--rounds 3] [--litellm]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=10 concurrency=32 litellm=0
+seconds=10 concurrency=32 rounds=3 litellm=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --concurrency) concurrency="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --litellm) litellm=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -71,31 +76,37 @@ YAML
   targets+=("d:LiteLLM proxy + file logger:$lport")
 fi
 
-results="$work/results.jsonl"
-for stream in "" "--stream"; do
-  for target in "${targets[@]}"; do
-    IFS=: read -r key name p <<< "$target"
-    "$bin/bench_e2e" load --url "http://127.0.0.1:$p/v1/chat/completions" --concurrency "$concurrency" \
-      --seconds "$seconds" $stream --label "$key) $name" >> "$results"
+for round in $(seq 1 "$rounds"); do
+  for stream in "" "--stream"; do
+    for target in "${targets[@]}"; do
+      IFS=: read -r key name p <<< "$target"
+      "$bin/bench_e2e" load --url "http://127.0.0.1:$p/v1/chat/completions" --concurrency "$concurrency" \
+        --seconds "$seconds" $stream --label "$key) $name" >> "$work/round-$round.jsonl"
+    done
   done
 done
 
-python3 - "$results" "$concurrency" "$seconds" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"\nconcurrency {sys.argv[2]}, {sys.argv[3]} s per row, 127.0.0.1, {__import__('os').cpu_count()} cores")
+python3 - "$work" "$rounds" "$concurrency" "$seconds" <<'PY'
+import json, os, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+runs = [[json.loads(l) for l in open(f"{work}/round-{r}.jsonl")] for r in range(1, rounds + 1)]
+med = statistics.median
+print(f"\nconcurrency {sys.argv[3]}, {sys.argv[4]} s per row, {rounds} rounds (medians), 127.0.0.1, {os.cpu_count()} cores")
 for stream in (False, True):
     print("\n" + ("100-event SSE stream" if stream else "non-streaming chat"))
     print(f"{'target':<34} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'TTFB p50':>9} {'errors':>6}")
-    group = [r for r in rows if r["stream"] == stream]
-    by = {r["label"][0]: r for r in group}
-    for r in group:
-        print(f"{r['label']:<34} {r['rps']:>9.1f} {r['p50_ms']:>8.3f} {r['p90_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['ttfb_p50_ms']:>9.3f} {r['errors']:>6}")
-    if "b" in by and "c" in by:
-        b, c = by["b"], by["c"]
-        print(f"(c)/(b) throughput {c['rps']/b['rps']:.3f}; added p50 {c['p50_ms']-b['p50_ms']:+.3f} ms, p99 {c['p99_ms']-b['p99_ms']:+.3f} ms; TTFB {c['ttfb_p50_ms']-b['ttfb_p50_ms']:+.3f} ms")
-    if "d" in by and "c" in by:
-        c, d = by["c"], by["d"]
-        print(f"(c)/(d) throughput {c['rps']/max(d['rps'], 0.001):.1f}x; p99 {c['p99_ms']:.2f} vs {d['p99_ms']:.2f} ms")
+    per_round = [{r["label"][0]: r for r in run if r["stream"] == stream} for run in runs]
+    for key in sorted(per_round[0]):
+        rows = [by[key] for by in per_round]
+        m = lambda field: med(r[field] for r in rows)
+        print(f"{rows[0]['label']:<34} {m('rps'):>9.1f} {m('p50_ms'):>8.3f} {m('p90_ms'):>8.3f} {m('p99_ms'):>8.3f} {m('ttfb_p50_ms'):>9.3f} {sum(r['errors'] for r in rows):>6}")
+    if all("b" in by and "c" in by for by in per_round):
+        ratio = [by["c"]["rps"] / by["b"]["rps"] for by in per_round]
+        p99 = [by["c"]["p99_ms"] - by["b"]["p99_ms"] for by in per_round]
+        ttfb = [by["c"]["ttfb_p50_ms"] - by["b"]["ttfb_p50_ms"] for by in per_round]
+        print(f"(c)/(b) throughput {med(ratio):.3f} (rounds {min(ratio):.3f}..{max(ratio):.3f}); added p99 {med(p99):+.3f} ms; TTFB {med(ttfb):+.3f} ms")
+    if all("d" in by and "c" in by for by in per_round):
+        ratio = [by["c"]["rps"] / max(by["d"]["rps"], 0.001) for by in per_round]
+        print(f"(c)/(d) throughput {med(ratio):.1f}x; p99 {med(by['c']['p99_ms'] for by in per_round):.2f} vs {med(by['d']['p99_ms'] for by in per_round):.2f} ms")
 PY
 echo "JSONL lines written by (c): $(wc -l < "$work/calls.jsonl")"
