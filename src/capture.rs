@@ -24,14 +24,17 @@ impl BytesCapture {
         }
     }
 
-    /// Keeps `frame` if it fits under the limit; past it, keeps nothing more and remembers that
-    /// the capture is incomplete.
+    /// Keeps `frame` if it fits under the limit; past it, lets go of everything kept and
+    /// remembers that the capture is incomplete.
     pub(crate) fn push(&mut self, frame: &Bytes) {
         if self.truncated || frame.is_empty() {
             return;
         }
         if self.len + frame.len() > self.limit {
+            // An incomplete body is not decoded: let its frames go now, not at its end.
             self.truncated = true;
+            self.parts = Vec::new();
+            self.len = 0;
             return;
         }
         self.len += frame.len();
@@ -46,6 +49,11 @@ impl BytesCapture {
     /// Bytes kept so far.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The most bytes it keeps.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
     }
 
     /// The captured frames in order.
@@ -68,7 +76,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_frames_until_the_limit() {
+    fn keeps_frames_until_the_limit_then_none() {
         let mut capture = BytesCapture::new(5);
         capture.push(&Bytes::from_static(b"ab"));
         capture.push(&Bytes::from_static(b"cd"));
@@ -77,7 +85,7 @@ mod tests {
         capture.push(&Bytes::from_static(b"ef"));
         capture.push(&Bytes::from_static(b"g"));
         assert!(capture.truncated());
-        assert_eq!(&*capture.contiguous(), b"abcd");
-        assert_eq!(capture.len(), 4);
+        assert_eq!(&*capture.contiguous(), b"");
+        assert_eq!((capture.len(), capture.limit()), (0, 5));
     }
 }

@@ -12,9 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// A JSON value of the payload (messages, tools, a response, ...), stored as compact JSON text.
+/// A JSON value of the payload (messages, tools, a response, ...), kept in the form it was made
+/// in: the compact JSON text that came over the wire, or the tree a stream was assembled into.
+/// The other form is made on first use.
 ///
-/// It dereferences to a [`serde_json::Value`], parsed on first use, so it reads like one:
+/// It dereferences to a [`serde_json::Value`], so it reads like one:
 ///
 /// ```
 /// use llm_observability::Json;
@@ -25,11 +27,11 @@ use serde_json::Value;
 /// ```
 ///
 /// The text never contains a line break outside a string, so a JSON line stays one line.
-/// `serde_json` writes it verbatim; other serde formats see `serde_json`'s raw-value wrapper, so
-/// serialize [`value`](Self::value) with those.
+/// `serde_json` writes the text verbatim; other serde formats see `serde_json`'s raw-value
+/// wrapper for it, so serialize [`value`](Self::value) with those.
 pub struct Json {
-    text: Box<RawValue>,
-    parsed: OnceLock<Value>,
+    text: OnceLock<Box<RawValue>>,
+    tree: OnceLock<Value>,
 }
 
 impl Json {
@@ -38,7 +40,7 @@ impl Json {
         if has_line_break(raw.get()) {
             Json::from_valid_text(raw.get())
         } else {
-            Json::new(raw.to_owned())
+            Json::from_text(raw.to_owned())
         }
     }
 
@@ -51,46 +53,55 @@ impl Json {
             text.to_owned()
         };
         match RawValue::from_string(kept) {
-            Ok(raw) => Json::new(raw),
-            // Unreachable for valid JSON; the tree round trip is right for any input.
+            Ok(raw) => Json::from_text(raw),
+            // Unreachable for valid JSON; the tree is right for any input.
             Err(_) => Json::from(serde_json::from_str::<Value>(text).unwrap_or(Value::Null)),
         }
     }
 
-    fn new(text: Box<RawValue>) -> Json {
+    fn from_text(text: Box<RawValue>) -> Json {
         Json {
-            text,
-            parsed: OnceLock::new(),
+            text: OnceLock::from(text),
+            tree: OnceLock::new(),
         }
     }
 
-    /// The JSON text.
+    /// The compact JSON text.
     pub fn text(&self) -> &str {
-        self.text.get()
+        self.text
+            .get_or_init(|| {
+                // A `Value` always serializes (its map keys are strings).
+                serde_json::value::to_raw_value(self.value())
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned())
+            })
+            .get()
     }
 
-    /// The value, parsed from the text on first use.
+    /// The value.
     pub fn value(&self) -> &Value {
-        self.parsed.get_or_init(|| {
+        self.tree.get_or_init(|| match self.text.get() {
             // The text is valid JSON by construction.
-            serde_json::from_str(self.text.get()).unwrap_or(Value::Null)
+            Some(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            None => Value::Null,
         })
     }
 
     /// Whether the value is JSON `null`.
     pub fn is_null(&self) -> bool {
-        self.text() == "null"
+        match self.tree.get() {
+            Some(tree) => tree.is_null(),
+            None => self.text() == "null",
+        }
     }
 }
 
+/// Keeps the tree; the text is made when someone asks for it.
 impl From<Value> for Json {
     fn from(value: Value) -> Json {
-        // A `Value` always serializes (its map keys are strings).
-        let text =
-            serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        let json = Json::new(text);
-        let _ = json.parsed.set(value);
-        json
+        Json {
+            text: OnceLock::new(),
+            tree: OnceLock::from(value),
+        }
     }
 }
 
@@ -104,14 +115,19 @@ impl Deref for Json {
 
 impl Clone for Json {
     fn clone(&self) -> Json {
-        Json::new(self.text.clone())
+        match self.text.get() {
+            Some(text) => Json::from_text(text.clone()),
+            None => Json::from(self.value().clone()),
+        }
     }
 }
 
 /// Equal when the values are equal, whatever the key order or number spelling.
 impl PartialEq for Json {
     fn eq(&self, other: &Json) -> bool {
-        self.text() == other.text() || self.value() == other.value()
+        let same_text =
+            matches!((self.text.get(), other.text.get()), (Some(a), Some(b)) if a.get() == b.get());
+        same_text || self.value() == other.value()
     }
 }
 
@@ -123,19 +139,25 @@ impl PartialEq<Value> for Json {
 
 impl fmt::Debug for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text())
+        match self.text.get() {
+            Some(text) => f.write_str(text.get()),
+            None => write!(f, "{}", self.value()),
+        }
     }
 }
 
 impl fmt::Display for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text())
+        fmt::Debug::fmt(self, f)
     }
 }
 
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.text.serialize(serializer)
+        match self.text.get() {
+            Some(text) => text.serialize(serializer),
+            None => self.value().serialize(serializer),
+        }
     }
 }
 
@@ -211,6 +233,19 @@ mod tests {
         let json = Json::from_raw(&raw(text));
         assert_eq!(json.text(), r#"{"a b":"line\nbreak \" \\","c":[1,2]}"#);
         assert_eq!(json["a b"], "line\nbreak \" \\");
+    }
+
+    #[test]
+    fn a_tree_is_written_without_a_text_copy_and_gives_its_text_on_demand() {
+        let json = Json::from(json!({"b": [1, "x"], "a": null}));
+        assert!(json.text.get().is_none());
+        assert_eq!(
+            serde_json::to_string(&json).unwrap(),
+            r#"{"a":null,"b":[1,"x"]}"#
+        );
+        assert!(json.text.get().is_none());
+        assert_eq!(json.text(), r#"{"a":null,"b":[1,"x"]}"#);
+        assert_eq!(json.clone(), json);
     }
 
     #[test]

@@ -113,11 +113,11 @@ impl StreamAssembler {
         self.budget.exceeded
     }
 
-    /// The assembled response so far (complete or partial).
-    pub fn summary(&self) -> ResponseSummary {
+    /// The assembled response so far (complete or partial); the assembler's strings move into it.
+    pub fn into_summary(self) -> ResponseSummary {
         match self.endpoint {
-            Endpoint::Responses => self.responses.summary(),
-            endpoint => self.chat.summary(endpoint),
+            Endpoint::Responses => self.responses.into_summary(),
+            endpoint => self.chat.into_summary(endpoint),
         }
     }
 }
@@ -353,76 +353,12 @@ impl ChatAssembly {
         )
     }
 
-    fn summary(&self, endpoint: Endpoint) -> ResponseSummary {
+    /// The response in `chat.completion` (or `text_completion`) shape. The assembled strings
+    /// are moved into it, not copied: a long answer is held once.
+    fn into_summary(self, endpoint: Endpoint) -> ResponseSummary {
         let legacy = endpoint == Endpoint::Completions;
-        let choices: Vec<Value> = self
-            .choices
-            .iter()
-            .map(|c| {
-                if legacy {
-                    json!({
-                        "index": c.index,
-                        "text": c.text.clone().unwrap_or_default(),
-                        "logprobs": null,
-                        "finish_reason": c.finish_reason,
-                    })
-                } else {
-                    let mut message = Map::new();
-                    message.insert(
-                        "role".into(),
-                        json!(c.role.as_deref().unwrap_or("assistant")),
-                    );
-                    message.insert(
-                        "content".into(),
-                        json!(c.content.as_ref().or(c.text.as_ref())),
-                    );
-                    message.insert("refusal".into(), json!(c.refusal));
-                    if let Some(reasoning) = &c.reasoning {
-                        message.insert("reasoning_content".into(), json!(reasoning));
-                    }
-                    if !c.tool_calls.is_empty() {
-                        let calls: Vec<Value> = c
-                            .tool_calls
-                            .iter()
-                            .map(|t| {
-                                json!({
-                                    "id": t.id,
-                                    "type": t.kind.as_deref().unwrap_or("function"),
-                                    "function": {"name": t.name, "arguments": t.arguments},
-                                })
-                            })
-                            .collect();
-                        message.insert("tool_calls".into(), Value::Array(calls));
-                    }
-                    json!({
-                        "index": c.index,
-                        "message": Value::Object(message),
-                        "logprobs": null,
-                        "finish_reason": c.finish_reason,
-                    })
-                }
-            })
-            .collect();
-        let mut response = json!({
-            "id": self.id,
-            "object": if legacy { "text_completion" } else { "chat.completion" },
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if let Some(object) = response.as_object_mut() {
-            if let Some(fp) = &self.system_fingerprint {
-                object.insert("system_fingerprint".into(), json!(fp));
-            }
-            if let Some(usage) = &self.usage {
-                object.insert("usage".into(), usage.clone());
-            }
-            if let Some(error) = &self.error {
-                object.insert("error".into(), error.clone());
-            }
-        }
-        ResponseSummary {
-            response: Some(Json::from(response)),
+        let summary = ResponseSummary {
+            response: None,
             usage: self.usage.as_ref().and_then(usage_from_value),
             finish_reasons: self
                 .choices
@@ -432,8 +368,88 @@ impl ChatAssembly {
             error: self.error.as_ref().and_then(error_from_value),
             model: self.model.clone(),
             id: self.id.clone(),
+        };
+        let choices = self
+            .choices
+            .into_iter()
+            .map(|choice| choice.into_value(legacy))
+            .collect();
+        let mut response = Map::new();
+        response.insert("id".into(), self.id.into());
+        let object = if legacy {
+            "text_completion"
+        } else {
+            "chat.completion"
+        };
+        response.insert("object".into(), object.into());
+        response.insert("created".into(), self.created.into());
+        response.insert("model".into(), self.model.into());
+        response.insert("choices".into(), Value::Array(choices));
+        if let Some(fingerprint) = self.system_fingerprint {
+            response.insert("system_fingerprint".into(), fingerprint.into());
+        }
+        if let Some(usage) = self.usage {
+            response.insert("usage".into(), usage);
+        }
+        if let Some(error) = self.error {
+            response.insert("error".into(), error);
+        }
+        ResponseSummary {
+            response: Some(Json::from(Value::Object(response))),
+            ..summary
         }
     }
+}
+
+impl ChoiceState {
+    /// The choice as a non-streamed response has it: `message` (chat) or `text` (legacy).
+    fn into_value(self, legacy: bool) -> Value {
+        let mut choice = Map::new();
+        choice.insert("index".into(), self.index.into());
+        choice.insert("logprobs".into(), Value::Null);
+        choice.insert("finish_reason".into(), self.finish_reason.into());
+        if legacy {
+            choice.insert("text".into(), fitted(self.text.unwrap_or_default()).into());
+            return Value::Object(choice);
+        }
+        let mut message = Map::new();
+        let role = self.role.unwrap_or_else(|| "assistant".to_owned());
+        message.insert("role".into(), role.into());
+        message.insert(
+            "content".into(),
+            self.content.or(self.text).map(fitted).into(),
+        );
+        message.insert("refusal".into(), self.refusal.into());
+        if let Some(reasoning) = self.reasoning {
+            message.insert("reasoning_content".into(), fitted(reasoning).into());
+        }
+        if !self.tool_calls.is_empty() {
+            let calls = self.tool_calls.into_iter().map(ToolCallState::into_value);
+            message.insert("tool_calls".into(), Value::Array(calls.collect()));
+        }
+        choice.insert("message".into(), Value::Object(message));
+        Value::Object(choice)
+    }
+}
+
+impl ToolCallState {
+    fn into_value(self) -> Value {
+        let mut function = Map::new();
+        function.insert("name".into(), self.name.into());
+        function.insert("arguments".into(), fitted(self.arguments).into());
+        let mut call = Map::new();
+        call.insert("id".into(), self.id.into());
+        let kind = self.kind.unwrap_or_else(|| "function".to_owned());
+        call.insert("type".into(), kind.into());
+        call.insert("function".into(), Value::Object(function));
+        Value::Object(call)
+    }
+}
+
+/// An assembled string without the spare capacity its growth left.
+fn fitted(mut text: String) -> String {
+    text.shrink_to_fit();
+    text
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -544,21 +560,25 @@ impl ResponsesAssembly {
     }
 
     /// Output items rebuilt from deltas, for a stream that ended before its final response.
-    fn partial_output(&self) -> Vec<Value> {
-        self.items
-            .iter()
+    fn into_partial_output(items: Vec<OutputItemState>) -> Vec<Value> {
+        items
+            .into_iter()
             .map(|state| {
-                let mut item = state.item.clone().unwrap_or_else(|| json!({}));
+                let mut item = state.item.unwrap_or_else(|| Value::Object(Map::new()));
                 if !state.done {
                     if let Some(fields) = item.as_object_mut() {
                         match fields.get("type").and_then(Value::as_str) {
                             Some("function_call") => {
-                                fields.insert("arguments".into(), json!(state.arguments));
+                                fields.insert("arguments".into(), fitted(state.arguments).into());
                             }
                             _ if !state.text.is_empty() => {
+                                let mut part = Map::new();
+                                part.insert("type".into(), "output_text".into());
+                                part.insert("text".into(), fitted(state.text).into());
+                                part.insert("annotations".into(), Value::Array(Vec::new()));
                                 fields.insert(
                                     "content".into(),
-                                    json!([{"type": "output_text", "text": state.text, "annotations": []}]),
+                                    Value::Array(vec![Value::Object(part)]),
                                 );
                             }
                             _ => {}
@@ -570,16 +590,17 @@ impl ResponsesAssembly {
             .collect()
     }
 
-    fn summary(&self) -> ResponseSummary {
+    fn into_summary(self) -> ResponseSummary {
         let mut summary = ResponseSummary::default();
-        let mut response = match &self.response {
-            Some(response) => response.clone(),
+        let mut response = match self.response {
+            Some(response) => response,
             None if self.items.is_empty() && self.error.is_none() => return summary,
             None => json!({"object": "response"}),
         };
         if let Some(fields) = response.as_object_mut() {
             if !self.terminal {
-                fields.insert("output".into(), Value::Array(self.partial_output()));
+                let output = Self::into_partial_output(self.items);
+                fields.insert("output".into(), Value::Array(output));
             } else {
                 summary.finish_reasons = responses_finish_reason(fields).into_iter().collect();
             }
@@ -611,7 +632,7 @@ mod tests {
                 })
             })
             .collect();
-        (assembler.summary(), effects)
+        (assembler.into_summary(), effects)
     }
 
     #[test]
@@ -729,7 +750,7 @@ mod tests {
         }
         assert!(assembler.truncated());
         assert_eq!(
-            assembler.summary().response.unwrap()["choices"][0]["message"]["content"],
+            assembler.into_summary().response.unwrap()["choices"][0]["message"]["content"],
             "abc"
         );
     }

@@ -237,8 +237,8 @@ impl ResponseDecoder {
                     ));
                 }
                 DecodedResponse {
-                    summary: assembler.summary(),
                     truncated: assembler.truncated() || parser.oversized_lines() > 0,
+                    summary: assembler.into_summary(),
                     error,
                 }
             }
@@ -275,7 +275,7 @@ fn decode_captured_json(endpoint: Endpoint, capture: &BytesCapture) -> DecodedRe
             truncated: true,
             error: Some(format!(
                 "response body exceeded the capture limit of {} bytes; it was passed through but not decoded",
-                capture.len()
+                capture.limit()
             )),
             ..DecodedResponse::default()
         };
