@@ -79,8 +79,8 @@ pub struct DispatcherStats {
     pub sinks: Vec<SinkStats>,
 }
 
-/// A request to a sink's worker, sent apart from the calls so that it never waits behind a
-/// full queue's worth of wake-ups.
+/// A request to a sink's worker. It travels apart from the calls: a full call queue never
+/// holds it back, and the worker hears it while it waits out a batch interval.
 enum Control {
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
