@@ -85,14 +85,6 @@ impl Json {
             None => Value::Null,
         })
     }
-
-    /// Whether the value is JSON `null`.
-    pub fn is_null(&self) -> bool {
-        match self.tree.get() {
-            Some(tree) => tree.is_null(),
-            None => self.text() == "null",
-        }
-    }
 }
 
 /// Keeps the tree; the text is made when someone asks for it.
@@ -253,7 +245,6 @@ mod tests {
         let json = Json::from_raw(&raw(r#"{"b":1,"a":2}"#));
         assert_eq!(json, Json::from(json!({"a": 2, "b": 1})));
         assert_eq!(json, json!({"a": 2, "b": 1}));
-        assert!(Json::from(Value::Null).is_null());
     }
 
     #[test]

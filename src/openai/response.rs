@@ -178,12 +178,8 @@ impl WireResponse<'_> {
                 .status
                 .as_deref()
                 .map(|status| {
-                    let reason = self
-                        .incomplete_details
-                        .as_ref()
-                        .and_then(|d| d.0.reason.as_deref())
-                        .filter(|_| status == "incomplete");
-                    reason.unwrap_or(status).to_owned()
+                    let reason = self.incomplete_details.as_ref();
+                    responses_finish(status, reason.and_then(|d| d.0.reason.as_deref()))
                 })
                 .into_iter()
                 .collect(),
@@ -271,16 +267,19 @@ pub(crate) fn summarise_response_value(endpoint: Endpoint, value: &mut Value) ->
 /// The Responses API's finish: its `status`, or for an incomplete response the reason given.
 pub(crate) fn responses_finish_reason(response: &serde_json::Map<String, Value>) -> Option<String> {
     let status = response.get("status").and_then(Value::as_str)?;
-    if status == "incomplete" {
-        if let Some(reason) = response
-            .get("incomplete_details")
-            .and_then(|d| d.get("reason"))
-            .and_then(Value::as_str)
-        {
-            return Some(reason.to_owned());
-        }
+    let reason = response
+        .get("incomplete_details")
+        .and_then(|d| d.get("reason"))
+        .and_then(Value::as_str);
+    Some(responses_finish(status, reason))
+}
+
+/// `status`, or `incomplete_reason` when the status is `incomplete` and a reason was given.
+fn responses_finish(status: &str, incomplete_reason: Option<&str>) -> String {
+    match incomplete_reason {
+        Some(reason) if status == "incomplete" => reason.to_owned(),
+        _ => status.to_owned(),
     }
-    Some(status.to_owned())
 }
 
 #[cfg(test)]
