@@ -13,7 +13,7 @@ use super::response::{
     error_from_value, responses_finish_reason, usage_from_value, ResponseSummary,
 };
 use super::sse::SseEvent;
-use super::wire::Text;
+use super::wire::{read_json, Text};
 use crate::json::Json;
 
 /// What one event contributed, as far as the caller cares.
@@ -190,7 +190,7 @@ struct ChunkDelta<'a> {
     #[serde(default, borrow)]
     reasoning_content: Option<Text<'a>>,
     #[serde(default, borrow)]
-    tool_calls: Option<Few<ToolCallDelta<'a>>>,
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -275,7 +275,7 @@ fn append_opt(budget: &mut ContentBudget, slot: &mut Option<String>, delta: &str
 impl ChatAssembly {
     /// Returns whether the chunk carried content.
     fn push(&mut self, data: &[u8], budget: &mut ContentBudget) -> Result<bool, serde_json::Error> {
-        let chunk: ChatChunk<'_> = serde_json::from_slice(data)?;
+        let chunk: ChatChunk<'_> = read_json(data)?;
         set_if_empty(&mut self.id, chunk.id);
         set_if_empty(&mut self.model, chunk.model);
         set_if_empty(&mut self.system_fingerprint, chunk.system_fingerprint);
@@ -500,7 +500,7 @@ impl ResponsesAssembly {
         event: SseEvent<'_>,
         budget: &mut ContentBudget,
     ) -> Result<bool, serde_json::Error> {
-        let parsed: ResponsesEvent<'_> = serde_json::from_slice(event.data)?;
+        let parsed: ResponsesEvent<'_> = read_json(event.data)?;
         let kind: &str = &parsed.kind;
         match kind {
             "response.created" | "response.in_progress" | "response.queued" if !self.terminal => {

@@ -5,6 +5,16 @@ use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, Visitor};
 
+/// Reads `T` from JSON `bytes`. UTF-8 is checked once for the whole text, not string by string
+/// as `serde_json::from_slice` does; text that is not UTF-8 is left to `from_slice`, which
+/// accepts it when the bad bytes sit in strings `T` ignores.
+pub(crate) fn read_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, serde_json::Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 /// A JSON string borrowed from the input when it has no escapes, owned otherwise.
 /// (`#[serde(borrow)]` does not reach through `Option<Cow<str>>`: serde then always copies.)
 #[derive(Debug)]
@@ -100,6 +110,21 @@ mod tests {
         assert!(matches!(plain.0, Cow::Borrowed("stop")));
         let escaped: Text<'_> = serde_json::from_str(r#""a\nb""#).unwrap();
         assert!(matches!(escaped.0, Cow::Owned(ref s) if s == "a\nb"));
+    }
+
+    #[test]
+    fn read_json_checks_utf8_once_and_still_reads_what_from_slice_reads() {
+        let choice: Choice<'_> = read_json(br#"{"finish_reason": "stop"}"#).unwrap();
+        assert!(matches!(
+            choice.finish_reason,
+            Some(Text(Cow::Borrowed("stop")))
+        ));
+        // Not UTF-8, but only inside a string the struct ignores: read as from_slice reads it.
+        let choice: Choice<'_> =
+            read_json(b"{\"finish_reason\": \"stop\", \"x\": \"\xff\"}").unwrap();
+        assert_eq!(choice.finish_reason.as_deref(), Some("stop"));
+        let error = read_json::<Choice<'_>>(b"{\"finish_reason\": \"\xff\"}").unwrap_err();
+        assert!(error.to_string().contains("invalid unicode"), "{error}");
     }
 
     #[test]

@@ -1,18 +1,19 @@
 //! `JsonlSink`: one JSON line per call, appended to a file.
 
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
 
 use super::{Sink, SinkError};
 use crate::payload::LlmCall;
 
 /// Appends each call as one line of JSON (the [`LlmCall`] schema) to a file. Each batch is
-/// written with one `write` and flushed, so lines reach the file within the dispatcher's batch
-/// interval and a reader never sees half a line from a batch.
+/// written with one `write_all` on tokio's blocking pool (the lines are handed over, not
+/// copied), so lines reach the file within the dispatcher's batch interval and a reader never
+/// sees half a line from a batch.
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {
@@ -22,7 +23,7 @@ use crate::payload::LlmCall;
 #[derive(Debug)]
 pub struct JsonlSink {
     path: PathBuf,
-    file: Mutex<tokio::fs::File>,
+    file: Arc<Mutex<File>>,
 }
 
 impl JsonlSink {
@@ -35,13 +36,31 @@ impl JsonlSink {
             .open(&path)?;
         Ok(JsonlSink {
             path,
-            file: Mutex::new(tokio::fs::File::from_std(file)),
+            file: Arc::new(Mutex::new(file)),
         })
     }
 
     /// The file this sink appends to.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs blocking file I/O on tokio's blocking pool, one operation at a time.
+    async fn with_file(
+        &self,
+        operation: impl FnOnce(&mut File) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), SinkError> {
+        let file = self.file.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            // A panic while writing poisons the lock; the file itself is still usable.
+            let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            operation(&mut file)
+        })
+        .await;
+        match done {
+            Ok(written) => Ok(written?),
+            Err(failed) => Err(SinkError::Permanent(format!("file task failed: {failed}"))),
+        }
     }
 }
 
@@ -57,14 +76,10 @@ impl Sink for JsonlSink {
             serde_json::to_writer(&mut lines, call.as_ref())?;
             lines.push(b'\n');
         }
-        let mut file = self.file.lock().await;
-        file.write_all(&lines).await?;
-        file.flush().await?;
-        Ok(())
+        self.with_file(move |file| file.write_all(&lines)).await
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
-        self.file.lock().await.sync_data().await?;
-        Ok(())
+        self.with_file(|file| file.sync_data()).await
     }
 }
