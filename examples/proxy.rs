@@ -80,12 +80,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Some(LlmObservabilityLayer::builder().sink(sink).build()?)
     };
     let service = proxy_service(forward, layer.clone());
+    // Listen for the signals before announcing the address, so a signal sent right after start-up
+    // is not lost (a background job of a script starts with SIGINT ignored).
+    let mut stop = std::pin::pin!(shutdown_signal()?);
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
     let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -129,22 +131,25 @@ async fn run(args: Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere). The handlers are installed when this is
+/// called, not when the future is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// The whole proxy as one tower service: unreachable-upstream mapping outside, the layer (when

@@ -22,15 +22,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cargo build --release --quiet --example bench_e2e --example proxy
-bin=target/release/examples
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+source scripts/bench-common.sh
 
 up=$(port); plain=$(port); observed=$(port)
 "$bin/bench_e2e" upstream --listen "127.0.0.1:$up" --events 100 > /dev/null & pids+=($!)
