@@ -13,7 +13,7 @@
 //! counters and where the JSONL payloads went. Nothing leaves 127.0.0.1. Exits non-zero when a
 //! call was not recorded as expected.
 
-#[path = "support/forward.rs"]
+#[path = "../src/bin/llm-observability-proxy/forward.rs"]
 mod forward;
 #[path = "support/mock_upstream.rs"]
 mod mock_upstream;

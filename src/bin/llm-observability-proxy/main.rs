@@ -12,7 +12,6 @@
 //! calls in flight finish (up to `--shutdown-timeout`), writes every pending record and exits 0.
 //! On startup it prints `listening on ADDR` (the bound address, useful with port 0).
 
-#[path = "support/forward.rs"]
 mod forward;
 
 use std::net::SocketAddr;
