@@ -12,7 +12,7 @@ use bytes::Bytes;
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{AllocProfiler, Bencher};
 use llm_observability::internals::{decode_request, BodyDecoder};
-use llm_observability::{CallStatus, Endpoint, LlmCall, Timing, SCHEMA_VERSION};
+use llm_observability::{Endpoint, LlmCall};
 use support::Interaction;
 
 #[global_allocator]
@@ -101,31 +101,12 @@ fn payload_to_jsonl_line(bencher: Bencher) {
     let mut decoder =
         BodyDecoder::new(Endpoint::ChatCompletions, Some("application/json"), 8 << 20);
     decoder.feed(&Bytes::from(interaction.response_body));
-    let now = time::OffsetDateTime::now_utc();
-    let call = LlmCall {
-        schema_version: SCHEMA_VERSION,
-        id: "0b7e2a5c-1d43-4c1e-9f3a-6f2f1f6a9a11".to_owned(),
-        endpoint: Endpoint::ChatCompletions,
-        operation: "chat".to_owned(),
-        provider: "openai".to_owned(),
-        server_address: Some("api.openai.com".to_owned()),
-        request: decode_request(interaction.request_body.as_bytes()).expect("recorded request"),
-        response: decoder.finish(),
-        usage: None,
-        finish_reasons: vec!["tool_calls".to_owned()],
-        status: CallStatus::Success,
-        http_status: Some(200),
-        error: None,
-        timing: Timing {
-            start_time: now,
-            end_time: now,
-            duration_ms: 812.5,
-            time_to_first_token_ms: None,
-        },
-        truncated: false,
-        decode_errors: Vec::new(),
-        metadata: serde_json::Map::new(),
-    };
+    let mut call = LlmCall::new(Endpoint::ChatCompletions);
+    call.server_address = Some("api.openai.com".to_owned());
+    call.request = decode_request(interaction.request_body.as_bytes()).expect("recorded request");
+    call.response = decoder.finish();
+    call.finish_reasons = vec!["tool_calls".to_owned()];
+    call.timing.duration_ms = 812.5;
     let mut line = Vec::with_capacity(4096);
     bencher.bench_local(|| {
         line.clear();

@@ -50,10 +50,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn layer() -> LlmObservabilityLayer {
     LlmObservabilityLayer::builder()
         .sink(Discard)
-        .dispatcher_config(DispatcherConfig {
-            queue_capacity: 1 << 20,
-            ..DispatcherConfig::default()
-        })
+        .dispatcher_config(DispatcherConfig::builder().queue_capacity(1 << 20).build())
         .build()
         .expect("in a runtime")
 }

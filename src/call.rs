@@ -15,25 +15,33 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tracing::Span;
 
+use crate::call_id::CallId;
 use crate::capture::BytesCapture;
+use crate::genai;
 use crate::metadata::CallMetadata;
 use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
 use crate::openai::endpoint::{Endpoint, EndpointMatcher};
 use crate::openai::request::decode_request;
-use crate::payload::{CallError, CallStatus, LlmCall, RequestRecord, Timing, SCHEMA_VERSION};
+use crate::payload::{
+    milliseconds, new_call_id, CallError, CallStatus, LlmCall, RequestRecord, Timing,
+    SCHEMA_VERSION,
+};
 use crate::sink::Dispatcher;
 use crate::span;
+use crate::trace_context::{self, TraceContext};
 
 /// The configuration every call of a layer shares.
 #[derive(Debug)]
 pub(crate) struct Observer {
-    pub matcher: EndpointMatcher,
-    pub provider: String,
-    pub request_limit: usize,
-    pub response_limit: usize,
+    pub(crate) matcher: EndpointMatcher,
+    pub(crate) provider: String,
+    pub(crate) request_limit: usize,
+    pub(crate) response_limit: usize,
     /// Request headers copied into the payload's metadata, under the given key.
-    pub captured_headers: Vec<(HeaderName, String)>,
-    pub dispatcher: Dispatcher,
+    pub(crate) captured_headers: Vec<(HeaderName, String)>,
+    /// Whether outgoing requests get the call's `traceparent`.
+    pub(crate) propagate_trace_context: bool,
+    pub(crate) dispatcher: Dispatcher,
 }
 
 impl Observer {
@@ -51,6 +59,7 @@ impl Observer {
             Some(authority.host().to_owned())
         });
         let span = span::open(endpoint, &self.provider, server_address.as_deref());
+        let trace = trace_context::for_call(&span, headers);
         let mut metadata = extensions
             .get::<CallMetadata>()
             .map(|m| m.as_map().clone())
@@ -62,6 +71,8 @@ impl Observer {
         }
         InFlightCall {
             observer: self.clone(),
+            id: new_call_id(),
+            trace,
             endpoint,
             span,
             started: Instant::now(),
@@ -70,6 +81,7 @@ impl Observer {
             metadata,
             request: RequestState::Unknown,
             http_status: None,
+            response_head: None,
             decoder: None,
             first_token: None,
             finished: false,
@@ -110,6 +122,8 @@ pub(crate) enum Ending {
 #[derive(Debug)]
 pub(crate) struct InFlightCall {
     observer: Arc<Observer>,
+    id: String,
+    trace: TraceContext,
     endpoint: Endpoint,
     span: Span,
     started: Instant,
@@ -118,6 +132,7 @@ pub(crate) struct InFlightCall {
     metadata: Map<String, Value>,
     request: RequestState,
     http_status: Option<u16>,
+    response_head: Option<Instant>,
     decoder: Option<ResponseDecoder>,
     first_token: Option<Instant>,
     finished: bool,
@@ -127,6 +142,20 @@ impl InFlightCall {
     /// The call's span.
     pub(crate) fn span(&self) -> &Span {
         &self.span
+    }
+
+    /// The call's id, for the request's and the response's extensions.
+    pub(crate) fn call_id(&self) -> CallId {
+        CallId::new(&self.id, self.trace)
+    }
+
+    /// Prepares an outgoing request: the call's id as an extension and, when the layer
+    /// propagates trace context, the call's span as its `traceparent`.
+    pub(crate) fn prepare_request(&self, headers: &mut HeaderMap, extensions: &mut Extensions) {
+        extensions.insert(self.call_id());
+        if self.observer.propagate_trace_context {
+            self.trace.inject(headers);
+        }
     }
 
     /// A capture for a request body that will stream through a tee; the call collects its
@@ -167,6 +196,7 @@ impl InFlightCall {
     /// The response head arrived: remember the status and pick the body decoder.
     pub(crate) fn response_head(&mut self, status: StatusCode, headers: &HeaderMap) {
         self.http_status = Some(status.as_u16());
+        self.response_head = Some(Instant::now());
         self.decoder = Some(ResponseDecoder::new(
             self.endpoint,
             headers,
@@ -210,9 +240,11 @@ impl InFlightCall {
         let request = self.take_request();
         let (status, error) = outcome(&ending, self.http_status, &decoded);
         let duration = ended.duration_since(self.started);
+        let since_start = |at: Instant| milliseconds(at.duration_since(self.started));
         let call = LlmCall {
             schema_version: SCHEMA_VERSION,
-            id: uuid::Uuid::new_v4().to_string(),
+            id: std::mem::take(&mut self.id),
+            trace: self.trace,
             endpoint: self.endpoint,
             operation: self.endpoint.operation().to_owned(),
             provider: self.observer.provider.clone(),
@@ -221,27 +253,25 @@ impl InFlightCall {
             decode_errors: request.error.into_iter().chain(decoded.error).collect(),
             request: request.record,
             response: decoded.summary.response,
+            response_model: decoded.summary.model,
+            response_id: decoded.summary.id,
             usage: decoded.summary.usage,
             finish_reasons: decoded.summary.finish_reasons,
             status,
             http_status: self.http_status,
+            error_type: genai::error_type(status, error.as_ref(), self.http_status),
             error,
             timing: Timing {
                 start_time: self.started_wall,
                 end_time: self.started_wall + duration,
-                duration_ms: duration.as_secs_f64() * 1e3,
-                time_to_first_token_ms: self
-                    .first_token
-                    .map(|t| t.duration_since(self.started).as_secs_f64() * 1e3),
+                duration_ms: milliseconds(duration),
+                time_to_first_token_ms: self.first_token.map(since_start),
+                time_to_response_head_ms: self.response_head.map(since_start),
             },
+            processing_errors: Vec::new(),
             metadata: std::mem::take(&mut self.metadata),
         };
-        span::record_outcome(
-            &self.span,
-            &call,
-            decoded.summary.model.as_deref(),
-            decoded.summary.id.as_deref(),
-        );
+        span::record_outcome(&self.span, &call);
         // The span closes here (the request capture dropped its clone when the request ended).
         drop(std::mem::replace(&mut self.span, Span::none()));
         self.observer.dispatcher.dispatch(Arc::new(call));
@@ -341,7 +371,7 @@ fn decode_captured_request(
     }
     match decode_request(body) {
         Ok(record) => {
-            span::record_request(span, endpoint, &record);
+            span::record_request(span, endpoint.operation(), &record);
             CapturedRequest {
                 record,
                 truncated: false,

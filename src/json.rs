@@ -79,11 +79,61 @@ impl Json {
 
     /// The value.
     pub fn value(&self) -> &Value {
-        self.tree.get_or_init(|| match self.text.get() {
+        self.tree.get_or_init(|| self.parse_text())
+    }
+
+    fn parse_text(&self) -> Value {
+        match self.text.get() {
             // The text is valid JSON by construction.
             Some(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
             None => Value::Null,
-        })
+        }
+    }
+
+    /// The value, to change in place (for [processors](crate::process)); the text is made
+    /// anew from it when next needed.
+    ///
+    /// ```
+    /// use llm_observability::Json;
+    /// let mut message: Json = serde_json::from_str(r#"{"role":"user","content":"my card is 4111"}"#)?;
+    /// message.value_mut()["content"] = "[redacted]".into();
+    /// assert_eq!(message.text(), r#"{"content":"[redacted]","role":"user"}"#);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn value_mut(&mut self) -> &mut Value {
+        let value = self.tree.take().unwrap_or_else(|| self.parse_text());
+        self.text = OnceLock::new();
+        let _ = self.tree.set(value);
+        match self.tree.get_mut() {
+            Some(value) => value,
+            None => unreachable!("the tree was set just above"),
+        }
+    }
+
+    /// Changes the value with `change`.
+    ///
+    /// ```
+    /// use llm_observability::Json;
+    /// let mut messages = Json::from(serde_json::json!([{"role": "user", "content": "hi"}]));
+    /// messages.map(|value| {
+    ///     for message in value.as_array_mut().into_iter().flatten() {
+    ///         message["content"] = "[redacted]".into();
+    ///     }
+    /// });
+    /// assert_eq!(messages[0]["content"], "[redacted]");
+    /// ```
+    pub fn map(&mut self, change: impl FnOnce(&mut Value)) {
+        change(self.value_mut());
+    }
+
+    /// Replaces the value.
+    pub fn replace(&mut self, value: Value) {
+        *self = Json::from(value);
+    }
+
+    /// The value, owned.
+    pub fn into_value(mut self) -> Value {
+        self.tree.take().unwrap_or_else(|| self.parse_text())
     }
 }
 

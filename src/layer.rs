@@ -7,8 +7,10 @@ use tower_layer::Layer;
 
 use crate::call::Observer;
 use crate::openai::endpoint::EndpointMatcher;
+use crate::process::Processor;
 use crate::service::LlmObservabilityService;
-use crate::sink::{Dispatcher, DispatcherConfig, Sink};
+use crate::sink::dispatcher::SinkPlan;
+use crate::sink::{Dispatcher, DispatcherConfig, Sink, SinkConfig};
 
 /// Default limit on the request bytes kept for decoding (8 MiB).
 pub const DEFAULT_REQUEST_CAPTURE_LIMIT: usize = 8 << 20;
@@ -18,6 +20,7 @@ pub const DEFAULT_RESPONSE_CAPTURE_LIMIT: usize = 8 << 20;
 
 /// Why a layer could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The dispatcher starts its sink workers on the current Tokio runtime, and there is none.
     #[error("LlmObservabilityLayer::build must be called inside a Tokio runtime")]
@@ -77,7 +80,9 @@ impl<S> Layer<S> for LlmObservabilityLayer {
 /// Builder of [`LlmObservabilityLayer`].
 #[derive(Default)]
 pub struct LlmObservabilityLayerBuilder {
-    sinks: Vec<Arc<dyn Sink>>,
+    sinks: Vec<SinkPlan>,
+    processors: Vec<Arc<dyn Processor>>,
+    propagate_trace_context: bool,
     matcher: Option<EndpointMatcher>,
     provider: Option<String>,
     request_limit: Option<usize>,
@@ -91,7 +96,11 @@ impl std::fmt::Debug for LlmObservabilityLayerBuilder {
         f.debug_struct("LlmObservabilityLayerBuilder")
             .field(
                 "sinks",
-                &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                &self.sinks.iter().map(|s| s.sink.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "processors",
+                &self.processors.iter().map(|p| p.name()).collect::<Vec<_>>(),
             )
             .field("provider", &self.provider)
             .finish_non_exhaustive()
@@ -105,8 +114,34 @@ impl LlmObservabilityLayerBuilder {
     }
 
     /// Like [`sink`](Self::sink), for a sink already behind an `Arc`.
-    pub fn shared_sink(mut self, sink: Arc<dyn Sink>) -> Self {
-        self.sinks.push(sink);
+    pub fn shared_sink(self, sink: Arc<dyn Sink>) -> Self {
+        self.shared_sink_with(sink, SinkConfig::default())
+    }
+
+    /// Sends calls to `sink` with settings of its own: queue, batching, retry and timeout,
+    /// which calls it gets, and processors that run on its copy only (see [`SinkConfig`]).
+    pub fn sink_with(self, sink: impl Sink, config: SinkConfig) -> Self {
+        self.shared_sink_with(Arc::new(sink), config)
+    }
+
+    /// Like [`sink_with`](Self::sink_with), for a sink already behind an `Arc`.
+    pub fn shared_sink_with(mut self, sink: Arc<dyn Sink>, config: SinkConfig) -> Self {
+        self.sinks.push(SinkPlan { sink, config });
+        self
+    }
+
+    /// Adds a processor that changes every call once, after it ended and before any sink sees
+    /// it (several run in the order added). See [`process`](crate::process).
+    pub fn processor(mut self, processor: impl Processor) -> Self {
+        self.processors.push(Arc::new(processor));
+        self
+    }
+
+    /// Client side: sets the `traceparent` header of each outgoing LLM request to the call's
+    /// span, so the upstream (e.g. another service with this layer, or the proxy) continues
+    /// the same trace. Off by default, as it adds a header to the request.
+    pub fn propagate_trace_context(mut self, propagate: bool) -> Self {
+        self.propagate_trace_context = propagate;
         self
     }
 
@@ -148,7 +183,8 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
-    /// Queue, batch and retry settings for the sinks.
+    /// Queue, batch and retry settings for the sinks that have none of their own (and the
+    /// capacity of the processing queue).
     pub fn dispatcher_config(mut self, config: DispatcherConfig) -> Self {
         self.dispatcher = config;
         self
@@ -156,7 +192,7 @@ impl LlmObservabilityLayerBuilder {
 
     /// Builds the layer and starts the sink workers on the current Tokio runtime.
     pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
-        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher)?;
+        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, self.processors)?;
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
                 matcher: self.matcher.unwrap_or_default(),
@@ -166,6 +202,7 @@ impl LlmObservabilityLayerBuilder {
                     .response_limit
                     .unwrap_or(DEFAULT_RESPONSE_CAPTURE_LIMIT),
                 captured_headers: self.captured_headers,
+                propagate_trace_context: self.propagate_trace_context,
                 dispatcher,
             }),
         })

@@ -23,16 +23,24 @@
 //! payload schema), [`Sink`] and the built-in [`JsonlSink`], [`MemorySink`], [`LogSink`], and
 //! the [`Dispatcher`] that feeds sinks off the request path (counters, `flush`, `shutdown`).
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms,
+    rustdoc::broken_intra_doc_links
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod call;
+mod call_id;
 mod capture;
 mod decompress;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod genai;
 #[doc(hidden)]
 pub mod internals;
 mod json;
@@ -40,13 +48,17 @@ mod layer;
 mod metadata;
 mod openai;
 mod payload;
+pub mod process;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod service;
 pub mod sink;
 pub mod span;
+mod trace_context;
 
+pub use async_trait::async_trait;
 pub use body::{RequestBody, ResponseBody};
+pub use call_id::CallId;
 pub use json::Json;
 pub use layer::{
     BuildError, LlmObservabilityLayer, LlmObservabilityLayerBuilder, DEFAULT_REQUEST_CAPTURE_LIMIT,
@@ -55,13 +67,15 @@ pub use layer::{
 pub use metadata::CallMetadata;
 pub use openai::endpoint::{Endpoint, EndpointMatcher};
 pub use payload::{CallError, CallStatus, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION};
+pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;
 pub use service::{LlmObservabilityService, ResponseFuture};
 pub use sink::{
-    DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink, MemorySink,
-    Sink, SinkError, SinkStats,
+    CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
+    MemorySink, Sink, SinkConfig, SinkError, SinkStats,
 };
+pub use trace_context::{IdError, SpanId, TraceContext, TraceId, TRACEPARENT};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -9,11 +9,14 @@ use serde_json::{Map, Value};
 
 use crate::json::Json;
 use crate::openai::endpoint::Endpoint;
+use crate::trace_context::TraceContext;
 
 /// Version of the [`LlmCall`] JSON schema written by this crate.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One observed LLM call: what was asked, what came back, what it cost and how long it took.
+///
+/// Read back from a JSON line:
 ///
 /// ```
 /// use llm_observability::LlmCall;
@@ -25,12 +28,30 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// let call: LlmCall = serde_json::from_str(line).unwrap();
 /// assert_eq!(call.request.model.as_deref(), Some("gpt-4o"));
 /// ```
+///
+/// Or made by hand, e.g. to test a sink or a processor:
+///
+/// ```
+/// use llm_observability::{CallStatus, Endpoint, LlmCall, Usage};
+/// let mut call = LlmCall::new(Endpoint::ChatCompletions);
+/// call.request.model = Some("gpt-4o-mini".into());
+/// call.usage = Some(Usage::new(12, 5));
+/// assert_eq!(call.status, CallStatus::Success);
+/// assert_eq!(call.operation, "chat");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LlmCall {
     /// Always [`SCHEMA_VERSION`] for payloads written by this version of the crate.
     pub schema_version: u32,
-    /// Unique id of this record (UUID v4).
+    /// Unique id of this call (a UUID v7, so ids sort by start time). It exists from the
+    /// moment the call starts: the request and the response carry it as a
+    /// [`CallId`](crate::CallId) extension.
     pub id: String,
+    /// Where the call sits in a distributed trace: its trace id, its own span id and its
+    /// parent's (see [`TraceContext`]).
+    #[serde(default = "TraceContext::root")]
+    pub trace: TraceContext,
     /// Which OpenAI endpoint was called.
     pub endpoint: Endpoint,
     /// OpenTelemetry `gen_ai.operation.name`: `chat`, `text_completion` or `embeddings`.
@@ -45,6 +66,13 @@ pub struct LlmCall {
     /// `null` when nothing decodable came back. Embedding vectors are left out (each item keeps
     /// its `index`), as they are large and rarely useful in a log.
     pub response: Option<Json>,
+    /// The model the response says answered (`model` of the response, or of a stream's
+    /// chunks), which may differ from the requested one (e.g. a dated snapshot).
+    #[serde(default)]
+    pub response_model: Option<String>,
+    /// The response's id (`id` of the response or of a stream's chunks).
+    #[serde(default)]
+    pub response_id: Option<String>,
     /// Token usage, or `null` when the response did not report it.
     pub usage: Option<Usage>,
     /// Finish reason per choice, in choice order (Responses API: the response status).
@@ -55,6 +83,10 @@ pub struct LlmCall {
     pub http_status: Option<u16>,
     /// What went wrong, when `status` is `error` (or the call was cancelled for a known reason).
     pub error: Option<CallError>,
+    /// The OpenTelemetry `error.type` of a failed call: the error's type, else its code, else
+    /// the HTTP status, else `_OTHER`; `null` unless `status` is `error`.
+    #[serde(default)]
+    pub error_type: Option<String>,
     /// When the call started and ended.
     pub timing: Timing,
     /// `true` when a capture cap cut the recorded request or response short (the bytes on the
@@ -64,14 +96,81 @@ pub struct LlmCall {
     /// SSE, compressed bodies, ...). The traffic itself was passed through untouched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decode_errors: Vec<String>,
+    /// Problems met by [processors](crate::process): a processor that failed or panicked, and
+    /// that the call's content was removed because of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processing_errors: Vec<String>,
     /// User-supplied metadata (request extensions, captured headers).
     pub metadata: Map<String, Value>,
+}
+
+impl LlmCall {
+    /// A successful call of `endpoint` that starts and ends now, with a fresh id and trace, an
+    /// empty request and no response: a starting point for tests of sinks and processors.
+    pub fn new(endpoint: Endpoint) -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        LlmCall {
+            schema_version: SCHEMA_VERSION,
+            id: new_call_id(),
+            trace: TraceContext::root(),
+            endpoint,
+            operation: endpoint.operation().to_owned(),
+            provider: "openai".to_owned(),
+            server_address: None,
+            request: RequestRecord::default(),
+            response: None,
+            response_model: None,
+            response_id: None,
+            usage: None,
+            finish_reasons: Vec::new(),
+            status: CallStatus::Success,
+            http_status: Some(200),
+            error: None,
+            error_type: None,
+            timing: Timing::new(now, now),
+            truncated: false,
+            decode_errors: Vec::new(),
+            processing_errors: Vec::new(),
+            metadata: Map::new(),
+        }
+    }
+
+    /// Removes everything the call said or was told — messages, prompt, input, instructions,
+    /// tool definitions, response format, the response and the error message — and keeps the
+    /// rest (model, parameters, usage, timing, status, ids, metadata).
+    ///
+    /// ```
+    /// use llm_observability::{Endpoint, LlmCall};
+    /// let mut call = LlmCall::new(Endpoint::ChatCompletions);
+    /// call.request.messages = Some(serde_json::json!([{"role": "user", "content": "secret"}]).into());
+    /// call.remove_content();
+    /// assert!(call.request.messages.is_none());
+    /// ```
+    pub fn remove_content(&mut self) {
+        let request = &mut self.request;
+        request.messages = None;
+        request.prompt = None;
+        request.input = None;
+        request.instructions = None;
+        request.tools = None;
+        request.response_format = None;
+        self.response = None;
+        if let Some(error) = &mut self.error {
+            error.message = None;
+        }
+    }
+}
+
+/// A new call id: a UUID v7, time-ordered.
+pub(crate) fn new_call_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// The request as the client sent it: model, parameters and input.
 ///
 /// Parameters the client did not send are `null` (and left out of the JSON).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RequestRecord {
     /// Requested model (`model`).
     pub model: Option<String>,
@@ -137,6 +236,7 @@ pub struct RequestRecord {
 /// Token usage, normalised across endpoints. Each count is `null` when the response did not
 /// report it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Usage {
     /// Prompt / input tokens (`prompt_tokens` or `input_tokens`).
     pub input_tokens: Option<u64>,
@@ -148,6 +248,18 @@ pub struct Usage {
     pub cached_input_tokens: Option<u64>,
     /// Output tokens spent on reasoning (`*_tokens_details.reasoning_tokens`).
     pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Input and output counts, with their total; the other counts unknown.
+    pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Usage {
+            input_tokens: Some(input_tokens),
+            output_tokens: Some(output_tokens),
+            total_tokens: Some(input_tokens.saturating_add(output_tokens)),
+            ..Usage::default()
+        }
+    }
 }
 
 /// How a call ended.
@@ -175,6 +287,7 @@ impl CallStatus {
 
 /// What went wrong in a failed call, in OpenAI's error vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CallError {
     /// OpenAI `error.type` (e.g. `invalid_request_error`), or `transport` / `body` for failures
     /// below HTTP, or `http` when an error status came without an OpenAI error body.
@@ -186,8 +299,21 @@ pub struct CallError {
     pub message: Option<String>,
 }
 
-/// Wall-clock and monotonic timings of a call.
+impl CallError {
+    /// An error of type `kind` with `message` and no code.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        CallError {
+            kind: Some(kind.into()),
+            code: None,
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// Wall-clock and monotonic timings of a call. Durations are in milliseconds, rounded to the
+/// microsecond.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Timing {
     /// When the request reached the layer (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
@@ -200,4 +326,26 @@ pub struct Timing {
     /// Time from start to the first streamed chunk that carried content, a tool-call delta or
     /// text; `null` when the response was not streamed or carried none.
     pub time_to_first_token_ms: Option<f64>,
+    /// Time from start to the response head (status and headers): how long the upstream took
+    /// to answer, apart from streaming; `null` when no response head arrived.
+    #[serde(default)]
+    pub time_to_response_head_ms: Option<f64>,
+}
+
+impl Timing {
+    /// A call that ran from `start_time` to `end_time`, with no first token or response head.
+    pub fn new(start_time: time::OffsetDateTime, end_time: time::OffsetDateTime) -> Self {
+        Timing {
+            start_time,
+            end_time,
+            duration_ms: milliseconds((end_time - start_time).unsigned_abs()),
+            time_to_first_token_ms: None,
+            time_to_response_head_ms: None,
+        }
+    }
+}
+
+/// A duration in milliseconds, rounded to the microsecond.
+pub(crate) fn milliseconds(duration: std::time::Duration) -> f64 {
+    duration.as_micros() as f64 / 1e3
 }

@@ -48,7 +48,7 @@ impl LlmObservabilityLayer {
 impl Middleware for LlmObservabilityMiddleware {
     async fn handle(
         &self,
-        request: Request,
+        mut request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
@@ -62,6 +62,7 @@ impl Middleware for LlmObservabilityMiddleware {
         let mut call = self
             .observer
             .start(endpoint, &uri, request.headers(), extensions);
+        call.prepare_request(request.headers_mut(), extensions);
         call.request_body(match request.body() {
             Some(body) => body.as_bytes(),
             None => Some(&[]),
@@ -86,6 +87,7 @@ impl Middleware for LlmObservabilityMiddleware {
                     .map_err(reqwest_middleware::Error::middleware)?
                     .into_parts();
                 parts.extensions.extend(url_carrier.extensions);
+                parts.extensions.insert(call.call_id());
                 let body = reqwest::Body::wrap(ResponseBody::observed(body, Box::new(call)));
                 Ok(Response::from(http::Response::from_parts(parts, body)))
             }

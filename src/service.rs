@@ -31,6 +31,16 @@ impl<S> LlmObservabilityService<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, B, R> Service<Request<B>> for LlmObservabilityService<S>
@@ -65,7 +75,9 @@ where
             request.extensions(),
         );
         let capture = call.capture_request();
-        let request = request.map(|body| RequestBody::observed(body, capture));
+        let (mut parts, body) = request.into_parts();
+        call.prepare_request(&mut parts.headers, &mut parts.extensions);
+        let request = Request::from_parts(parts, RequestBody::observed(body, capture));
         let inner = {
             let _entered = call.span().enter();
             self.inner.call(request)
@@ -80,6 +92,7 @@ where
 /// Future of [`LlmObservabilityService`]: polls the inner future inside the call's span and
 /// wraps the response body in the tee.
 #[pin_project]
+#[derive(Debug)]
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
@@ -108,8 +121,9 @@ where
             return Poll::Ready(result.map(|response| response.map(ResponseBody::plain)));
         };
         Poll::Ready(match result {
-            Ok(response) => {
+            Ok(mut response) => {
                 call.response_head(response.status(), response.headers());
+                response.extensions_mut().insert(call.call_id());
                 Ok(response.map(|body| ResponseBody::observed(body, call)))
             }
             Err(error) => {

@@ -7,8 +7,9 @@
 use tracing::field::Empty;
 use tracing::Span;
 
+use crate::genai::{self, Attribute, AttributeValue};
 use crate::openai::endpoint::Endpoint;
-use crate::payload::{LlmCall, RequestRecord};
+use crate::payload::{CallStatus, LlmCall, RequestRecord};
 
 /// `gen_ai.operation.name`
 pub const GEN_AI_OPERATION_NAME: &str = "gen_ai.operation.name";
@@ -28,7 +29,7 @@ pub const GEN_AI_REQUEST_SEED: &str = "gen_ai.request.seed";
 pub const GEN_AI_REQUEST_PRESENCE_PENALTY: &str = "gen_ai.request.presence_penalty";
 /// `gen_ai.request.frequency_penalty`
 pub const GEN_AI_REQUEST_FREQUENCY_PENALTY: &str = "gen_ai.request.frequency_penalty";
-/// `gen_ai.request.stop_sequences` (recorded as a JSON array string)
+/// `gen_ai.request.stop_sequences` (a string array; on a plain `tracing` span, JSON array text)
 pub const GEN_AI_REQUEST_STOP_SEQUENCES: &str = "gen_ai.request.stop_sequences";
 /// `gen_ai.request.choice.count`
 pub const GEN_AI_REQUEST_CHOICE_COUNT: &str = "gen_ai.request.choice.count";
@@ -38,7 +39,7 @@ pub const GEN_AI_REQUEST_STREAM: &str = "gen_ai.request.stream";
 pub const GEN_AI_RESPONSE_MODEL: &str = "gen_ai.response.model";
 /// `gen_ai.response.id`
 pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
-/// `gen_ai.response.finish_reasons` (recorded as a JSON array string)
+/// `gen_ai.response.finish_reasons` (a string array; on a plain `tracing` span, JSON array text)
 pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
 /// `gen_ai.response.time_to_first_chunk`, in seconds
 pub const GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_first_chunk";
@@ -58,6 +59,8 @@ pub const OTEL_NAME: &str = "otel.name";
 pub const OTEL_KIND: &str = "otel.kind";
 /// `otel.status_code`: `error` on failure
 pub const OTEL_STATUS_CODE: &str = "otel.status_code";
+/// `otel.status_description`: on failure, the error message (else the `error.type`)
+pub const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
 
 /// Name of the span (`tracing` metadata name; exporters use `otel.name`).
 pub const SPAN_NAME: &str = "gen_ai";
@@ -92,6 +95,7 @@ pub(crate) fn open(endpoint: Endpoint, provider: &str, server_address: Option<&s
         otel.name = endpoint.operation(),
         otel.kind = "client",
         otel.status_code = Empty,
+        otel.status_description = Empty,
     );
     if let Some(address) = server_address {
         span.record(SERVER_ADDRESS, address);
@@ -100,94 +104,44 @@ pub(crate) fn open(endpoint: Endpoint, provider: &str, server_address: Option<&s
 }
 
 /// Records what the request said, as soon as it is decoded.
-pub(crate) fn record_request(span: &Span, endpoint: Endpoint, request: &RequestRecord) {
+pub(crate) fn record_request(span: &Span, operation: &str, request: &RequestRecord) {
     if span.is_disabled() {
         return;
     }
+    record(span, genai::request_attributes(request));
     if let Some(model) = &request.model {
-        span.record(GEN_AI_REQUEST_MODEL, model.as_str());
-        span.record(OTEL_NAME, format!("{} {model}", endpoint.operation()));
-    }
-    span.record(GEN_AI_REQUEST_STREAM, request.stream);
-    let floats = [
-        (GEN_AI_REQUEST_TEMPERATURE, request.temperature),
-        (GEN_AI_REQUEST_TOP_P, request.top_p),
-        (GEN_AI_REQUEST_PRESENCE_PENALTY, request.presence_penalty),
-        (GEN_AI_REQUEST_FREQUENCY_PENALTY, request.frequency_penalty),
-    ];
-    for (field, value) in floats {
-        if let Some(value) = value {
-            span.record(field, value);
-        }
-    }
-    if let Some(max) = request.max_completion_tokens.or(request.max_tokens) {
-        span.record(GEN_AI_REQUEST_MAX_TOKENS, max);
-    }
-    if let Some(seed) = request.seed {
-        span.record(GEN_AI_REQUEST_SEED, seed);
-    }
-    if let Some(n) = request.n {
-        span.record(GEN_AI_REQUEST_CHOICE_COUNT, n);
-    }
-    if let Some(stop) = &request.stop {
-        let stop = match stop.value() {
-            serde_json::Value::String(one) => serde_json::json!([one]).to_string(),
-            many => many.to_string(),
-        };
-        span.record(GEN_AI_REQUEST_STOP_SEQUENCES, stop);
+        span.record(OTEL_NAME, genai::name_of(operation, Some(model)));
     }
 }
 
-/// Records the outcome of the call, with the model and id the response reported; the span
-/// closes when the caller drops it.
-pub(crate) fn record_outcome(
-    span: &Span,
-    call: &LlmCall,
-    response_model: Option<&str>,
-    response_id: Option<&str>,
-) {
+/// Records how the call ended; the span closes when the caller drops it.
+pub(crate) fn record_outcome(span: &Span, call: &LlmCall) {
     if span.is_disabled() {
         return;
     }
-    if let Some(model) = response_model {
-        span.record(GEN_AI_RESPONSE_MODEL, model);
-    }
-    if let Some(id) = response_id {
-        span.record(GEN_AI_RESPONSE_ID, id);
-    }
-    if !call.finish_reasons.is_empty() {
-        span.record(
-            GEN_AI_RESPONSE_FINISH_REASONS,
-            serde_json::json!(call.finish_reasons).to_string(),
-        );
-    }
-    if let Some(usage) = &call.usage {
-        let counts = [
-            (GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
-            (GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
-            (
-                GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
-                usage.cached_input_tokens,
-            ),
-        ];
-        for (field, value) in counts {
-            if let Some(value) = value {
-                span.record(field, value);
-            }
+    record(span, genai::outcome_attributes(call));
+    if call.status == CallStatus::Error {
+        span.record(OTEL_STATUS_CODE, "error");
+        if let Some(description) = genai::status_description(call) {
+            span.record(OTEL_STATUS_DESCRIPTION, description);
         }
     }
-    if let Some(ttft) = call.timing.time_to_first_token_ms {
-        span.record(GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttft / 1000.0);
-    }
-    if call.status == crate::CallStatus::Error {
-        span.record(OTEL_STATUS_CODE, "error");
-        let kind = call
-            .error
-            .as_ref()
-            .and_then(|e| e.kind.clone().or_else(|| e.code.clone()))
-            .or_else(|| call.http_status.map(|s| s.to_string()))
-            .unwrap_or_else(|| "_OTHER".to_owned());
-        span.record(ERROR_TYPE, kind);
+}
+
+/// Records attributes as `tracing` fields. A `tracing` field has no array type: string arrays
+/// are recorded as JSON array text.
+fn record(span: &Span, attributes: Vec<Attribute<'_>>) {
+    for attribute in attributes {
+        let key = attribute.key;
+        match attribute.value {
+            AttributeValue::Str(value) => span.record(key, value.as_ref()),
+            AttributeValue::Int(value) => span.record(key, value),
+            AttributeValue::Float(value) => span.record(key, value),
+            AttributeValue::Bool(value) => span.record(key, value),
+            AttributeValue::StrArray(values) => {
+                span.record(key, serde_json::to_string(&values).unwrap_or_default())
+            }
+        };
     }
 }
 
@@ -228,10 +182,11 @@ mod tests {
                 OTEL_NAME,
                 OTEL_KIND,
                 OTEL_STATUS_CODE,
+                OTEL_STATUS_DESCRIPTION,
             ] {
                 assert!(fields.field(name).is_some(), "{name} is not declared");
             }
-            assert_eq!(fields.len(), 24, "a declared field has no constant");
+            assert_eq!(fields.len(), 25, "a declared field has no constant");
             assert_eq!(metadata.name(), SPAN_NAME);
         });
     }

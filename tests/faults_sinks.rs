@@ -48,7 +48,7 @@ impl Sink for GatedSink {
             .gate
             .acquire()
             .await
-            .map_err(|e| SinkError::Permanent(e.to_string()))?;
+            .map_err(|e| SinkError::permanent(e.to_string()))?;
         permit.forget();
         self.received.fetch_add(batch.len(), Ordering::SeqCst);
         Ok(())
@@ -92,10 +92,7 @@ async fn a_stuck_sink_delays_neither_responses_nor_other_sinks() {
     let layer = LlmObservabilityLayer::builder()
         .sink(stuck.clone())
         .sink(memory.clone())
-        .dispatcher_config(DispatcherConfig {
-            batch_size: 1,
-            ..DispatcherConfig::default()
-        })
+        .dispatcher_config(DispatcherConfig::builder().batch_size(1).build())
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new()
@@ -127,11 +124,12 @@ async fn shutdown_delivers_everything_queued() {
     let slow = GatedSink::new();
     let layer = LlmObservabilityLayer::builder()
         .sink(slow.clone())
-        .dispatcher_config(DispatcherConfig {
-            batch_size: 7,
-            batch_interval: Duration::from_secs(3600),
-            ..DispatcherConfig::default()
-        })
+        .dispatcher_config(
+            DispatcherConfig::builder()
+                .batch_size(7)
+                .batch_interval(Duration::from_secs(3600))
+                .build(),
+        )
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new()
@@ -169,11 +167,12 @@ async fn a_full_queue_drops_and_counts_without_blocking() {
     let stuck = GatedSink::new();
     let layer = LlmObservabilityLayer::builder()
         .sink(stuck.clone())
-        .dispatcher_config(DispatcherConfig {
-            queue_capacity: 4,
-            batch_size: 1,
-            ..DispatcherConfig::default()
-        })
+        .dispatcher_config(
+            DispatcherConfig::builder()
+                .queue_capacity(4)
+                .batch_size(1)
+                .build(),
+        )
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new()
@@ -207,7 +206,7 @@ impl Sink for Flaky {
         }
         if self.failures_left.load(Ordering::SeqCst) > 0 {
             self.failures_left.fetch_sub(1, Ordering::SeqCst);
-            return Err(SinkError::Transient("backend busy".into()));
+            return Err(SinkError::transient("backend busy"));
         }
         Ok(())
     }
@@ -215,10 +214,9 @@ impl Sink for Flaky {
 
 #[tokio::test]
 async fn transient_failures_are_retried_and_panics_are_counted_as_failures() {
-    let config = DispatcherConfig {
-        initial_backoff: Duration::from_millis(1),
-        ..DispatcherConfig::default()
-    };
+    let config = DispatcherConfig::builder()
+        .initial_backoff(Duration::from_millis(1))
+        .build();
     let layer = LlmObservabilityLayer::builder()
         .sink(Flaky {
             failures_left: AtomicUsize::new(2),
@@ -259,20 +257,19 @@ impl Sink for Rejects {
         "rejects"
     }
     async fn export(&self, _batch: &[Arc<LlmCall>]) -> Result<(), SinkError> {
-        Err(SinkError::Permanent("401 from the backend".into()))
+        Err(SinkError::permanent("401 from the backend"))
     }
 }
 
 #[tokio::test]
 async fn hanging_and_rejecting_sinks_are_timed_out_and_counted_while_others_get_everything() {
     let memory = MemorySink::new();
-    let config = DispatcherConfig {
-        batch_size: 4,
-        export_timeout: Duration::from_millis(50),
-        max_retries: 1,
-        initial_backoff: Duration::from_millis(1),
-        ..DispatcherConfig::default()
-    };
+    let config = DispatcherConfig::builder()
+        .batch_size(4)
+        .export_timeout(Duration::from_millis(50))
+        .max_retries(1)
+        .initial_backoff(Duration::from_millis(1))
+        .build();
     let layer = LlmObservabilityLayer::builder()
         .sink(support::sinks::Hangs)
         .sink(Rejects)

@@ -194,13 +194,14 @@ async fn shutdown_right_after_a_burst_of_streams_delivers_every_call_to_every_he
         .sink(memory.clone())
         .sink(JsonlSink::create(&jsonl_path).unwrap())
         .sink(support::sinks::Hangs)
-        .dispatcher_config(DispatcherConfig {
-            batch_size: 16,
-            batch_interval: Duration::from_secs(3600),
-            export_timeout: Duration::from_millis(100),
-            max_retries: 0,
-            ..DispatcherConfig::default()
-        })
+        .dispatcher_config(
+            DispatcherConfig::builder()
+                .batch_size(16)
+                .batch_interval(Duration::from_secs(3600))
+                .export_timeout(Duration::from_millis(100))
+                .max_retries(0)
+                .build(),
+        )
         .build()
         .unwrap();
     let client = observed_client(&layer);

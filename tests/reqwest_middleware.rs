@@ -66,16 +66,7 @@ async fn non_streaming_chat_read_with_json() -> TestResult {
     assert_eq!(call.request.seed, Some(7));
     assert_eq!(call.request.stop.as_deref(), Some(&json!(["\n\n"])));
     assert_eq!(call.response, Some(serde_json::from_str(CHAT_JSON)?));
-    assert_eq!(
-        call.usage,
-        Some(Usage {
-            input_tokens: Some(12),
-            output_tokens: Some(5),
-            total_tokens: Some(17),
-            cached_input_tokens: None,
-            reasoning_tokens: None,
-        })
-    );
+    assert_eq!(call.usage, Some(Usage::new(12, 5)));
     assert_eq!(call.finish_reasons, ["stop"]);
     assert_eq!(call.status, CallStatus::Success);
     assert_eq!(call.http_status, Some(200));

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::OnceLock;
 
-use llm_observability::{LlmCall, Timing};
+use llm_observability::{LlmCall, Timing, TraceContext};
 use proptest::prelude::*;
 use support::Interaction;
 
@@ -18,12 +18,14 @@ fn interactions() -> &'static [Interaction] {
 fn comparable(call: &LlmCall) -> LlmCall {
     let mut call = call.clone();
     call.id = String::new();
-    call.timing = Timing {
-        start_time: time::OffsetDateTime::UNIX_EPOCH,
-        end_time: time::OffsetDateTime::UNIX_EPOCH,
-        duration_ms: 0.0,
-        time_to_first_token_ms: call.timing.time_to_first_token_ms.map(|_| 0.0),
-    };
+    call.trace =
+        TraceContext::from_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .expect("valid traceparent");
+    let epoch = time::OffsetDateTime::UNIX_EPOCH;
+    let mut timing = Timing::new(epoch, epoch);
+    timing.time_to_first_token_ms = call.timing.time_to_first_token_ms.map(|_| 0.0);
+    timing.time_to_response_head_ms = call.timing.time_to_response_head_ms.map(|_| 0.0);
+    call.timing = timing;
     call
 }
 

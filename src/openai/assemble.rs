@@ -18,7 +18,7 @@ use crate::json::Json;
 
 /// What one event contributed, as far as the caller cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventEffect {
+pub(crate) enum EventEffect {
     /// Carried content, text or a tool-call delta (the first of these is "first token").
     Content,
     /// Decoded, but carried no content (role, usage, lifecycle, `[DONE]`, ...).
@@ -29,7 +29,7 @@ pub enum EventEffect {
 
 /// Stream fold state for one call.
 #[derive(Debug)]
-pub struct StreamAssembler {
+pub(crate) struct StreamAssembler {
     endpoint: Endpoint,
     chat: ChatAssembly,
     responses: ResponsesAssembly,
@@ -43,7 +43,7 @@ pub struct StreamAssembler {
 
 impl StreamAssembler {
     /// An assembler for `endpoint` that keeps at most `max_content` bytes of assembled text.
-    pub fn new(endpoint: Endpoint, max_content: usize) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, max_content: usize) -> Self {
         StreamAssembler {
             endpoint,
             chat: ChatAssembly::default(),
@@ -60,7 +60,7 @@ impl StreamAssembler {
     }
 
     /// Folds one SSE event into the state.
-    pub fn push(&mut self, event: SseEvent<'_>) -> EventEffect {
+    pub(crate) fn push(&mut self, event: SseEvent<'_>) -> EventEffect {
         self.events += 1;
         if event.data == b"[DONE]" {
             self.ended = true;
@@ -89,17 +89,17 @@ impl StreamAssembler {
 
     /// Whether the stream has said its last word (`[DONE]` or a terminal Responses event):
     /// whatever follows is only the end of the body.
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         self.ended
     }
 
     /// Events pushed so far.
-    pub fn events(&self) -> u64 {
+    pub(crate) fn events(&self) -> u64 {
         self.events
     }
 
     /// The first decode error met, with the number of undecodable events.
-    pub fn decode_error(&self) -> Option<String> {
+    pub(crate) fn decode_error(&self) -> Option<String> {
         self.first_decode_error.as_ref().map(|first| {
             format!(
                 "{} of {} SSE events could not be decoded; first: {first}",
@@ -109,12 +109,12 @@ impl StreamAssembler {
     }
 
     /// Whether assembled content was cut at the content limit.
-    pub fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         self.budget.exceeded
     }
 
     /// The assembled response so far (complete or partial); the assembler's strings move into it.
-    pub fn into_summary(self) -> ResponseSummary {
+    pub(crate) fn into_summary(self) -> ResponseSummary {
         match self.endpoint {
             Endpoint::Responses => self.responses.into_summary(),
             endpoint => self.chat.into_summary(endpoint),

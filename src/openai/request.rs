@@ -66,7 +66,7 @@ struct WireTextOptions<'a> {
 
 /// Decodes a request body. Fails when the body is not a JSON object with the expected field
 /// types; the caller records the error and passes the bytes on untouched.
-pub fn decode_request(body: &[u8]) -> Result<RequestRecord, serde_json::Error> {
+pub(crate) fn decode_request(body: &[u8]) -> Result<RequestRecord, serde_json::Error> {
     let wire: WireRequest<'_> = read_json(body)?;
     // `null` arrives as `None`: the parameter was not set.
     let kept = |raw: Option<&RawValue>| raw.map(Json::from_raw);

@@ -12,7 +12,7 @@ use crate::payload::{CallError, Usage};
 
 /// What a response said, whichever way it arrived (one JSON body or an assembled stream).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResponseSummary {
+pub(crate) struct ResponseSummary {
     /// The response in the endpoint's non-streaming shape.
     pub response: Option<Json>,
     /// Normalised usage, when reported.
@@ -113,7 +113,7 @@ pub(crate) fn error_from_value(error: &Value) -> Option<CallError> {
 ///
 /// A well-formed response object is read into borrowed structs and kept as text; anything else
 /// (and embeddings, whose vectors are removed) goes through a `Value` tree.
-pub fn decode_json_response(
+pub(crate) fn decode_json_response(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<ResponseSummary, serde_json::Error> {

@@ -7,7 +7,7 @@
 
 /// One dispatched event. `event` is empty when the stream gave no `event:` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SseEvent<'a> {
+pub(crate) struct SseEvent<'a> {
     /// The `event:` field, or empty for the default `message` type.
     pub event: &'a [u8],
     /// The `data:` lines joined with `\n`.
@@ -18,7 +18,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Parser state carried across chunks.
 #[derive(Debug)]
-pub struct SseParser {
+pub(crate) struct SseParser {
     /// Bytes of a line whose end has not arrived yet.
     tail: Vec<u8>,
     /// `data:` of the event being built, each line followed by `\n`.
@@ -41,7 +41,7 @@ pub struct SseParser {
 impl SseParser {
     /// A parser that skips (and counts) any line or event longer than `max_line` bytes, so
     /// memory stays bounded on hostile input.
-    pub fn new(max_line: usize) -> Self {
+    pub(crate) fn new(max_line: usize) -> Self {
         SseParser {
             tail: Vec::new(),
             data: Vec::new(),
@@ -57,12 +57,12 @@ impl SseParser {
     }
 
     /// Lines (or events) that exceeded the size limit and were skipped.
-    pub fn oversized_lines(&self) -> u64 {
+    pub(crate) fn oversized_lines(&self) -> u64 {
         self.oversized_lines
     }
 
     /// Feeds one chunk, calling `on_event` for every event it completes.
-    pub fn feed(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+    pub(crate) fn feed(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
         if !self.started {
             chunk = self.strip_bom(chunk);
             if chunk.is_empty() {
@@ -120,7 +120,7 @@ impl SseParser {
 
     /// Ends the stream: an unterminated last line is processed and a pending event dispatched,
     /// so that a stream cut short still yields what it said.
-    pub fn finish(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
+    pub(crate) fn finish(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
         if !self.tail.is_empty() && !self.skipping_line {
             let line = std::mem::take(&mut self.tail);
             self.process_line(&line, on_event);

@@ -1,4 +1,9 @@
 //! The dispatcher: hands payloads to sinks without ever blocking the request path.
+//!
+//! With no layer-wide processors, a finished call is offered straight to each sink's bounded
+//! queue. With processors, it goes through one bounded processing queue first: a task runs the
+//! processors once, off the request path, and then offers the call to the sinks. Each sink's
+//! worker filters, runs the sink's own processors on its copy, batches, exports and retries.
 
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
@@ -10,46 +15,19 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+use super::config::{CallFilter, DispatcherConfig, SinkConfig};
 use super::{Sink, SinkError};
 use crate::payload::LlmCall;
-
-/// Queueing, batching and retry settings, shared by every sink of a layer.
-#[derive(Debug, Clone)]
-pub struct DispatcherConfig {
-    /// Capacity of each sink's queue; a call that finds it full is dropped and counted.
-    pub queue_capacity: usize,
-    /// A batch is exported when it holds this many calls...
-    pub batch_size: usize,
-    /// ... or when its first call has waited this long.
-    pub batch_interval: Duration,
-    /// Retries of a failed export (after the first attempt) for retryable errors.
-    pub max_retries: u32,
-    /// Wait before the first retry; doubled for each further one.
-    pub initial_backoff: Duration,
-    /// One `export` or `flush` call taking longer than this counts as a (retryable) failure.
-    pub export_timeout: Duration,
-}
-
-impl Default for DispatcherConfig {
-    fn default() -> Self {
-        DispatcherConfig {
-            queue_capacity: 10_000,
-            batch_size: 64,
-            batch_interval: Duration::from_millis(200),
-            max_retries: 3,
-            initial_backoff: Duration::from_millis(100),
-            export_timeout: Duration::from_secs(30),
-        }
-    }
-}
+use crate::process::{Pipeline, Processor};
 
 /// Why [`Dispatcher::flush`] or [`Dispatcher::shutdown`] did not complete.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DispatchError {
     /// Some sinks had not drained their queue when the deadline passed.
     #[error("sinks {pending:?} did not finish within {deadline:?}")]
     Timeout {
-        /// Names of the sinks still busy.
+        /// Names of the sinks still busy (`(processors)` for the processing stage).
         pending: Vec<String>,
         /// The deadline that passed.
         deadline: Duration,
@@ -57,21 +35,32 @@ pub enum DispatchError {
 }
 
 /// Counters of one sink. At any quiescent point (e.g. after [`Dispatcher::flush`]),
-/// `observed == delivered + dropped + failed`.
+/// `observed == delivered + dropped + failed + filtered`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SinkStats {
     /// The sink's [`Sink::name`].
     pub name: String,
     /// Calls the sink accepted.
     pub delivered: u64,
-    /// Calls dropped because the sink's queue was full (or the dispatcher shut down).
+    /// Calls dropped because a queue was full (or the dispatcher had shut down).
     pub dropped: u64,
     /// Calls in batches that failed after every retry, timed out, or made the sink panic.
     pub failed: u64,
+    /// Calls the sink's [`CallFilter`] left out.
+    pub filtered: u64,
+}
+
+impl SinkStats {
+    /// Every call this sink has accounted for: `delivered + dropped + failed + filtered`.
+    pub fn accounted(&self) -> u64 {
+        self.delivered + self.dropped + self.failed + self.filtered
+    }
 }
 
 /// A snapshot of the dispatcher's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DispatcherStats {
     /// Calls that finished and were handed to the dispatcher.
     pub observed: u64,
@@ -79,8 +68,8 @@ pub struct DispatcherStats {
     pub sinks: Vec<SinkStats>,
 }
 
-/// A request to a sink's worker. It travels apart from the calls: a full call queue never
-/// holds it back, and the worker hears it while it waits out a batch interval.
+/// A request to a worker. It travels apart from the calls: a full call queue never holds it
+/// back, and the worker hears it while it waits out a batch interval.
 enum Control {
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
@@ -91,6 +80,7 @@ struct Counters {
     delivered: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    filtered: AtomicU64,
 }
 
 struct SinkHandle {
@@ -116,10 +106,40 @@ impl SinkHandle {
         }
         true
     }
+
+    /// Counts a call this sink will never see, and warns at a decreasing rate.
+    fn count_drop(&self, reason: &'static str) {
+        let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() {
+            tracing::warn!(
+                target: "llm_observability",
+                sink = %self.name,
+                dropped,
+                reason,
+                "LLM call payload dropped"
+            );
+        }
+    }
+}
+
+/// Offers `call` to every sink; a sink whose queue is full drops it and counts the drop.
+fn fan_out(sinks: &[SinkHandle], call: Arc<LlmCall>) {
+    for sink in sinks {
+        if !sink.offer(call.clone()) {
+            sink.count_drop("sink queue full");
+        }
+    }
+}
+
+/// The processing queue in front of the sinks, when the layer has processors.
+struct Stage {
+    queue: mpsc::Sender<Arc<LlmCall>>,
+    control: mpsc::UnboundedSender<Control>,
 }
 
 struct Shared {
-    sinks: Vec<SinkHandle>,
+    sinks: Arc<[SinkHandle]>,
+    stage: Option<Stage>,
     observed: AtomicU64,
     closed: AtomicBool,
 }
@@ -142,71 +162,65 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+/// A sink and its settings, as the layer's builder collected them.
+pub(crate) struct SinkPlan {
+    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) config: SinkConfig,
+}
+
 impl Dispatcher {
-    /// Starts one worker task per sink on the current Tokio runtime.
-    pub fn start(
-        sinks: Vec<Arc<dyn Sink>>,
-        config: DispatcherConfig,
+    /// Starts one worker task per sink on the current Tokio runtime (and one for `processors`,
+    /// when there are any). `defaults` applies to the sinks without settings of their own.
+    pub(crate) fn start(
+        sinks: Vec<SinkPlan>,
+        defaults: DispatcherConfig,
+        processors: Vec<Arc<dyn Processor>>,
     ) -> Result<Self, crate::BuildError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| crate::BuildError::NoRuntime)?;
-        let config = Arc::new(config);
-        let sinks = sinks
+        let sinks: Arc<[SinkHandle]> = sinks
             .into_iter()
-            .map(|sink| {
-                let (queue, calls) = mpsc::channel(config.queue_capacity.max(1));
-                let (control, commands) = mpsc::unbounded_channel();
-                let batch_ready = Arc::new(Notify::new());
-                let counters = Arc::new(Counters::default());
-                let name = sink.name().to_owned();
-                let worker = Worker {
-                    sink,
-                    name: name.clone(),
-                    calls,
-                    commands,
-                    batch_ready: batch_ready.clone(),
-                    counters: counters.clone(),
-                    config: config.clone(),
-                };
-                runtime.spawn(worker.run());
-                SinkHandle {
-                    name,
-                    queue,
-                    control,
-                    batch_ready,
-                    batch_size: config.batch_size.max(1),
-                    counters,
-                }
-            })
+            .map(|plan| start_sink(&runtime, plan, &defaults))
             .collect();
+        let stage = (!processors.is_empty()).then(|| {
+            let (queue, calls) = mpsc::channel(defaults.queue_capacity.max(1));
+            let (control, commands) = mpsc::unbounded_channel();
+            let worker = StageWorker {
+                pipeline: Pipeline::new(processors),
+                calls,
+                commands,
+                sinks: sinks.clone(),
+            };
+            runtime.spawn(worker.run());
+            Stage { queue, control }
+        });
         Ok(Dispatcher {
             shared: Arc::new(Shared {
                 sinks,
+                stage,
                 observed: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
             }),
         })
     }
 
-    /// Hands a call to every sink's queue. Never blocks or awaits: a full queue drops the call
-    /// for that sink, counts it, and warns (at a decreasing rate).
+    /// Hands a call to the sinks (through the processors, when there are any). Never blocks
+    /// or awaits: a full queue drops the call, counts it, and warns (at a decreasing rate).
     pub fn dispatch(&self, call: Arc<LlmCall>) {
         self.shared.observed.fetch_add(1, Ordering::Relaxed);
-        let closed = self.shared.closed.load(Ordering::Acquire);
-        for sink in &self.shared.sinks {
-            let accepted = !closed && sink.offer(call.clone());
-            if !accepted {
-                let dropped = sink.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped.is_power_of_two() {
-                    tracing::warn!(
-                        target: "llm_observability",
-                        sink = %sink.name,
-                        dropped,
-                        shut_down = closed,
-                        "sink queue full or closed: LLM call payload dropped"
-                    );
-                }
+        let reason = if self.shared.closed.load(Ordering::Acquire) {
+            "dispatcher shut down"
+        } else {
+            match &self.shared.stage {
+                None => return fan_out(&self.shared.sinks, call),
+                Some(stage) => match stage.queue.try_send(call) {
+                    Ok(()) => return,
+                    Err(_full) => "processing queue full",
+                },
             }
+        };
+        for sink in self.shared.sinks.iter() {
+            sink.count_drop(reason);
         }
     }
 
@@ -217,7 +231,8 @@ impl Dispatcher {
     }
 
     /// Stops accepting calls (later ones count as dropped), delivers everything already queued,
-    /// flushes each sink and stops the workers — or gives up when `deadline` passes.
+    /// calls each sink's [`Sink::shutdown`] once and stops the workers — or gives up when
+    /// `deadline` passes.
     pub async fn shutdown(&self, deadline: Duration) -> Result<(), DispatchError> {
         self.shared.closed.store(true, Ordering::Release);
         self.broadcast(Control::Shutdown, deadline).await
@@ -229,15 +244,24 @@ impl Dispatcher {
         deadline: Duration,
     ) -> Result<(), DispatchError> {
         let until = Instant::now() + deadline;
-        let mut pending = Vec::new();
-        for sink in &self.shared.sinks {
+        let mut late = Vec::new();
+        // The processors first: what they hold reaches the sinks' queues before the sinks hear.
+        if let Some(stage) = &self.shared.stage {
             let (ack, done) = oneshot::channel();
             // An error means the worker already stopped: nothing is left to wait for.
+            if stage.control.send(command(ack)).is_ok()
+                && tokio::time::timeout_at(until, done).await.is_err()
+            {
+                late.push("(processors)".to_owned());
+            }
+        }
+        let mut pending = Vec::new();
+        for sink in self.shared.sinks.iter() {
+            let (ack, done) = oneshot::channel();
             if sink.control.send(command(ack)).is_ok() {
                 pending.push((sink.name.clone(), done));
             }
         }
-        let mut late = Vec::new();
         for (name, done) in pending {
             if tokio::time::timeout_at(until, done).await.is_err() {
                 late.push(name);
@@ -266,9 +290,92 @@ impl Dispatcher {
                     delivered: s.counters.delivered.load(Ordering::Relaxed),
                     dropped: s.counters.dropped.load(Ordering::Relaxed),
                     failed: s.counters.failed.load(Ordering::Relaxed),
+                    filtered: s.counters.filtered.load(Ordering::Relaxed),
                 })
                 .collect(),
         }
+    }
+}
+
+fn start_sink(
+    runtime: &tokio::runtime::Handle,
+    plan: SinkPlan,
+    defaults: &DispatcherConfig,
+) -> SinkHandle {
+    let config = Arc::new(plan.config.dispatch.unwrap_or_else(|| defaults.clone()));
+    let (queue, calls) = mpsc::channel(config.queue_capacity.max(1));
+    let (control, commands) = mpsc::unbounded_channel();
+    let batch_ready = Arc::new(Notify::new());
+    let counters = Arc::new(Counters::default());
+    let name = plan.sink.name().to_owned();
+    let worker = Worker {
+        sink: plan.sink,
+        name: name.clone(),
+        calls,
+        commands,
+        batch_ready: batch_ready.clone(),
+        counters: counters.clone(),
+        filter: plan.config.filter,
+        processors: Pipeline::new(plan.config.processors),
+        healthy: true,
+        config: config.clone(),
+    };
+    runtime.spawn(worker.run());
+    SinkHandle {
+        name,
+        queue,
+        control,
+        batch_ready,
+        batch_size: config.batch_size.max(1),
+        counters,
+    }
+}
+
+/// Runs the layer's processors once per call, then offers the call to the sinks.
+struct StageWorker {
+    pipeline: Pipeline,
+    calls: mpsc::Receiver<Arc<LlmCall>>,
+    commands: mpsc::UnboundedReceiver<Control>,
+    sinks: Arc<[SinkHandle]>,
+}
+
+impl StageWorker {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => {
+                    let (ack, stop) = match command {
+                        Some(Control::Flush(ack)) => (Some(ack), false),
+                        Some(Control::Shutdown(ack)) => (Some(ack), true),
+                        None => (None, true),
+                    };
+                    if stop {
+                        self.calls.close();
+                    }
+                    while let Ok(call) = self.calls.try_recv() {
+                        self.process(call);
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                    if stop {
+                        return;
+                    }
+                }
+                call = self.calls.recv() => match call {
+                    Some(call) => self.process(call),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn process(&self, call: Arc<LlmCall>) {
+        // Only the dispatcher held the call: no copy is made.
+        let mut call = Arc::try_unwrap(call).unwrap_or_else(|shared| (*shared).clone());
+        self.pipeline.run(&mut call);
+        fan_out(&self.sinks, Arc::new(call));
     }
 }
 
@@ -279,6 +386,10 @@ struct Worker {
     commands: mpsc::UnboundedReceiver<Control>,
     batch_ready: Arc<Notify>,
     counters: Arc<Counters>,
+    filter: CallFilter,
+    processors: Pipeline,
+    /// False from a batch given up until the next one delivered: failures are reported once.
+    healthy: bool,
     config: Arc<DispatcherConfig>,
 }
 
@@ -301,12 +412,12 @@ impl Worker {
                     }
                     call = self.calls.recv() => match call {
                         Some(call) => {
-                            batch.push(call);
+                            self.admit(call, &mut batch);
                             deadline = Instant::now() + self.config.batch_interval;
                         }
                         // Every dispatcher is gone: nothing more can come.
                         None => {
-                            self.flush_sink().await;
+                            self.shutdown_sink().await;
                             return;
                         }
                     },
@@ -331,11 +442,26 @@ impl Worker {
         }
     }
 
+    /// Puts `call` in the batch if the filter keeps it, as this sink's processors leave it.
+    fn admit(&self, call: Arc<LlmCall>, batch: &mut Vec<Arc<LlmCall>>) {
+        if !self.filter.keeps(&call) {
+            self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.processors.is_empty() {
+            batch.push(call);
+            return;
+        }
+        let mut own = LlmCall::clone(&call);
+        self.processors.run(&mut own);
+        batch.push(Arc::new(own));
+    }
+
     /// Moves queued calls into `batch` until it holds `batch_size`.
     fn take_queued(&mut self, batch: &mut Vec<Arc<LlmCall>>, batch_size: usize) {
         while batch.len() < batch_size {
             match self.calls.try_recv() {
-                Ok(call) => batch.push(call),
+                Ok(call) => self.admit(call, batch),
                 Err(_empty_or_closed) => break,
             }
         }
@@ -362,7 +488,7 @@ impl Worker {
         match command {
             Some(Control::Flush(ack)) => {
                 self.export_queued(batch).await;
-                self.flush_sink().await;
+                self.report("flush", self.guarded(self.sink.flush()).await);
                 let _ = ack.send(());
                 ControlFlow::Continue(())
             }
@@ -370,7 +496,7 @@ impl Worker {
                 // Calls that raced past the closed flag are still delivered, not lost.
                 self.calls.close();
                 self.export_queued(batch).await;
-                self.flush_sink().await;
+                self.shutdown_sink().await;
                 let _ = ack.send(());
                 ControlFlow::Break(())
             }
@@ -378,14 +504,14 @@ impl Worker {
             None => {
                 self.calls.close();
                 self.export_queued(batch).await;
-                self.flush_sink().await;
+                self.shutdown_sink().await;
                 ControlFlow::Break(())
             }
         }
     }
 
     /// Exports the batch with retries; counts it delivered or failed; leaves it empty.
-    async fn export(&self, batch: &mut Vec<Arc<LlmCall>>) {
+    async fn export(&mut self, batch: &mut Vec<Arc<LlmCall>>) {
         if batch.is_empty() {
             return;
         }
@@ -396,17 +522,24 @@ impl Worker {
             match outcome {
                 Ok(()) => {
                     self.counters.delivered.fetch_add(count, Ordering::Relaxed);
+                    if !std::mem::replace(&mut self.healthy, true) {
+                        tracing::info!(target: "llm_observability", sink = %self.name, "sink delivers again");
+                    }
                     break;
                 }
                 Err(error) if error.is_retryable() && attempt < self.config.max_retries => {
-                    let backoff = self.config.initial_backoff * 2u32.saturating_pow(attempt);
-                    tracing::debug!(target: "llm_observability", sink = %self.name, %error, attempt, "sink export failed; retrying");
-                    tokio::time::sleep(backoff).await;
+                    let wait = self.config.backoff(attempt, error.retry_after());
+                    tracing::debug!(target: "llm_observability", sink = %self.name, error = %error.chain(), attempt, ?wait, "sink export failed; retrying");
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 Err(error) => {
-                    self.counters.failed.fetch_add(count, Ordering::Relaxed);
-                    tracing::warn!(target: "llm_observability", sink = %self.name, %error, calls = count, "sink export failed; batch given up");
+                    let failed = self.counters.failed.fetch_add(count, Ordering::Relaxed) + count;
+                    if std::mem::replace(&mut self.healthy, false) {
+                        tracing::warn!(target: "llm_observability", sink = %self.name, error = %error.chain(), calls = count, "sink export failed; batch given up (said once until the sink delivers again; see SinkStats::failed)");
+                    } else {
+                        tracing::debug!(target: "llm_observability", sink = %self.name, error = %error.chain(), failed, "sink export still failing");
+                    }
                     break;
                 }
             }
@@ -414,9 +547,13 @@ impl Worker {
         batch.clear();
     }
 
-    async fn flush_sink(&self) {
-        if let Err(error) = self.guarded(self.sink.flush()).await {
-            tracing::warn!(target: "llm_observability", sink = %self.name, %error, "sink flush failed");
+    async fn shutdown_sink(&self) {
+        self.report("shutdown", self.guarded(self.sink.shutdown()).await);
+    }
+
+    fn report(&self, what: &str, outcome: Result<(), SinkError>) {
+        if let Err(error) = outcome {
+            tracing::warn!(target: "llm_observability", sink = %self.name, error = %error.chain(), "sink {what} failed");
         }
     }
 
@@ -428,11 +565,11 @@ impl Worker {
         let timed = tokio::time::timeout(self.config.export_timeout, future);
         match AssertUnwindSafe(timed).catch_unwind().await {
             Ok(Ok(result)) => result,
-            Ok(Err(_elapsed)) => Err(SinkError::Transient(format!(
+            Ok(Err(_elapsed)) => Err(SinkError::transient(format!(
                 "timed out after {:?}",
                 self.config.export_timeout
             ))),
-            Err(_panic) => Err(SinkError::Permanent("the sink panicked".to_owned())),
+            Err(_panic) => Err(SinkError::permanent("the sink panicked")),
         }
     }
 }

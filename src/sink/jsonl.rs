@@ -59,7 +59,7 @@ impl JsonlSink {
         .await;
         match done {
             Ok(written) => Ok(written?),
-            Err(failed) => Err(SinkError::Permanent(format!("file task failed: {failed}"))),
+            Err(failed) => Err(SinkError::permanent("file task failed").with_source(failed)),
         }
     }
 }
@@ -71,11 +71,8 @@ impl Sink for JsonlSink {
     }
 
     async fn export(&self, batch: &[Arc<LlmCall>]) -> Result<(), SinkError> {
-        let mut lines = Vec::with_capacity(batch.len() * 1024);
-        for call in batch {
-            serde_json::to_writer(&mut lines, call.as_ref())?;
-            lines.push(b'\n');
-        }
+        let mut lines = Vec::new();
+        super::ndjson::encode(batch, &mut lines)?;
         self.with_file(move |file| file.write_all(&lines)).await
     }
 
