@@ -289,6 +289,10 @@ fn check(interaction: &Interaction, want: &Expected, call: &LlmCall, transport: 
         want.response_model,
         "{at}: response model"
     );
+    assert_eq!(
+        call.response_model, want.response_model,
+        "{at}: the payload's response_model"
+    );
     if let Some(text) = &want.output_text {
         let mut out = String::new();
         for item in response["output"].as_array().into_iter().flatten() {

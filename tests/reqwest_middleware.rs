@@ -71,7 +71,22 @@ async fn non_streaming_chat_read_with_json() -> TestResult {
     assert_eq!(call.status, CallStatus::Success);
     assert_eq!(call.http_status, Some(200));
     assert_eq!(call.error, None);
+    assert_eq!(call.error_type, None);
+    assert_eq!(
+        call.response_model.as_deref(),
+        Some("gpt-4o-mini-2024-07-18")
+    );
+    assert_eq!(call.response_id.as_deref(), Some("chatcmpl-json1"));
     assert_eq!(call.timing.time_to_first_token_ms, None);
+    let head = call
+        .timing
+        .time_to_response_head_ms
+        .expect("a response head");
+    assert!(
+        head > 0.0 && head <= call.timing.duration_ms,
+        "{:?}",
+        call.timing
+    );
     assert!(!call.truncated);
     assert!(call.decode_errors.is_empty(), "{:?}", call.decode_errors);
     assert!(call.metadata.is_empty());
@@ -226,6 +241,8 @@ async fn connection_refused_is_a_transport_error() -> TestResult {
     assert_eq!(call.http_status, None);
     let recorded = call.error.as_ref().expect("an error");
     assert_eq!(recorded.kind.as_deref(), Some("transport"));
+    assert_eq!(call.error_type.as_deref(), Some("transport"));
+    assert_eq!(call.timing.time_to_response_head_ms, None);
     assert_eq!(
         recorded.message.as_deref(),
         Some(error.to_string().as_str())

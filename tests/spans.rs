@@ -135,6 +135,12 @@ async fn failed_call_marks_the_span_as_error() {
         llm.fields.get("error.type").map(String::as_str),
         Some("invalid_request_error")
     );
+    assert_eq!(
+        llm.fields
+            .get("otel.status_description")
+            .map(String::as_str),
+        Some("Incorrect API key provided")
+    );
 }
 
 #[tokio::test]
