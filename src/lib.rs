@@ -20,8 +20,41 @@
 //! ```
 //!
 //! The pieces: [`LlmObservabilityLayer`] (configure with its builder), [`LlmCall`] (the
-//! payload schema), [`Sink`] and the built-in [`JsonlSink`], [`MemorySink`], [`LogSink`], and
-//! the [`Dispatcher`] that feeds sinks off the request path (counters, `flush`, `shutdown`).
+//! payload schema), [`Sink`] and the built-in [`JsonlSink`], [`MemorySink`], [`LogSink`], the
+//! [`Dispatcher`] that feeds sinks off the request path (counters, `flush`, `shutdown`),
+//! [processors](process) that change a call once before the sinks see it, and the
+//! [GenAI mapping](genai) that every span and exporter reads.
+//!
+//! # How a call ends
+//!
+//! Every recognised call ends in exactly one [`LlmCall`] (or one counted drop, see
+//! [`SinkStats`]), with a [`CallStatus`]:
+//!
+//! - **success**: the response body ended and was not an error. A stream whose body is dropped
+//!   after it said `data: [DONE]` (or a terminal Responses API event) is a success too —
+//!   clients such as async-openai stop reading there.
+//! - **error**: an HTTP status of 400 or more, a transport error before the response head
+//!   (`error.type` `transport`), a body that failed mid-way (`body`), an HTTP 200 whose body is
+//!   an OpenAI error object (Azure's content filter), or an error inside a stream
+//!   (`data: {"error": ...}`, Responses `error` / `response.failed`).
+//! - **cancelled**: the response future or body was dropped before its end — the client hung
+//!   up. The payload keeps the partial output assembled so far.
+//!
+//! The bytes on the wire are never changed, delayed or re-chunked; what could not be decoded
+//! is said in [`LlmCall::decode_errors`].
+//!
+//! # Trace context
+//!
+//! Each call has a [`TraceContext`] from its start: with the `opentelemetry` feature and
+//! `tracing-opentelemetry` installed, the ids of the exported `gen_ai` span and of its parent;
+//! otherwise a W3C `traceparent` header on the request makes the call a child of that span;
+//! otherwise the call is the root of a fresh trace. The request and the response carry the
+//! call's [`CallId`] as an extension, and
+//! [`propagate_trace_context`](LlmObservabilityLayerBuilder::propagate_trace_context) sends
+//! the call's span upstream as `traceparent`.
+//!
+//! # Cargo features
+#![doc = document_features::document_features!()]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
