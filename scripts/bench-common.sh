@@ -1,8 +1,10 @@
-# Shared by the end-to-end benchmark scripts (sourced, not run): builds the release examples, and
-# gives a scratch directory, background processes stopped on exit, and loopback port helpers.
+# Shared by the end-to-end benchmark scripts (sourced, not run): builds the release proxy binary
+# and the bench_e2e example, and gives their paths ($proxy, $bench), a scratch directory,
+# background processes stopped on exit, and loopback port helpers.
 
-cargo build --release --quiet --example bench_e2e --example proxy
-bin="${CARGO_TARGET_DIR:-target}/release/examples"
+cargo build --release --quiet --features proxy --bin llm-observability-proxy --example bench_e2e
+proxy="${CARGO_TARGET_DIR:-target}/release/llm-observability-proxy"
+bench="${CARGO_TARGET_DIR:-target}/release/examples/bench_e2e"
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -25,9 +25,9 @@ done
 source scripts/bench-common.sh
 
 up=$(port); plain=$(port); observed=$(port)
-"$bin/bench_e2e" upstream --listen "127.0.0.1:$up" --events 100 > /dev/null & pids+=($!)
-"$bin/proxy" --listen "127.0.0.1:$plain" --upstream "http://127.0.0.1:$up" --no-observe > /dev/null 2>&1 & pids+=($!)
-"$bin/proxy" --listen "127.0.0.1:$observed" --upstream "http://127.0.0.1:$up" --jsonl "$work/calls.jsonl" > /dev/null 2>&1 & pids+=($!)
+"$bench" upstream --listen "127.0.0.1:$up" --events 100 > /dev/null & pids+=($!)
+"$proxy" --listen "127.0.0.1:$plain" --upstream "http://127.0.0.1:$up" --no-observe > /dev/null 2>&1 & pids+=($!)
+"$proxy" --listen "127.0.0.1:$observed" --upstream "http://127.0.0.1:$up" --jsonl "$work/calls.jsonl" > /dev/null 2>&1 & pids+=($!)
 wait_port "$up"; wait_port "$plain"; wait_port "$observed"
 
 targets=("a:upstream:$up" "b:proxy --no-observe:$plain" "c:proxy + layer + JSONL:$observed")
@@ -72,7 +72,7 @@ for round in $(seq 1 "$rounds"); do
   for stream in "" "--stream"; do
     for target in "${targets[@]}"; do
       IFS=: read -r key name p <<< "$target"
-      "$bin/bench_e2e" load --url "http://127.0.0.1:$p/v1/chat/completions" --concurrency "$concurrency" \
+      "$bench" load --url "http://127.0.0.1:$p/v1/chat/completions" --concurrency "$concurrency" \
         --seconds "$seconds" $stream --label "$key) $name" >> "$work/round-$round.jsonl"
     done
   done

@@ -24,7 +24,7 @@ command -v valgrind > /dev/null || { echo "needs valgrind (Debian package valgri
 source scripts/bench-common.sh
 
 up=$(port)
-"$bin/bench_e2e" upstream --listen "127.0.0.1:$up" --events 100 > /dev/null & pids+=($!)
+"$bench" upstream --listen "127.0.0.1:$up" --events 100 > /dev/null & pids+=($!)
 wait_port "$up"
 
 # run NAME LOAD_ARGS... : the proxy under callgrind, loaded with LOAD_ARGS ("idle": no load).
@@ -34,13 +34,13 @@ run() {
   [ "$mode" = c ] && args=(--jsonl "$work/calls-$name.jsonl")
   local p; p=$(port)
   valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
-    "$bin/proxy" --listen "127.0.0.1:$p" --upstream "http://127.0.0.1:$up" "${args[@]}" > /dev/null 2> "$work/$name.log" &
+    "$proxy" --listen "127.0.0.1:$p" --upstream "http://127.0.0.1:$up" "${args[@]}" > /dev/null 2> "$work/$name.log" &
   local vp=$!
   wait_port "$p"
   if [ "$1" = idle ]; then
     echo '{"requests": 0}' > "$work/$name.json"
   else
-    "$bin/bench_e2e" load --url "http://127.0.0.1:$p/v1/chat/completions" --concurrency "$concurrency" \
+    "$bench" load --url "http://127.0.0.1:$p/v1/chat/completions" --concurrency "$concurrency" \
       --seconds "$seconds" "$@" > "$work/$name.json"
   fi
   kill -INT "$vp"; wait "$vp" || true

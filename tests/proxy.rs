@@ -1,8 +1,9 @@
-//! The observability proxy (`examples/proxy.rs`) as a real process between a client and an
-//! in-process upstream on 127.0.0.1: forwarding, recording, errors, disconnects and graceful
-//! shutdown.
+//! The `llm-observability-proxy` binary (feature `proxy`; cargo builds it for this test and gives
+//! its path in `CARGO_BIN_EXE_llm-observability-proxy`) as a real process between a client and an
+//! in-process upstream on 127.0.0.1: forwarding, recording, errors, disconnects, graceful
+//! shutdown, and its `--help`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,21 +21,8 @@ use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Semaphore;
 
-/// The proxy binary, built by `cargo test` with the other examples.
-fn proxy_binary() -> PathBuf {
-    let deps = std::env::current_exe().expect("test binary path");
-    let target = deps.parent().and_then(Path::parent).expect("target dir");
-    let binary = target.join("examples").join("proxy");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "proxy"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the proxy example failed");
-    }
-    binary
-}
+/// The proxy binary, built by `cargo test` before this test.
+const PROXY: &str = env!("CARGO_BIN_EXE_llm-observability-proxy");
 
 struct Proxy {
     child: Child,
@@ -49,7 +37,7 @@ impl Proxy {
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
-        let mut child = Command::new(proxy_binary())
+        let mut child = Command::new(PROXY)
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--jsonl"])
             .arg(&jsonl)
             .args(extra)
@@ -443,4 +431,27 @@ async fn async_openai_through_the_proxy() {
         "Hello"
     );
     assert_eq!(lines[1]["request"]["messages"][0]["content"], "ping");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let output = Command::new(PROXY)
+        .arg("--help")
+        .output()
+        .expect("proxy runs");
+    assert!(output.status.success(), "--help exits 0");
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    for flag in [
+        "--listen",
+        "--upstream",
+        "--jsonl",
+        "--no-observe",
+        "--shutdown-timeout",
+    ] {
+        assert!(help.contains(flag), "--help mentions {flag}:\n{help}");
+    }
+    assert!(
+        help.contains("listening on ADDR"),
+        "--help tells what the proxy prints on startup"
+    );
 }

@@ -86,9 +86,10 @@ pub struct Forward {
 impl Forward {
     pub fn new(upstream: Upstream) -> Result<Self, BoxError> {
         let mut http = HttpConnector::new();
-        http.enforce_http(false); // the TLS wrapper below handles https
-                                  // Forward each frame as it comes: without TCP_NODELAY, a streamed request body's small
-                                  // writes can wait up to ~40 ms for an ACK (Nagle + delayed ACK).
+        // The TLS wrapper below handles https.
+        http.enforce_http(false);
+        // Forward each frame as it comes: without TCP_NODELAY, a streamed request body's small
+        // writes can wait up to ~40 ms for an ACK (Nagle + delayed ACK).
         http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()

@@ -1,8 +1,9 @@
-//! An observability proxy for any OpenAI-compatible server: put it in front of the API and every
-//! call is recorded, without touching the code that makes the calls.
+//! `llm-observability-proxy`: an observability proxy for any OpenAI-compatible server. Put it in
+//! front of the API and every call is recorded, without touching the code that makes the calls.
 //!
 //! ```text
-//! cargo run --release --example proxy -- --listen 127.0.0.1:8080 --upstream https://api.example.com --jsonl calls.jsonl
+//! cargo install llm-observability --features proxy     # or, from a checkout: cargo install --path . --features proxy
+//! llm-observability-proxy --listen 127.0.0.1:8080 --upstream https://api.openai.com --jsonl calls.jsonl
 //! ```
 //!
 //! Every request is forwarded — method, path and query, headers except hop-by-hop ones, body
@@ -10,10 +11,14 @@
 //! back unchanged. Each OpenAI-shaped call appends one `LlmCall` JSON line to the JSONL file
 //! (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy stops accepting, lets
 //! calls in flight finish (up to `--shutdown-timeout`), writes every pending record and exits 0.
-//! On startup it prints `listening on ADDR` (the bound address, useful with port 0).
+//! On startup it prints `listening on ADDR` on stdout (the bound address, useful with port 0);
+//! diagnostics — the library's warnings about sinks and dropped records among them — go to stderr
+//! through a `tracing_subscriber::fmt` subscriber filtered by `RUST_LOG`.
+//! `llm-observability-proxy --help` explains each flag.
 
 mod forward;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,41 +36,123 @@ use hyper_util::service::TowerToHyperService;
 use llm_observability::{JsonlSink, LlmObservabilityLayer};
 use tower::util::BoxCloneService;
 use tower::ServiceBuilder;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// The log filter when `RUST_LOG` is unset or empty: the library's and the proxy's own events
+/// from `info` up, everything else from `warn` up.
+const DEFAULT_LOG_FILTER: &str = "warn,llm_observability=info,llm_observability_proxy=info";
+
+/// The `--help` text above the options (`-h` shows `about` only).
+const LONG_ABOUT: &str = "\
+Observability proxy for OpenAI-compatible APIs: forwards every request unchanged
+and records each LLM call as one JSON line.
+
+Point your client's base URL at --listen (for example http://127.0.0.1:8080/v1
+instead of https://api.openai.com/v1). Every request is forwarded to --upstream:
+method, path and query, headers except hop-by-hop ones, the body streamed. The
+response, streams (SSE) included, comes back unchanged. The client's
+Authorization header is passed on and never recorded.
+
+What gets recorded: each POST whose path ends in /chat/completions,
+/completions, /embeddings or /responses appends one LlmCall JSON line to
+--jsonl, within about 200 ms of the call's end: the request, the response (a
+stream assembled into one), token usage, timings (time to first token
+included), the status (success, error or cancelled) and any error. Other
+requests are forwarded without a record. An unreachable upstream is answered
+with 502 and an OpenAI-style JSON error (code upstream_unreachable), and
+recorded as an error of type transport.
+
+On startup the proxy prints `listening on ADDR` on stdout, ADDR being the bound
+address (useful with port 0). Diagnostics go to stderr, filtered by RUST_LOG
+(default: info for llm_observability, warn for everything else); among them are
+the warnings about records a sink failed to write or had to drop.
+
+Shutdown: on SIGINT (Ctrl-C) or SIGTERM the proxy stops accepting connections,
+lets the calls in flight finish (for up to --shutdown-timeout seconds), writes
+every pending record, logs a summary and exits 0. It exits 1 when it cannot
+start (--upstream not http(s)://HOST..., --jsonl not writable, address in use)
+and 2 on a malformed command line.";
 
 /// Command line of the proxy.
 #[derive(Debug, Parser)]
 #[command(
-    about = "Observability proxy for OpenAI-compatible APIs: forwards every request unchanged and records each LLM call as a JSON line"
+    name = "llm-observability-proxy",
+    version,
+    about = "Observability proxy for OpenAI-compatible APIs: forwards every request unchanged and records each LLM call as one JSON line",
+    long_about = LONG_ABOUT
 )]
 struct Args {
-    /// Address to listen on (port 0 picks a free port; the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on, IP:PORT.
+    ///
+    /// Port 0 picks a free port. The bound address is printed on stdout as `listening on ADDR`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Base URL of the upstream API, http or https (a path prefix is kept: requests to /x go to
-    /// UPSTREAM/x).
-    #[arg(long)]
+    /// Base URL of the upstream OpenAI-compatible API, http or https.
+    ///
+    /// A path prefix is kept: with --upstream https://host/prefix, a request to /v1/x goes to
+    /// https://host/prefix/v1/x. TLS uses the bundled webpki roots.
+    #[arg(long, value_name = "URL")]
     upstream: Uri,
-    /// JSONL file that receives one line per LLM call (appended).
-    #[arg(long, default_value = "llm-calls.jsonl")]
+    /// File that receives one LlmCall JSON line per LLM call.
+    ///
+    /// Created if missing, appended to otherwise. Each line reaches the file within about 200 ms
+    /// of the call's end, and every pending line is written before the proxy exits. Not opened
+    /// with --no-observe.
+    #[arg(long, value_name = "PATH", default_value = "llm-calls.jsonl")]
     jsonl: PathBuf,
-    /// Forward only, with the observability layer off (for overhead comparisons).
+    /// Forward only: no recording, no JSONL file.
+    ///
+    /// The same proxy with the observability layer left out, to measure the layer's overhead
+    /// against a bare forwarder.
     #[arg(long)]
     no_observe: bool,
-    /// Seconds to wait, on SIGINT/SIGTERM, for calls in flight and for pending records.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to wait on SIGINT/SIGTERM, for calls in flight and then for pending records.
+    ///
+    /// Calls still open when it runs out are cut off as the proxy exits. Writing the pending
+    /// records then gets up to the same time again.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_timeout: u64,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    init_logging();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("proxy: {error}");
+            // Not through tracing: a RUST_LOG that hides it must not make a failed start silent.
+            eprintln!("llm-observability-proxy: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Diagnostics to stderr (stdout carries only the `listening on` line), filtered by `RUST_LOG`
+/// or else [`DEFAULT_LOG_FILTER`]. Events only: the callsites of spans, the per-call `gen_ai`
+/// span among them, are never enabled, so a call costs what it cost with no subscriber at all.
+fn init_logging() {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::builder().parse_lossy(directives)
+        }
+        _ => EnvFilter::new(DEFAULT_LOG_FILTER),
+    };
+    // Colours on a terminal only, and never with NO_COLOR set (https://no-color.org).
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let events_only = tracing_subscriber::filter::filter_fn(|metadata| metadata.is_event());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_filter(filter)
+                .with_filter(events_only),
+        )
+        .init();
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
@@ -93,7 +180,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 let (stream, _) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        eprintln!("proxy: accept failed: {error}");
+                        tracing::warn!(%error, "accept failed");
                         continue;
                     }
                 };
@@ -112,20 +199,28 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     drop(listener);
     let deadline = Duration::from_secs(args.shutdown_timeout);
-    eprintln!("proxy: shutting down; waiting up to {deadline:?} for calls in flight");
+    tracing::info!("shutting down; waiting up to {deadline:?} for calls in flight");
     if tokio::time::timeout(deadline, graceful.shutdown())
         .await
         .is_err()
     {
-        eprintln!("proxy: calls still in flight after {deadline:?}; closing them");
+        tracing::warn!("calls still in flight after {deadline:?}; they are cut off at exit");
     }
     if let Some(layer) = layer {
         layer.dispatcher().shutdown(deadline).await?;
         let stats = layer.dispatcher().stats();
-        eprintln!(
-            "proxy: {} call(s) observed, sinks: {:?}",
-            stats.observed, stats.sinks
-        );
+        for sink in &stats.sinks {
+            tracing::info!(
+                sink = %sink.name,
+                delivered = sink.delivered,
+                dropped = sink.dropped,
+                failed = sink.failed,
+                "sink done"
+            );
+        }
+        tracing::info!(observed = stats.observed, "shut down");
+    } else {
+        tracing::info!("shut down");
     }
     Ok(())
 }
