@@ -23,12 +23,11 @@ use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
 use crate::openai::endpoint::{Endpoint, EndpointMatcher};
 use crate::openai::request::decode_request;
 use crate::payload::{
-    milliseconds, new_call_id, CallError, CallStatus, LlmCall, RequestRecord, Timing,
-    SCHEMA_VERSION,
+    milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, SCHEMA_VERSION,
 };
 use crate::sink::Dispatcher;
-use crate::span;
-use crate::trace_context::{self, TraceContext};
+use crate::span::{self, CallSpan};
+use crate::trace_context;
 
 /// The configuration every call of a layer shares.
 #[derive(Debug)]
@@ -59,7 +58,8 @@ impl Observer {
             Some(authority.host().to_owned())
         });
         let span = span::open(endpoint, &self.provider, server_address.as_deref());
-        let trace = trace_context::for_call(&span, headers);
+        let (trace, exported) = trace_context::for_call(&span, headers);
+        let span = CallSpan::new(span, exported);
         let mut metadata = extensions
             .get::<CallMetadata>()
             .map(|m| m.as_map().clone())
@@ -71,8 +71,7 @@ impl Observer {
         }
         InFlightCall {
             observer: self.clone(),
-            id: new_call_id(),
-            trace,
+            id: CallId::new(trace),
             endpoint,
             span,
             started: Instant::now(),
@@ -122,10 +121,9 @@ pub(crate) enum Ending {
 #[derive(Debug)]
 pub(crate) struct InFlightCall {
     observer: Arc<Observer>,
-    id: String,
-    trace: TraceContext,
+    id: CallId,
     endpoint: Endpoint,
-    span: Span,
+    span: CallSpan,
     started: Instant,
     started_wall: OffsetDateTime,
     server_address: Option<String>,
@@ -141,20 +139,20 @@ pub(crate) struct InFlightCall {
 impl InFlightCall {
     /// The call's span.
     pub(crate) fn span(&self) -> &Span {
-        &self.span
+        self.span.span()
     }
 
     /// The call's id, for the request's and the response's extensions.
     pub(crate) fn call_id(&self) -> CallId {
-        CallId::new(&self.id, self.trace)
+        self.id
     }
 
     /// Prepares an outgoing request: the call's id as an extension and, when the layer
     /// propagates trace context, the call's span as its `traceparent`.
     pub(crate) fn prepare_request(&self, headers: &mut HeaderMap, extensions: &mut Extensions) {
-        extensions.insert(self.call_id());
+        extensions.insert(self.id);
         if self.observer.propagate_trace_context {
-            self.trace.inject(headers);
+            self.id.trace().inject(headers);
         }
     }
 
@@ -243,8 +241,8 @@ impl InFlightCall {
         let since_start = |at: Instant| milliseconds(at.duration_since(self.started));
         let call = LlmCall {
             schema_version: SCHEMA_VERSION,
-            id: std::mem::take(&mut self.id),
-            trace: self.trace,
+            id: self.id.as_str().to_owned(),
+            trace: *self.id.trace(),
             endpoint: self.endpoint,
             operation: self.endpoint.operation().to_owned(),
             provider: self.observer.provider.clone(),
@@ -271,9 +269,9 @@ impl InFlightCall {
             processing_errors: Vec::new(),
             metadata: std::mem::take(&mut self.metadata),
         };
-        span::record_outcome(&self.span, &call);
+        self.span.record_outcome(&call);
         // The span closes here (the request capture dropped its clone when the request ended).
-        drop(std::mem::replace(&mut self.span, Span::none()));
+        drop(std::mem::replace(&mut self.span, CallSpan::none()));
         self.observer.dispatcher.dispatch(Arc::new(call));
     }
 
@@ -357,7 +355,7 @@ fn outcome(
 
 fn decode_captured_request(
     endpoint: Endpoint,
-    span: &Span,
+    span: &CallSpan,
     body: &[u8],
     complete: bool,
     truncated: bool,
@@ -371,7 +369,7 @@ fn decode_captured_request(
     }
     match decode_request(body) {
         Ok(record) => {
-            span::record_request(span, endpoint.operation(), &record);
+            span.record_request(endpoint.operation(), &record);
             CapturedRequest {
                 record,
                 truncated: false,
@@ -398,7 +396,7 @@ fn decode_captured_request(
 pub(crate) struct RequestCapture {
     capture: BytesCapture,
     endpoint: Endpoint,
-    span: Span,
+    span: CallSpan,
     tx: Option<oneshot::Sender<CapturedRequest>>,
 }
 
@@ -423,7 +421,7 @@ impl RequestCapture {
         );
         drop(body);
         let _ = tx.send(captured);
-        self.span = Span::none();
+        self.span = CallSpan::none();
         self.capture = BytesCapture::new(0);
     }
 }

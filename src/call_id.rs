@@ -1,7 +1,6 @@
 //! [`CallId`]: the id of a call, handed to the application while the call is still going.
 
 use std::fmt;
-use std::sync::Arc;
 
 use crate::trace_context::TraceContext;
 
@@ -20,23 +19,25 @@ use crate::trace_context::TraceContext;
 ///     }
 /// }
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallId {
-    id: Arc<str>,
+    /// A hyphenated UUID, ASCII.
+    id: [u8; uuid::fmt::Hyphenated::LENGTH],
     trace: TraceContext,
 }
 
 impl CallId {
-    pub(crate) fn new(id: &str, trace: TraceContext) -> Self {
-        CallId {
-            id: Arc::from(id),
-            trace,
-        }
+    /// A new id (a UUID v7, time-ordered) for a call in `trace`.
+    pub(crate) fn new(trace: TraceContext) -> Self {
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
+        CallId { id, trace }
     }
 
     /// The id, as in [`LlmCall::id`](crate::LlmCall::id).
     pub fn as_str(&self) -> &str {
-        &self.id
+        // A hyphenated UUID is ASCII.
+        std::str::from_utf8(&self.id).unwrap_or_default()
     }
 
     /// The call's trace context, as in [`LlmCall::trace`](crate::LlmCall::trace).
@@ -47,12 +48,12 @@ impl CallId {
 
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.id)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CallId").field(&&*self.id).finish()
+        f.debug_tuple("CallId").field(&self.as_str()).finish()
     }
 }

@@ -22,9 +22,10 @@ pub const DEFAULT_RESPONSE_CAPTURE_LIMIT: usize = 8 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The dispatcher starts its sink workers on the current Tokio runtime, and there is none.
-    #[error("LlmObservabilityLayer::build must be called inside a Tokio runtime")]
-    NoRuntime,
+    /// A name given to [`capture_header`](LlmObservabilityLayerBuilder::capture_header) is not
+    /// a valid header name.
+    #[error("{0:?} is not a valid header name")]
+    InvalidHeaderName(String),
 }
 
 /// Tower layer that records every OpenAI-shaped call passing through it.
@@ -87,7 +88,7 @@ pub struct LlmObservabilityLayerBuilder {
     provider: Option<String>,
     request_limit: Option<usize>,
     response_limit: Option<usize>,
-    captured_headers: Vec<(HeaderName, String)>,
+    captured_headers: Vec<(String, String)>,
     dispatcher: DispatcherConfig,
 }
 
@@ -172,14 +173,10 @@ impl LlmObservabilityLayerBuilder {
     }
 
     /// Copies request header `header` (when present and text) into the payload's metadata under
-    /// `key`. Headers are otherwise never recorded.
-    ///
-    /// # Panics
-    /// If `header` is not a valid header name — a programming error, like a bad literal.
+    /// `key`. Headers are otherwise never recorded. [`build`](Self::build) fails with
+    /// [`BuildError::InvalidHeaderName`] when `header` is not a header name.
     pub fn capture_header(mut self, header: &str, key: impl Into<String>) -> Self {
-        let name = HeaderName::from_bytes(header.as_bytes())
-            .unwrap_or_else(|_| panic!("{header:?} is not a valid header name"));
-        self.captured_headers.push((name, key.into()));
+        self.captured_headers.push((header.to_owned(), key.into()));
         self
     }
 
@@ -190,9 +187,20 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
-    /// Builds the layer and starts the sink workers on the current Tokio runtime.
+    /// Builds the layer. The sink workers start on the current Tokio runtime, or, when built
+    /// outside one, on the runtime of the first call (or `flush`/`shutdown`).
     pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
-        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, self.processors)?;
+        let captured_headers = self
+            .captured_headers
+            .into_iter()
+            .map(
+                |(header, key)| match HeaderName::from_bytes(header.as_bytes()) {
+                    Ok(name) => Ok((name, key)),
+                    Err(_) => Err(BuildError::InvalidHeaderName(header)),
+                },
+            )
+            .collect::<Result<Vec<_>, _>>()?;
+        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, self.processors);
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
                 matcher: self.matcher.unwrap_or_default(),
@@ -201,7 +209,7 @@ impl LlmObservabilityLayerBuilder {
                 response_limit: self
                     .response_limit
                     .unwrap_or(DEFAULT_RESPONSE_CAPTURE_LIMIT),
-                captured_headers: self.captured_headers,
+                captured_headers,
                 propagate_trace_context: self.propagate_trace_context,
                 dispatcher,
             }),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::call_id::CallId;
 use crate::json::Json;
 use crate::openai::endpoint::Endpoint;
 use crate::trace_context::TraceContext;
@@ -109,10 +110,11 @@ impl LlmCall {
     /// empty request and no response: a starting point for tests of sinks and processors.
     pub fn new(endpoint: Endpoint) -> Self {
         let now = time::OffsetDateTime::now_utc();
+        let id = CallId::new(TraceContext::root());
         LlmCall {
             schema_version: SCHEMA_VERSION,
-            id: new_call_id(),
-            trace: TraceContext::root(),
+            id: id.as_str().to_owned(),
+            trace: *id.trace(),
             endpoint,
             operation: endpoint.operation().to_owned(),
             provider: "openai".to_owned(),
@@ -159,11 +161,6 @@ impl LlmCall {
             error.message = None;
         }
     }
-}
-
-/// A new call id: a UUID v7, time-ordered.
-pub(crate) fn new_call_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 /// The request as the client sent it: model, parameters and input.

@@ -103,45 +103,108 @@ pub(crate) fn open(endpoint: Endpoint, provider: &str, server_address: Option<&s
     span
 }
 
-/// Records what the request said, as soon as it is decoded.
-pub(crate) fn record_request(span: &Span, operation: &str, request: &RequestRecord) {
-    if span.is_disabled() {
-        return;
-    }
-    record(span, genai::request_attributes(request));
-    if let Some(model) = &request.model {
-        span.record(OTEL_NAME, genai::name_of(operation, Some(model)));
-    }
+/// The span of one call, and whether an OpenTelemetry layer exports it (feature
+/// `opentelemetry`): then the span's name and its array attributes are set on the OpenTelemetry
+/// span itself, as `tracing` fields cannot rename a started span or carry arrays.
+#[derive(Debug, Clone)]
+pub(crate) struct CallSpan {
+    span: Span,
+    #[cfg(feature = "opentelemetry")]
+    exported: bool,
 }
 
-/// Records how the call ended; the span closes when the caller drops it.
-pub(crate) fn record_outcome(span: &Span, call: &LlmCall) {
-    if span.is_disabled() {
-        return;
+impl CallSpan {
+    pub(crate) fn new(span: Span, exported: bool) -> Self {
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = exported;
+        CallSpan {
+            span,
+            #[cfg(feature = "opentelemetry")]
+            exported,
+        }
     }
-    record(span, genai::outcome_attributes(call));
-    if call.status == CallStatus::Error {
-        span.record(OTEL_STATUS_CODE, "error");
-        if let Some(description) = genai::status_description(call) {
-            span.record(OTEL_STATUS_DESCRIPTION, description);
+
+    pub(crate) fn none() -> Self {
+        CallSpan::new(Span::none(), false)
+    }
+
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Records what the request said, as soon as it is decoded.
+    pub(crate) fn record_request(&self, operation: &str, request: &RequestRecord) {
+        if self.span.is_disabled() {
+            return;
+        }
+        self.record(genai::request_attributes(request));
+        if let Some(model) = &request.model {
+            let name = genai::name_of(operation, Some(model));
+            #[cfg(feature = "opentelemetry")]
+            if self.exported {
+                otel::rename(&self.span, name.clone());
+            }
+            self.span.record(OTEL_NAME, name);
+        }
+    }
+
+    /// Records how the call ended; the span closes when its last clone is dropped.
+    pub(crate) fn record_outcome(&self, call: &LlmCall) {
+        if self.span.is_disabled() {
+            return;
+        }
+        self.record(genai::outcome_attributes(call));
+        if call.status == CallStatus::Error {
+            self.span.record(OTEL_STATUS_CODE, "error");
+            if let Some(description) = genai::status_description(call) {
+                self.span.record(OTEL_STATUS_DESCRIPTION, description);
+            }
+        }
+    }
+
+    /// Records attributes as `tracing` fields. A `tracing` field has no array type: string
+    /// arrays go to an exported span as arrays, and are JSON array text otherwise.
+    fn record(&self, attributes: Vec<Attribute<'_>>) {
+        let span = &self.span;
+        for attribute in attributes {
+            let key = attribute.key;
+            match attribute.value {
+                AttributeValue::Str(value) => span.record(key, value.as_ref()),
+                AttributeValue::Int(value) => span.record(key, value),
+                AttributeValue::Float(value) => span.record(key, value),
+                AttributeValue::Bool(value) => span.record(key, value),
+                #[cfg(feature = "opentelemetry")]
+                AttributeValue::StrArray(values) if self.exported => {
+                    otel::set_string_array(span, key, &values);
+                    span
+                }
+                AttributeValue::StrArray(values) => {
+                    span.record(key, serde_json::to_string(&values).unwrap_or_default())
+                }
+            };
         }
     }
 }
 
-/// Records attributes as `tracing` fields. A `tracing` field has no array type: string arrays
-/// are recorded as JSON array text.
-fn record(span: &Span, attributes: Vec<Attribute<'_>>) {
-    for attribute in attributes {
-        let key = attribute.key;
-        match attribute.value {
-            AttributeValue::Str(value) => span.record(key, value.as_ref()),
-            AttributeValue::Int(value) => span.record(key, value),
-            AttributeValue::Float(value) => span.record(key, value),
-            AttributeValue::Bool(value) => span.record(key, value),
-            AttributeValue::StrArray(values) => {
-                span.record(key, serde_json::to_string(&values).unwrap_or_default())
-            }
-        };
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use std::borrow::Cow;
+
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::Span;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    /// Renames the OpenTelemetry span (started when the call began).
+    pub(super) fn rename(span: &Span, name: String) {
+        span.context().span().update_name(name);
+    }
+
+    pub(super) fn set_string_array(span: &Span, key: &'static str, values: &[Cow<'_, str>]) {
+        let values = values.iter().map(|v| v.to_string().into()).collect();
+        span.set_attribute(
+            key,
+            opentelemetry::Value::Array(opentelemetry::Array::String(values)),
+        );
     }
 }
 

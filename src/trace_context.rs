@@ -68,12 +68,16 @@ macro_rules! hex_id {
             }
         }
 
+        impl $name {
+            /// The id as lowercase hex digits, without allocating.
+            fn encode_hex<'a>(&self, out: &'a mut [u8; $len * 2]) -> &'a str {
+                encode_hex(&self.0, out)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for byte in self.0 {
-                    write!(f, "{byte:02x}")?;
-                }
-                Ok(())
+                f.write_str(self.encode_hex(&mut [0; $len * 2]))
             }
         }
 
@@ -85,7 +89,7 @@ macro_rules! hex_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                serializer.serialize_str(self.encode_hex(&mut [0; $len * 2]))
             }
         }
 
@@ -100,6 +104,17 @@ macro_rules! hex_id {
 
 hex_id!(TraceId, 16);
 hex_id!(SpanId, 8);
+
+/// Writes `bytes` as lowercase hex into `out` (twice as long) and returns it as text.
+fn encode_hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(out).unwrap_or_default()
+}
 
 fn decode_hex(text: &str, out: &mut [u8]) -> Result<(), IdError> {
     let error = IdError::NotHex {
@@ -219,8 +234,13 @@ impl TraceContext {
 
     /// This span as a `traceparent` value, for a request made inside it.
     pub fn traceparent(&self) -> String {
-        let flags = if self.sampled { "01" } else { "00" };
-        format!("00-{}-{}-{flags}", self.trace_id, self.span_id)
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        out.push_str(self.trace_id.encode_hex(&mut [0; 32]));
+        out.push('-');
+        out.push_str(self.span_id.encode_hex(&mut [0; 16]));
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
     }
 
     /// Sets `traceparent` on outgoing request headers to this span.
@@ -290,7 +310,7 @@ mod otel {
     pub(super) fn context_of(
         span: &tracing::Span,
         remote: Option<&TraceContext>,
-    ) -> Option<TraceContext> {
+    ) -> Option<(TraceContext, bool)> {
         let caller = caller();
         let parent = match (&caller, remote) {
             (Some(caller), _) => ids(caller),
@@ -303,39 +323,43 @@ mod otel {
         };
         let own = span.context().span().span_context().clone();
         if let Some((trace_id, span_id)) = ids(&own) {
-            return Some(TraceContext {
+            let context = TraceContext {
                 trace_id,
                 span_id,
                 parent_span_id: parent
                     .filter(|(parent_trace, _)| *parent_trace == trace_id)
                     .map(|(_, parent_span)| parent_span),
                 sampled: own.is_sampled(),
-            });
+            };
+            return Some((context, true));
         }
         let caller = caller?;
         let (trace_id, parent_span) = ids(&caller)?;
-        Some(TraceContext {
+        let context = TraceContext {
             trace_id,
             span_id: SpanId::random(),
             parent_span_id: Some(parent_span),
             sampled: caller.is_sampled(),
-        })
+        };
+        Some((context, false))
     }
 }
 
-/// The trace context of a call whose span is `span`, on a request with `headers`.
-pub(crate) fn for_call(span: &tracing::Span, headers: &HeaderMap) -> TraceContext {
+/// The trace context of a call whose span is `span`, on a request with `headers`, and whether
+/// an OpenTelemetry layer exports the span.
+pub(crate) fn for_call(span: &tracing::Span, headers: &HeaderMap) -> (TraceContext, bool) {
     let remote = TraceContext::from_headers(headers);
     #[cfg(feature = "opentelemetry")]
-    if let Some(context) = otel::context_of(span, remote.as_ref()) {
-        return context;
+    if let Some(found) = otel::context_of(span, remote.as_ref()) {
+        return found;
     }
     #[cfg(not(feature = "opentelemetry"))]
     let _ = span;
-    match remote {
+    let context = match remote {
         Some(remote) => remote.child(),
         None => TraceContext::root(),
-    }
+    };
+    (context, false)
 }
 
 #[cfg(test)]

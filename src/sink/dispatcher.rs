@@ -5,10 +5,12 @@
 //! processors once, off the request path, and then offers the call to the sinks. Each sink's
 //! worker filters, runs the sink's own processors on its copy, batches, exports and retries.
 
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -137,11 +139,17 @@ struct Stage {
     control: mpsc::UnboundedSender<Control>,
 }
 
+/// A worker task not spawned yet: the dispatcher was made outside a Tokio runtime.
+type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 struct Shared {
     sinks: Arc<[SinkHandle]>,
     stage: Option<Stage>,
     observed: AtomicU64,
     closed: AtomicBool,
+    /// Whether the workers run; until then they wait in `pending`.
+    started: AtomicBool,
+    pending: Mutex<Vec<Pending>>,
 }
 
 /// Feeds finished calls to the sinks. Cloning is cheap; all clones share the same queues.
@@ -169,18 +177,22 @@ pub(crate) struct SinkPlan {
 }
 
 impl Dispatcher {
-    /// Starts one worker task per sink on the current Tokio runtime (and one for `processors`,
-    /// when there are any). `defaults` applies to the sinks without settings of their own.
+    /// One worker task per sink (and one for `processors`, when there are any), started on the
+    /// current Tokio runtime, or on the first runtime that dispatches, flushes or shuts down
+    /// when there is none yet. `defaults` applies to the sinks without settings of their own.
     pub(crate) fn start(
         sinks: Vec<SinkPlan>,
         defaults: DispatcherConfig,
         processors: Vec<Arc<dyn Processor>>,
-    ) -> Result<Self, crate::BuildError> {
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| crate::BuildError::NoRuntime)?;
+    ) -> Self {
+        let mut workers: Vec<Pending> = Vec::new();
         let sinks: Arc<[SinkHandle]> = sinks
             .into_iter()
-            .map(|plan| start_sink(&runtime, plan, &defaults))
+            .map(|plan| {
+                let (handle, worker) = sink_worker(plan, &defaults);
+                workers.push(Box::pin(worker.run()));
+                handle
+            })
             .collect();
         let stage = (!processors.is_empty()).then(|| {
             let (queue, calls) = mpsc::channel(defaults.queue_capacity.max(1));
@@ -191,22 +203,51 @@ impl Dispatcher {
                 commands,
                 sinks: sinks.clone(),
             };
-            runtime.spawn(worker.run());
+            workers.push(Box::pin(worker.run()));
             Stage { queue, control }
         });
-        Ok(Dispatcher {
+        let dispatcher = Dispatcher {
             shared: Arc::new(Shared {
                 sinks,
                 stage,
                 observed: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
+                started: AtomicBool::new(false),
+                pending: Mutex::new(workers),
             }),
-        })
+        };
+        dispatcher.ensure_started();
+        dispatcher
+    }
+
+    /// Spawns the workers if they are not running yet and a runtime is at hand.
+    fn ensure_started(&self) {
+        if !self.shared.started.load(Ordering::Acquire) {
+            self.spawn_pending();
+        }
+    }
+
+    #[cold]
+    fn spawn_pending(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // A poisoned lock still holds the workers: nothing inside can be half-done.
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for worker in pending.drain(..) {
+            runtime.spawn(worker);
+        }
+        self.shared.started.store(true, Ordering::Release);
     }
 
     /// Hands a call to the sinks (through the processors, when there are any). Never blocks
     /// or awaits: a full queue drops the call, counts it, and warns (at a decreasing rate).
     pub fn dispatch(&self, call: Arc<LlmCall>) {
+        self.ensure_started();
         self.shared.observed.fetch_add(1, Ordering::Relaxed);
         let reason = if self.shared.closed.load(Ordering::Acquire) {
             "dispatcher shut down"
@@ -243,6 +284,7 @@ impl Dispatcher {
         command: fn(oneshot::Sender<()>) -> Control,
         deadline: Duration,
     ) -> Result<(), DispatchError> {
+        self.ensure_started();
         let until = Instant::now() + deadline;
         let mut late = Vec::new();
         // The processors first: what they hold reaches the sinks' queues before the sinks hear.
@@ -297,11 +339,8 @@ impl Dispatcher {
     }
 }
 
-fn start_sink(
-    runtime: &tokio::runtime::Handle,
-    plan: SinkPlan,
-    defaults: &DispatcherConfig,
-) -> SinkHandle {
+/// A sink's handle and its worker, not started.
+fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Worker) {
     let config = Arc::new(plan.config.dispatch.unwrap_or_else(|| defaults.clone()));
     let (queue, calls) = mpsc::channel(config.queue_capacity.max(1));
     let (control, commands) = mpsc::unbounded_channel();
@@ -320,15 +359,15 @@ fn start_sink(
         healthy: true,
         config: config.clone(),
     };
-    runtime.spawn(worker.run());
-    SinkHandle {
+    let handle = SinkHandle {
         name,
         queue,
         control,
         batch_ready,
         batch_size: config.batch_size.max(1),
         counters,
-    }
+    };
+    (handle, worker)
 }
 
 /// Runs the layer's processors once per call, then offers the call to the sinks.

@@ -1,0 +1,64 @@
+//! Building a layer: outside a Tokio runtime (the workers start with the first call), and the
+//! errors `build` reports instead of panicking.
+
+mod support;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use llm_observability::{BuildError, LlmObservabilityLayer, MemorySink, RequestBody};
+use tower::{ServiceBuilder, ServiceExt};
+
+#[test]
+fn a_layer_built_outside_a_runtime_starts_its_workers_on_first_use() {
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .sink(memory.clone())
+        .build()
+        .expect("no runtime needed");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let service = ServiceBuilder::new().layer(layer.clone()).service_fn(
+            |request: Request<RequestBody<Full<Bytes>>>| async {
+                request.into_body().collect().await?;
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(
+                            br#"{"id":"x","object":"chat.completion","model":"m","choices":[]}"#,
+                        )))
+                        .expect("valid"),
+                )
+            },
+        );
+        let request = Request::post("http://localhost/v1/chat/completions")
+            .body(Full::new(Bytes::from_static(
+                br#"{"model":"m","messages":[]}"#,
+            )))
+            .expect("valid");
+        let response = service.oneshot(request).await.expect("served");
+        response.into_body().collect().await.expect("body");
+        let calls = support::flushed(&layer, &memory).await;
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].request.model.as_deref(), Some("m"));
+        support::assert_accounted(&layer, 1).await;
+    });
+}
+
+#[test]
+fn an_invalid_captured_header_is_a_build_error() {
+    let error = LlmObservabilityLayer::builder()
+        .capture_header("x user id", "user_id")
+        .build()
+        .expect_err("not a header name");
+    assert!(matches!(error, BuildError::InvalidHeaderName(ref name) if name == "x user id"));
+    assert_eq!(
+        error.to_string(),
+        "\"x user id\" is not a valid header name"
+    );
+}
