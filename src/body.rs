@@ -3,23 +3,29 @@
 
 use std::fmt::Display;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use pin_project::pin_project;
+use pin_project::{pin_project, pinned_drop};
 
 use crate::call::{Ending, InFlightCall, RequestCapture};
 
 /// Request body handed to the inner service. For calls that are not LLM calls it is the
 /// original body with no capture; for LLM calls, frames are forwarded as they are and a bounded
 /// copy (refcounted `Bytes`, not a memcpy) is kept for decoding.
-#[pin_project]
+///
+/// A request body dropped unread — the inner service failed before sending it, e.g. the
+/// upstream was unreachable — gives up the frames it already holds, so the call still records
+/// the request it was.
+#[pin_project(PinnedDrop)]
 #[derive(Debug)]
 pub struct RequestBody<B> {
     #[pin]
     inner: B,
     capture: Option<Box<RequestCapture>>,
+    /// Takes the frames that are ready when the body is dropped before its end.
+    drain: Option<fn(Pin<&mut B>, &mut RequestCapture)>,
 }
 
 impl<B> RequestBody<B> {
@@ -27,19 +33,24 @@ impl<B> RequestBody<B> {
         RequestBody {
             inner,
             capture: None,
+            drain: None,
         }
     }
 
-    pub(crate) fn observed(inner: B, capture: RequestCapture) -> Self {
+    pub(crate) fn observed(inner: B, capture: RequestCapture) -> Self
+    where
+        B: Body<Data = Bytes>,
+    {
         RequestBody {
             inner,
             capture: Some(Box::new(capture)),
+            drain: Some(drain_ready::<B>),
         }
     }
 
     /// The wrapped body.
-    pub fn into_inner(self) -> B {
-        self.inner
+    pub fn get_ref(&self) -> &B {
+        &self.inner
     }
 }
 
@@ -79,6 +90,49 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[pinned_drop]
+impl<B> PinnedDrop for RequestBody<B> {
+    fn drop(self: Pin<&mut Self>) {
+        let this = self.project();
+        if let (Some(capture), Some(drain)) = (this.capture.as_mut(), *this.drain) {
+            if capture.wants_more() {
+                drain(this.inner, capture);
+            }
+        }
+    }
+}
+
+/// How many ready frames a dropped request body gives up at most.
+const DRAIN_FRAMES: usize = 1024;
+
+/// Feeds the capture the frames `body` has ready now — never waiting, never past the capture
+/// limit — and ends the capture as complete if the body ends among them.
+fn drain_ready<B: Body<Data = Bytes>>(mut body: Pin<&mut B>, capture: &mut RequestCapture) {
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..DRAIN_FRAMES {
+        if body.is_end_stream() {
+            capture.end(true);
+            return;
+        }
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    capture.frame(data);
+                }
+                if !capture.wants_more() {
+                    return;
+                }
+            }
+            Poll::Ready(None) => {
+                capture.end(true);
+                return;
+            }
+            // Not ready, or failed: what was captured is decoded as incomplete.
+            Poll::Ready(Some(Err(_))) | Poll::Pending => return,
+        }
     }
 }
 

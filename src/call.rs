@@ -57,6 +57,8 @@ impl Observer {
             let authority: http::uri::Authority = host.parse().ok()?;
             Some(authority.host().to_owned())
         });
+        let started = Instant::now();
+        let started_wall = OffsetDateTime::now_utc();
         let span = span::open(endpoint, &self.provider, server_address.as_deref());
         let (trace, exported) = trace_context::for_call(&span, headers);
         let span = CallSpan::new(span, exported);
@@ -71,11 +73,11 @@ impl Observer {
         }
         InFlightCall {
             observer: self.clone(),
-            id: CallId::new(trace),
+            id: CallId::new(trace, started_wall),
             endpoint,
             span,
-            started: Instant::now(),
-            started_wall: OffsetDateTime::now_utc(),
+            started,
+            started_wall,
             server_address,
             metadata,
             request: RequestState::Unknown,
@@ -404,6 +406,11 @@ impl RequestCapture {
     /// A data frame of the request went by.
     pub(crate) fn frame(&mut self, data: &Bytes) {
         self.capture.push(data);
+    }
+
+    /// Whether the request is still being captured: not ended, and within its limit.
+    pub(crate) fn wants_more(&self) -> bool {
+        self.tx.is_some() && !self.capture.truncated()
     }
 
     /// The request body ended (`complete`) or stopped early; decode and hand over, once.

@@ -110,7 +110,7 @@ impl LlmCall {
     /// empty request and no response: a starting point for tests of sinks and processors.
     pub fn new(endpoint: Endpoint) -> Self {
         let now = time::OffsetDateTime::now_utc();
-        let id = CallId::new(TraceContext::root());
+        let id = CallId::new(TraceContext::root(), now);
         LlmCall {
             schema_version: SCHEMA_VERSION,
             id: id.as_str().to_owned(),

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project::pin_project;
@@ -45,6 +46,7 @@ impl<S> LlmObservabilityService<S> {
 
 impl<S, B, R> Service<Request<B>> for LlmObservabilityService<S>
 where
+    B: Body<Data = Bytes>,
     S: Service<Request<RequestBody<B>>, Response = Response<R>>,
     S::Error: Display,
     R: Body,

@@ -183,10 +183,41 @@ async fn inner_service_error_is_a_transport_error() {
         error.message.as_deref(),
         Some("connect: connection refused")
     );
-    // The upstream failed before reading the request body, so there was nothing to decode.
-    assert_eq!(call.request.model, None);
+    // The upstream failed without reading the request body; its frames were taken as the
+    // body was dropped, so the record still says what was asked.
+    assert_eq!(call.request.model.as_deref(), Some("gpt-4o-mini"));
+    assert!(call.request.messages.is_some());
+    assert!(call.decode_errors.is_empty(), "{:?}", call.decode_errors);
+}
+
+/// A body that has nothing ready when it is dropped unread (a slow client) is recorded as
+/// not read, without waiting for it.
+#[tokio::test]
+async fn a_request_body_dropped_unread_and_not_ready_is_not_waited_for() {
+    let (layer, memory) = support::memory_layer();
+    let upstream = tower::service_fn(
+        |_request: Request<RequestBody<support::ChannelBody>>| async {
+            Err::<Response<Full<Bytes>>, _>(std::io::Error::other("upstream unreachable"))
+        },
+    );
+    let (sender, body) = support::ChannelBody::new();
+    let request = Request::post("http://localhost/v1/chat/completions")
+        .body(body)
+        .unwrap();
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap_err();
+    drop(sender);
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].request.model, None);
     assert_eq!(
-        call.decode_errors,
+        calls[0].decode_errors,
         vec!["request body was not read to its end (0 bytes seen); not decoded".to_owned()]
     );
 }
