@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use llm_observability::{LlmObservabilityLayer, MemorySink};
+use llm_observability::{LlmObservabilityLayer, MemorySink, RequestBody};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,15 +53,17 @@ async fn main() -> Result<(), BoxError> {
     // ---- (b) Client side -------------------------------------------------------------------
     //
     // Any tower `Service<http::Request<B>>` that returns `http::Response<_>` can be wrapped;
-    // here hyper-util's pooled client. (One layer value could wrap both sides; this example
-    // gives each side its own, so their payloads land in separate sinks.)
+    // here hyper-util's pooled client. The layer hands the inner service the request body
+    // wrapped in its tee, `RequestBody<B>`: that is the inner client's request body type.
+    // (One layer value could wrap both sides; this example gives each side its own, so their
+    // payloads land in separate sinks.)
     let client_calls = MemorySink::new();
     let client_layer = LlmObservabilityLayer::builder()
         .sink(client_calls.clone())
         .build()?;
     let mut client = ServiceBuilder::new()
         .layer(client_layer.clone())
-        .service(Client::builder(TokioExecutor::new()).build_http());
+        .service(Client::builder(TokioExecutor::new()).build_http::<RequestBody<Full<Bytes>>>());
 
     // A streamed chat completion, with usage reported at the end of the stream.
     let body = serde_json::json!({
@@ -73,7 +75,12 @@ async fn main() -> Result<(), BoxError> {
     let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = client.ready().await?.call(request).await?;
+    // The call's `gen_ai` span is a child of the span that is current when `call` runs: here
+    // `ask`, entered just for the call (inside an `#[instrument]`ed function it is the
+    // function's span, with no extra code).
+    let ask = tracing::info_span!("ask");
+    let ready = client.ready().await?;
+    let response = ask.in_scope(|| ready.call(request)).await?;
 
     // Read the stream as any client would. The layers only watch the frames go by: the bytes,
     // their boundaries and their timing are those the server sent. A call is recorded when its
