@@ -40,6 +40,8 @@ pub(crate) struct Observer {
     pub(crate) captured_headers: Vec<(HeaderName, String)>,
     /// Whether outgoing requests get the call's `traceparent`.
     pub(crate) propagate_trace_context: bool,
+    /// `server.address` of every call, instead of the request's URI or `Host` header.
+    pub(crate) server_address: Option<String>,
     pub(crate) dispatcher: Dispatcher,
 }
 
@@ -52,11 +54,14 @@ impl Observer {
         headers: &HeaderMap,
         extensions: &Extensions,
     ) -> InFlightCall {
-        let server_address = uri.host().map(str::to_owned).or_else(|| {
-            let host = headers.get(http::header::HOST)?.to_str().ok()?;
-            let authority: http::uri::Authority = host.parse().ok()?;
-            Some(authority.host().to_owned())
-        });
+        let server_address = match &self.server_address {
+            Some(configured) => Some(configured.clone()),
+            None => uri.host().map(str::to_owned).or_else(|| {
+                let host = headers.get(http::header::HOST)?.to_str().ok()?;
+                let authority: http::uri::Authority = host.parse().ok()?;
+                Some(authority.host().to_owned())
+            }),
+        };
         let started = Instant::now();
         let started_wall = OffsetDateTime::now_utc();
         let span = span::open(endpoint, &self.provider, server_address.as_deref());

@@ -84,6 +84,7 @@ pub struct LlmObservabilityLayerBuilder {
     sinks: Vec<SinkPlan>,
     processors: Vec<Arc<dyn Processor>>,
     propagate_trace_context: bool,
+    server_address: Option<String>,
     matcher: Option<EndpointMatcher>,
     provider: Option<String>,
     request_limit: Option<usize>,
@@ -158,6 +159,14 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
+    /// `server.address` recorded for every call (e.g. the upstream a proxy forwards to).
+    /// Without it, a call records the host of the request's URI (client side), or else of its
+    /// `Host` header — a value the client chose (server side).
+    pub fn server_address(mut self, host: impl Into<String>) -> Self {
+        self.server_address = Some(host.into());
+        self
+    }
+
     /// Request bytes kept for decoding (default [`DEFAULT_REQUEST_CAPTURE_LIMIT`]). Larger
     /// bodies still flow; the payload says `truncated`.
     pub fn request_capture_limit(mut self, bytes: usize) -> Self {
@@ -211,6 +220,7 @@ impl LlmObservabilityLayerBuilder {
                     .unwrap_or(DEFAULT_RESPONSE_CAPTURE_LIMIT),
                 captured_headers,
                 propagate_trace_context: self.propagate_trace_context,
+                server_address: self.server_address,
                 dispatcher,
             }),
         })

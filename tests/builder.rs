@@ -62,3 +62,33 @@ fn an_invalid_captured_header_is_a_build_error() {
         "\"x user id\" is not a valid header name"
     );
 }
+
+#[tokio::test]
+async fn a_configured_server_address_wins_over_the_clients_host_header() {
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .sink(memory.clone())
+        .server_address("api.openai.com")
+        .build()
+        .expect("valid");
+    let service = ServiceBuilder::new().layer(layer.clone()).service_fn(
+        |request: Request<RequestBody<Full<Bytes>>>| async {
+            request.into_body().collect().await?;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+        },
+    );
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "attacker.example")
+        .body(Full::new(Bytes::from_static(br#"{"model":"m"}"#)))
+        .expect("valid");
+    service
+        .oneshot(request)
+        .await
+        .expect("served")
+        .into_body()
+        .collect()
+        .await
+        .expect("body");
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls[0].server_address.as_deref(), Some("api.openai.com"));
+}
