@@ -10,7 +10,7 @@ use super::endpoint::Endpoint;
 use super::response::{decode_json_response, ResponseSummary};
 use super::sse::SseParser;
 use crate::capture::BytesCapture;
-use crate::decompress::Decompressor;
+use crate::decompress::{DecompressError, Decompressor};
 
 /// What the decoder made of a whole response body.
 #[derive(Debug, Default)]
@@ -48,7 +48,11 @@ pub(crate) struct ResponseDecoder {
     state: State,
     /// Undoes `Content-Encoding` before decoding (the wire keeps the compressed bytes).
     decompressor: Option<Decompressor>,
+    /// Decompression failed: nothing after that point is decoded (the bytes that follow are
+    /// still compressed, or corrupt; they are never read as text).
     decompress_error: Option<String>,
+    /// The failure was the expansion limit: the record is cut short, not wrong.
+    decompress_truncated: bool,
 }
 
 impl ResponseDecoder {
@@ -83,6 +87,7 @@ impl ResponseDecoder {
             state,
             decompressor,
             decompress_error: None,
+            decompress_truncated: false,
         }
     }
 
@@ -96,6 +101,9 @@ impl ResponseDecoder {
     /// Feeds one data frame as it came over the wire; returns whether it carried stream content
     /// (the caller keeps the first time it sees `true`).
     pub(crate) fn feed(&mut self, frame: &Bytes) -> bool {
+        if self.decompress_error.is_some() {
+            return false;
+        }
         let Some(decompressor) = &mut self.decompressor else {
             return self.feed_plain(frame);
         };
@@ -110,6 +118,7 @@ impl ResponseDecoder {
 
     fn stop_decompressing(&mut self, error: crate::decompress::DecompressError) {
         self.decompressor = None;
+        self.decompress_truncated = matches!(error, DecompressError::TooLarge(_));
         self.decompress_error = Some(format!(
             "{error}; decoding stopped there (the bytes were passed through untouched)"
         ));
@@ -175,7 +184,9 @@ impl ResponseDecoder {
             }
         }
         let decompress_error = self.decompress_error.take();
+        let decompress_truncated = self.decompress_truncated;
         let mut decoded = self.decode();
+        decoded.truncated |= decompress_truncated;
         if let Some(error) = decompress_error {
             decoded.error = Some(match decoded.error {
                 Some(other) => format!("{error}; {other}"),
@@ -207,6 +218,7 @@ impl ResponseDecoder {
                     state: Self::sse_state(self.endpoint, self.limit),
                     decompressor: None,
                     decompress_error: None,
+                    decompress_truncated: false,
                 };
                 for part in capture.parts() {
                     stream.feed_plain(part);
@@ -338,6 +350,64 @@ mod tests {
 
     const STREAM: &str =
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+
+    const FORGED: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"FORGED\"}}]}\n\n";
+
+    fn gzip(text: &[u8]) -> Bytes {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(text).expect("in memory");
+        Bytes::from(encoder.finish().expect("in memory"))
+    }
+
+    fn gzip_sse(limit: usize) -> ResponseDecoder {
+        let mut headers = headers(Some("text/event-stream"));
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        ResponseDecoder::new(Endpoint::ChatCompletions, &headers, limit)
+    }
+
+    fn content_of(decoded: &DecodedResponse) -> String {
+        decoded
+            .summary
+            .response
+            .as_ref()
+            .map(|r| r.text().to_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn bytes_after_a_corrupt_gzip_stream_are_never_read_as_text() {
+        let mut decoder = gzip_sse(1 << 20);
+        let first = gzip(STREAM.split("data: [DONE]").next().unwrap_or("").as_bytes());
+        // A gzip member cut short, then plain text that would decode as an event.
+        decoder.feed(&first.slice(..first.len() - 8));
+        decoder.feed(&Bytes::from_static(b"\x00\xffnot gzip at all"));
+        decoder.feed(&Bytes::from_static(FORGED.as_bytes()));
+        let decoded = decoder.finish();
+        assert!(!content_of(&decoded).contains("FORGED"), "{decoded:?}");
+        let error = decoded.error.as_deref().unwrap_or("");
+        assert!(error.contains("decoding stopped there"), "{error}");
+        assert!(!decoded.truncated);
+    }
+
+    #[test]
+    fn a_frame_past_the_expansion_limit_ends_decoding_and_marks_truncated() {
+        let mut decoder = gzip_sse(256);
+        let big = format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n",
+            "x".repeat(4096)
+        );
+        decoder.feed(&gzip(big.as_bytes()));
+        decoder.feed(&Bytes::from_static(FORGED.as_bytes()));
+        let decoded = decoder.finish();
+        assert!(!content_of(&decoded).contains("FORGED"), "{decoded:?}");
+        assert!(decoded.truncated);
+        assert!(decoded
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("expands past the capture limit")));
+    }
 
     #[test]
     fn sniffs_an_event_stream_without_content_type() {
