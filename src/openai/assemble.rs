@@ -6,12 +6,12 @@
 //! with the raw stream.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::endpoint::Endpoint;
-use super::response::{
-    error_from_value, responses_finish_reason, usage_from_value, ResponseSummary,
-};
+use super::indexed::{Indexed, Keyed};
+use super::response::{decode_json_response, error_from_value, usage_from_value, ResponseSummary};
 use super::sse::SseEvent;
 use super::wire::{read_json, Text};
 use crate::json::Json;
@@ -42,7 +42,8 @@ pub(crate) struct StreamAssembler {
 }
 
 impl StreamAssembler {
-    /// An assembler for `endpoint` that keeps at most `max_content` bytes of assembled text.
+    /// An assembler for `endpoint` that keeps at most `max_content` bytes of assembled text,
+    /// and about an eighth of that (at least 64 KiB) of everything else it keeps.
     pub(crate) fn new(endpoint: Endpoint, max_content: usize) -> Self {
         StreamAssembler {
             endpoint,
@@ -52,10 +53,7 @@ impl StreamAssembler {
             ended: false,
             decode_failures: 0,
             first_decode_error: None,
-            budget: ContentBudget {
-                left: max_content,
-                exceeded: false,
-            },
+            budget: ContentBudget::new(max_content),
         }
     }
 
@@ -122,21 +120,82 @@ impl StreamAssembler {
     }
 }
 
-/// Limit on assembled bytes: past it, deltas are dropped and the payload marked truncated.
+/// What a stream may keep: assembled text (`content`), and everything else — per-index state,
+/// ids, roles, finish reasons, output items, usage (`state`). Past either, nothing more is kept
+/// anywhere, so the record is a clean prefix of the stream, marked truncated.
 #[derive(Debug)]
 struct ContentBudget {
-    left: usize,
+    content: usize,
+    state: usize,
     exceeded: bool,
 }
 
+/// What keeping one choice, tool call or output item costs, beyond its strings.
+const ENTRY_COST: usize = 256;
+/// The largest `usage` or `error` value kept (they are replaced, not accumulated).
+const SMALL_VALUE: usize = 64 << 10;
+
 impl ContentBudget {
-    fn append(&mut self, target: &mut String, delta: &str) {
-        if delta.len() <= self.left {
-            self.left -= delta.len();
-            target.push_str(delta);
-        } else {
-            self.exceeded = true;
+    fn new(max_content: usize) -> Self {
+        ContentBudget {
+            content: max_content,
+            state: (max_content / 8).max(64 << 10),
+            exceeded: false,
         }
+    }
+
+    /// Appends `delta`, or as much of it as fits (cut at a character boundary).
+    fn append(&mut self, target: &mut String, delta: &str) {
+        if self.exceeded {
+            return;
+        }
+        if delta.len() <= self.content {
+            self.content -= delta.len();
+            target.push_str(delta);
+            return;
+        }
+        let mut cut = self.content;
+        while !delta.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        target.push_str(&delta[..cut]);
+        self.content = 0;
+        self.exceeded = true;
+    }
+
+    /// Charges `bytes` of kept state; `false` (and nothing more is kept) when they do not fit.
+    fn charge(&mut self, bytes: usize) -> bool {
+        if self.exceeded {
+            return false;
+        }
+        if bytes <= self.state {
+            self.state -= bytes;
+            return true;
+        }
+        self.state = 0;
+        self.exceeded = true;
+        false
+    }
+
+    /// Sets `slot` to `value` if it is empty and `value` is not, within the budget.
+    fn set_if_empty(&mut self, slot: &mut Option<String>, value: Option<Text<'_>>) {
+        if slot.is_none() {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                if self.charge(value.len()) {
+                    *slot = Some(value.into_owned());
+                }
+            }
+        }
+    }
+
+    /// A copy of a value that is replaced rather than accumulated (usage, an error), if it is
+    /// small; a larger one is not kept, and the record says truncated.
+    fn small_value(&mut self, raw: &RawValue) -> Option<Box<RawValue>> {
+        if raw.get().len() <= SMALL_VALUE {
+            return Some(raw.to_owned());
+        }
+        self.exceeded = true;
+        None
     }
 }
 
@@ -160,10 +219,10 @@ struct ChatChunk<'a> {
     #[serde(default, borrow)]
     choices: Option<Few<ChunkChoice<'a>>>,
     /// Kept as sent (it comes once per stream), so fields we do not model survive.
-    #[serde(default)]
-    usage: Option<Value>,
-    #[serde(default)]
-    error: Option<Value>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -220,9 +279,9 @@ struct ChatAssembly {
     model: Option<String>,
     created: Option<i64>,
     system_fingerprint: Option<String>,
-    choices: Vec<ChoiceState>,
-    usage: Option<Value>,
-    error: Option<Value>,
+    choices: Indexed<ChoiceState>,
+    usage: Option<Box<RawValue>>,
+    error: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Default)]
@@ -233,8 +292,14 @@ struct ChoiceState {
     refusal: Option<String>,
     reasoning: Option<String>,
     text: Option<String>,
-    tool_calls: Vec<ToolCallState>,
+    tool_calls: Indexed<ToolCallState>,
     finish_reason: Option<String>,
+}
+
+impl Keyed for ChoiceState {
+    fn key(&self) -> u32 {
+        self.index
+    }
 }
 
 #[derive(Debug, Default)]
@@ -246,26 +311,9 @@ struct ToolCallState {
     arguments: String,
 }
 
-/// The entry with `key` in a vector kept sorted by key, inserted by `make` when missing.
-/// Entries are few (choices, tool calls, output items) and arrive in order: a scan beats a map.
-fn entry_by_key<T>(
-    items: &mut Vec<T>,
-    key: u32,
-    key_of: fn(&T) -> u32,
-    make: impl FnOnce() -> T,
-) -> &mut T {
-    let at = items.partition_point(|item| key_of(item) < key);
-    if items.get(at).map(key_of) != Some(key) {
-        items.insert(at, make());
-    }
-    &mut items[at]
-}
-
-fn set_if_empty(slot: &mut Option<String>, value: Option<Text<'_>>) {
-    if slot.is_none() {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            *slot = Some(v.into_owned());
-        }
+impl Keyed for ToolCallState {
+    fn key(&self) -> u32 {
+        self.index
     }
 }
 
@@ -277,29 +325,36 @@ impl ChatAssembly {
     /// Returns whether the chunk carried content.
     fn push(&mut self, data: &[u8], budget: &mut ContentBudget) -> Result<bool, serde_json::Error> {
         let chunk: ChatChunk<'_> = read_json(data)?;
-        set_if_empty(&mut self.id, chunk.id);
-        set_if_empty(&mut self.model, chunk.model);
-        set_if_empty(&mut self.system_fingerprint, chunk.system_fingerprint);
+        budget.set_if_empty(&mut self.id, chunk.id);
+        budget.set_if_empty(&mut self.model, chunk.model);
+        budget.set_if_empty(&mut self.system_fingerprint, chunk.system_fingerprint);
         if self.created.is_none() {
             self.created = chunk.created.filter(|c| *c != 0);
         }
         if let Some(usage) = chunk.usage {
-            self.usage = Some(usage);
+            self.usage = budget.small_value(usage);
         }
-        if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
-            self.error = Some(error);
+        if let Some(error) = chunk.error.filter(|e| e.get() != "null") {
+            self.error = budget.small_value(error);
         }
         let mut content = false;
         for choice in chunk.choices.into_iter().flatten() {
-            let state = self.choice(choice.index);
+            let Some(state) = self.choices.entry(
+                choice.index,
+                || budget.charge(ENTRY_COST),
+                || ChoiceState {
+                    index: choice.index,
+                    ..ChoiceState::default()
+                },
+            ) else {
+                continue;
+            };
             if let Some(text) = choice.text {
                 content |= !text.is_empty();
                 append_opt(budget, &mut state.text, &text);
             }
             if let Some(delta) = choice.delta {
-                if state.role.is_none() {
-                    state.role = delta.role.map(|role| role.into_owned());
-                }
+                budget.set_if_empty(&mut state.role, delta.role);
                 if let Some(text) = delta.content {
                     content |= !text.is_empty();
                     append_opt(budget, &mut state.content, &text);
@@ -314,17 +369,18 @@ impl ChatAssembly {
                 }
                 for call in delta.tool_calls.into_iter().flatten() {
                     content = true;
-                    let slot = entry_by_key(
-                        &mut state.tool_calls,
+                    let Some(slot) = state.tool_calls.entry(
                         call.index,
-                        |t| t.index,
+                        || budget.charge(ENTRY_COST),
                         || ToolCallState {
                             index: call.index,
                             ..ToolCallState::default()
                         },
-                    );
-                    set_if_empty(&mut slot.id, call.id);
-                    set_if_empty(&mut slot.kind, call.kind);
+                    ) else {
+                        continue;
+                    };
+                    budget.set_if_empty(&mut slot.id, call.id);
+                    budget.set_if_empty(&mut slot.kind, call.kind);
                     if let Some(function) = call.function {
                         if let Some(name) = function.name {
                             budget.append(&mut slot.name, &name);
@@ -336,42 +392,33 @@ impl ChatAssembly {
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                state.finish_reason = Some(reason.into_owned());
+                if state.finish_reason.as_deref() != Some(&*reason) && budget.charge(reason.len()) {
+                    state.finish_reason = Some(reason.into_owned());
+                }
             }
         }
         Ok(content)
-    }
-
-    fn choice(&mut self, index: u32) -> &mut ChoiceState {
-        entry_by_key(
-            &mut self.choices,
-            index,
-            |c| c.index,
-            || ChoiceState {
-                index,
-                ..ChoiceState::default()
-            },
-        )
     }
 
     /// The response in `chat.completion` (or `text_completion`) shape. The assembled strings
     /// are moved into it, not copied: a long answer is held once.
     fn into_summary(self, endpoint: Endpoint) -> ResponseSummary {
         let legacy = endpoint == Endpoint::Completions;
+        let usage = self.usage.as_deref().and_then(small_tree);
+        let error = self.error.as_deref().and_then(small_tree);
+        let choices = self.choices.into_sorted();
         let summary = ResponseSummary {
             response: None,
-            usage: self.usage.as_ref().and_then(usage_from_value),
-            finish_reasons: self
-                .choices
+            usage: usage.as_ref().and_then(usage_from_value),
+            finish_reasons: choices
                 .iter()
                 .filter_map(|c| c.finish_reason.clone())
                 .collect(),
-            error: self.error.as_ref().and_then(error_from_value),
+            error: error.as_ref().and_then(error_from_value),
             model: self.model.clone(),
             id: self.id.clone(),
         };
-        let choices = self
-            .choices
+        let choices = choices
             .into_iter()
             .map(|choice| choice.into_value(legacy))
             .collect();
@@ -389,10 +436,10 @@ impl ChatAssembly {
         if let Some(fingerprint) = self.system_fingerprint {
             response.insert("system_fingerprint".into(), fingerprint.into());
         }
-        if let Some(usage) = self.usage {
+        if let Some(usage) = usage {
             response.insert("usage".into(), usage);
         }
-        if let Some(error) = self.error {
+        if let Some(error) = error {
             response.insert("error".into(), error);
         }
         ResponseSummary {
@@ -425,8 +472,9 @@ impl ChoiceState {
             message.insert("reasoning_content".into(), fitted(reasoning).into());
         }
         if !self.tool_calls.is_empty() {
-            let calls = self.tool_calls.into_iter().map(ToolCallState::into_value);
-            message.insert("tool_calls".into(), Value::Array(calls.collect()));
+            let calls = self.tool_calls.into_sorted().into_iter();
+            let calls = calls.map(ToolCallState::into_value).collect();
+            message.insert("tool_calls".into(), Value::Array(calls));
         }
         choice.insert("message".into(), Value::Object(message));
         Value::Object(choice)
@@ -453,6 +501,11 @@ fn fitted(mut text: String) -> String {
     text
 }
 
+/// A kept value as a tree (kept values are small: see [`ContentBudget::small_value`]).
+fn small_tree(raw: &RawValue) -> Option<Value> {
+    serde_json::from_str(raw.get()).ok()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Responses API events
 
@@ -460,39 +513,54 @@ fn fitted(mut text: String) -> String {
 struct ResponsesEvent<'a> {
     #[serde(rename = "type", borrow)]
     kind: Text<'a>,
-    #[serde(default)]
-    response: Option<Value>,
+    #[serde(default, borrow)]
+    response: Option<&'a RawValue>,
     #[serde(default)]
     output_index: Option<u32>,
     #[serde(default, borrow)]
     delta: Option<Text<'a>>,
-    #[serde(default)]
-    item: Option<Value>,
-    #[serde(default)]
-    code: Option<Value>,
-    #[serde(default)]
-    message: Option<Value>,
-    #[serde(default)]
-    error: Option<Value>,
+    #[serde(default, borrow)]
+    item: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    code: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Default)]
 struct ResponsesAssembly {
-    /// Latest full response object (`response.created` ... `response.completed`).
-    response: Option<Value>,
+    /// Latest full response object (`response.created` ... `response.completed`), as sent:
+    /// it is replaced by each, and read only at the end.
+    response: Option<Box<RawValue>>,
     /// A terminal event (`completed`, `failed`, `incomplete`) delivered the final response.
     terminal: bool,
-    items: Vec<OutputItemState>,
+    items: Indexed<OutputItemState>,
     error: Option<Value>,
 }
 
 #[derive(Debug, Default)]
 struct OutputItemState {
     output_index: u32,
-    item: Option<Value>,
+    item: Option<Box<RawValue>>,
     text: String,
     arguments: String,
     done: bool,
+}
+
+impl Keyed for OutputItemState {
+    fn key(&self) -> u32 {
+        self.output_index
+    }
+}
+
+/// The largest in-progress response object that a cut-short stream's record is built on.
+const PARTIAL_RESPONSE_LIMIT: usize = 1 << 20;
+
+/// A JSON value's text is not `null`.
+fn not_null(raw: &&RawValue) -> bool {
+    raw.get() != "null"
 }
 
 impl ResponsesAssembly {
@@ -505,33 +573,53 @@ impl ResponsesAssembly {
         let kind: &str = &parsed.kind;
         match kind {
             "response.created" | "response.in_progress" | "response.queued" if !self.terminal => {
-                self.response = parsed.response.or(self.response.take());
+                if let Some(response) = parsed.response {
+                    // Replaced, not accumulated: bounded by the longest event.
+                    self.response = Some(response.to_owned());
+                }
             }
             "response.completed" | "response.failed" | "response.incomplete" => {
                 if let Some(response) = parsed.response {
-                    if let Some(error) = response.get("error").filter(|e| !e.is_null()) {
-                        self.error = Some(error.clone());
-                    }
-                    self.response = Some(response);
+                    self.response = Some(response.to_owned());
                     self.terminal = true;
                 }
             }
             "error" => {
-                self.error = Some(parsed.error.unwrap_or_else(
-                    || json!({"type": "error", "code": parsed.code, "message": parsed.message}),
-                ));
+                let mut small = |raw: Option<&RawValue>| {
+                    raw.filter(not_null)
+                        .and_then(|raw| budget.small_value(raw))
+                        .and_then(|raw| small_tree(&raw))
+                };
+                let error = match parsed.error.filter(not_null) {
+                    Some(error) => small(Some(error)),
+                    None => Some(json!({
+                        "type": "error",
+                        "code": small(parsed.code),
+                        "message": small(parsed.message),
+                    })),
+                };
+                self.error = error.or(self.error.take());
             }
             "response.output_item.added" | "response.output_item.done" => {
                 let done = kind.ends_with("done");
-                let state = self.item(parsed.output_index.unwrap_or(0));
-                state.item = parsed.item.or(state.item.take());
+                let Some(state) = self.item(parsed.output_index.unwrap_or(0), budget) else {
+                    return Ok(false);
+                };
+                if let Some(item) = parsed.item {
+                    // Replacing an item charges the new one whole: a bound, not an account.
+                    if budget.charge(item.get().len()) {
+                        state.item = Some(item.to_owned());
+                    }
+                }
                 state.done |= done;
             }
             _ if kind.ends_with(".delta") => {
                 let Some(delta) = parsed.delta else {
                     return Ok(false);
                 };
-                let state = self.item(parsed.output_index.unwrap_or(0));
+                let Some(state) = self.item(parsed.output_index.unwrap_or(0), budget) else {
+                    return Ok(!delta.is_empty());
+                };
                 match kind {
                     "response.output_text.delta" | "response.refusal.delta" => {
                         budget.append(&mut state.text, &delta)
@@ -548,11 +636,14 @@ impl ResponsesAssembly {
         Ok(false)
     }
 
-    fn item(&mut self, output_index: u32) -> &mut OutputItemState {
-        entry_by_key(
-            &mut self.items,
+    fn item(
+        &mut self,
+        output_index: u32,
+        budget: &mut ContentBudget,
+    ) -> Option<&mut OutputItemState> {
+        self.items.entry(
             output_index,
-            |i| i.output_index,
+            || budget.charge(ENTRY_COST),
             || OutputItemState {
                 output_index,
                 ..OutputItemState::default()
@@ -561,11 +652,16 @@ impl ResponsesAssembly {
     }
 
     /// Output items rebuilt from deltas, for a stream that ended before its final response.
-    fn into_partial_output(items: Vec<OutputItemState>) -> Vec<Value> {
+    fn into_partial_output(items: Indexed<OutputItemState>) -> Vec<Value> {
         items
+            .into_sorted()
             .into_iter()
             .map(|state| {
-                let mut item = state.item.unwrap_or_else(|| Value::Object(Map::new()));
+                let mut item = state
+                    .item
+                    .as_deref()
+                    .and_then(small_tree)
+                    .unwrap_or_else(|| Value::Object(Map::new()));
                 if !state.done {
                     if let Some(fields) = item.as_object_mut() {
                         match fields.get("type").and_then(Value::as_str) {
@@ -592,19 +688,33 @@ impl ResponsesAssembly {
     }
 
     fn into_summary(self) -> ResponseSummary {
+        let stream_error = self.error.as_ref().and_then(error_from_value);
+        // The final response is read as a non-streamed body is: kept as text, no tree.
+        if let (true, Some(response)) = (self.terminal, &self.response) {
+            let mut summary = decode_json_response(Endpoint::Responses, response.get().as_bytes())
+                .unwrap_or_default();
+            // The final response's own error, else one the stream reported.
+            summary.error = summary.error.or(stream_error);
+            return summary;
+        }
         let mut summary = ResponseSummary::default();
-        let mut response = match self.response {
-            Some(response) => response,
+        let mut response = match self.response.as_deref() {
+            // A tree is made of it: only of one of bounded size.
+            Some(response) if response.get().len() <= PARTIAL_RESPONSE_LIMIT => {
+                decode_json_response(Endpoint::Responses, response.get().as_bytes())
+                    .ok()
+                    .and_then(|s| s.response)
+                    .map(Json::into_value)
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({"object": "response"}))
+            }
+            Some(_) => json!({"object": "response"}),
             None if self.items.is_empty() && self.error.is_none() => return summary,
             None => json!({"object": "response"}),
         };
         if let Some(fields) = response.as_object_mut() {
-            if !self.terminal {
-                let output = Self::into_partial_output(self.items);
-                fields.insert("output".into(), Value::Array(output));
-            } else {
-                summary.finish_reasons = responses_finish_reason(fields).into_iter().collect();
-            }
+            let output = Self::into_partial_output(self.items);
+            fields.insert("output".into(), Value::Array(output));
             summary.usage = fields.get("usage").and_then(usage_from_value);
             summary.model = fields
                 .get("model")
@@ -612,7 +722,7 @@ impl ResponsesAssembly {
                 .map(str::to_owned);
             summary.id = fields.get("id").and_then(Value::as_str).map(str::to_owned);
         }
-        summary.error = self.error.as_ref().and_then(error_from_value);
+        summary.error = stream_error;
         summary.response = Some(Json::from(response));
         summary
     }
@@ -621,6 +731,7 @@ impl ResponsesAssembly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn assemble(endpoint: Endpoint, events: &[&str]) -> (ResponseSummary, Vec<EventEffect>) {
         let mut assembler = StreamAssembler::new(endpoint, 1 << 20);
@@ -737,22 +848,100 @@ mod tests {
         assert_eq!(effects[1], EventEffect::Undecodable);
     }
 
-    #[test]
-    fn content_past_the_budget_is_cut_and_flagged() {
-        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 4);
-        for data in [
-            r#"{"choices":[{"index":0,"delta":{"content":"abc"}}]}"#,
-            r#"{"choices":[{"index":0,"delta":{"content":"def"}}]}"#,
-        ] {
+    fn push_all(assembler: &mut StreamAssembler, events: &[String]) {
+        for data in events {
             assembler.push(SseEvent {
                 event: b"",
                 data: data.as_bytes(),
             });
         }
+    }
+
+    fn content_event(text: &str) -> String {
+        json!({"choices": [{"index": 0, "delta": {"content": text}}]}).to_string()
+    }
+
+    #[test]
+    fn content_past_the_budget_is_a_clean_prefix() {
+        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 10);
+        // 6 bytes fit; of the next 6 only 4 do; nothing after that, not even what would fit.
+        let events = ["abcdef", "ghijkl", "m", "é"].map(content_event);
+        push_all(&mut assembler, &events);
         assert!(assembler.truncated());
+        let response = assembler.into_summary().response.unwrap();
+        assert_eq!(response["choices"][0]["message"]["content"], "abcdefghij");
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 4);
+        push_all(
+            &mut assembler,
+            &["aéé".to_owned()].map(|t| content_event(&t)),
+        );
+        let response = assembler.into_summary().response.unwrap();
+        assert_eq!(response["choices"][0]["message"]["content"], "aé");
+    }
+
+    #[test]
+    fn descending_indices_cost_linear_time_and_stay_within_the_state_budget() {
+        let choices: Vec<Value> = (0..20_000u32)
+            .rev()
+            .map(|i| json!({"index": i, "delta": {"content": "x"}, "finish_reason": "stop"}))
+            .collect();
+        let event = json!({"id": "c", "model": "m", "choices": choices}).to_string();
+        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 1 << 20);
+        push_all(&mut assembler, &[event]);
+        assert!(
+            assembler.truncated(),
+            "20k choices do not fit 128 KiB of state"
+        );
+        let summary = assembler.into_summary();
+        let response = summary.response.unwrap();
+        let kept = response["choices"].as_array().unwrap();
+        assert!(!kept.is_empty() && kept.len() < 1000, "{}", kept.len());
+        let indices: Vec<u64> = kept.iter().map(|c| c["index"].as_u64().unwrap()).collect();
+        assert!(indices.windows(2).all(|w| w[0] < w[1]), "in index order");
+        assert_eq!(summary.finish_reasons.len(), kept.len());
+    }
+
+    #[test]
+    fn long_finish_reasons_ids_and_roles_are_charged() {
+        let huge = "r".repeat(40 << 10);
+        let events: Vec<String> = (0..10u32)
+            .map(|i| {
+                json!({"id": huge, "choices": [{"index": i, "delta": {"role": huge}, "finish_reason": huge}]})
+                    .to_string()
+            })
+            .collect();
+        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 256 << 10);
+        push_all(&mut assembler, &events);
+        assert!(assembler.truncated());
+        let summary = assembler.into_summary();
+        let kept: usize = summary
+            .finish_reasons
+            .iter()
+            .map(String::len)
+            .sum::<usize>()
+            + summary.id.map_or(0, |id| id.len());
+        assert!(kept <= 64 << 10, "{kept}");
+    }
+
+    #[test]
+    fn a_huge_usage_value_is_not_kept() {
+        let zeros = vec![0; 100_000];
+        let events = [
+            content_event("hi"),
+            json!({"choices": [], "usage": {"prompt_tokens": 1, "extra": zeros}}).to_string(),
+        ];
+        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 1 << 20);
+        push_all(&mut assembler, &events);
+        assert!(assembler.truncated());
+        let summary = assembler.into_summary();
+        assert!(summary.usage.is_none());
         assert_eq!(
-            assembler.into_summary().response.unwrap()["choices"][0]["message"]["content"],
-            "abc"
+            summary.response.unwrap()["choices"][0]["message"]["content"],
+            "hi"
         );
     }
 }

@@ -130,10 +130,135 @@ pub(crate) fn decode_json_response(
             }
         }
     }
+    if body.len() > TREE_LIMIT {
+        return decode_without_tree(endpoint, body);
+    }
     let mut value: Value = serde_json::from_slice(body)?;
     let mut summary = summarise_response_value(endpoint, &mut value);
     summary.response = Some(Json::from(value));
     Ok(summary)
+}
+
+/// A body larger than this that is not a well-formed response object is not read into a
+/// `Value` tree: a tree takes up to ~16 times the text (`[0,0,...]`), so it is kept as text.
+const TREE_LIMIT: usize = 1 << 20;
+
+/// The largest `usage` or `error` value read into a tree out of a large body.
+const SMALL_VALUE: usize = 64 << 10;
+
+/// Decodes a large body without a `Value` tree: embeddings keep their items without vectors;
+/// anything else is kept as (compact) text, summarised from its top-level fields.
+fn decode_without_tree(
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<ResponseSummary, serde_json::Error> {
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text.trim_matches([' ', '\t', '\n', '\r']),
+        // Invalid UTF-8: say why as serde_json does.
+        Err(_) => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body)?;
+            return Ok(ResponseSummary::default());
+        }
+    };
+    if endpoint == Endpoint::Embeddings {
+        if let Ok(wire) = serde_json::from_str::<WireEmbeddings<'_>>(text) {
+            return Ok(wire.summary());
+        }
+    }
+    let top: TopLevel<'_> = match text.starts_with('{') {
+        true => serde_json::from_str(text).unwrap_or_default(),
+        false => {
+            // Checks that the body is JSON at all, without building it.
+            serde_json::from_str::<serde::de::IgnoredAny>(text)?;
+            TopLevel::default()
+        }
+    };
+    let mut summary = ResponseSummary {
+        usage: top.usage.and_then(usage_from_raw),
+        error: top
+            .error
+            .filter(|e| e.get() != "null" && e.get().len() <= SMALL_VALUE)
+            .and_then(|e| serde_json::from_str::<Value>(e.get()).ok())
+            .and_then(|e| error_from_value(&e)),
+        model: top.model.and_then(raw_string),
+        id: top.id.and_then(raw_string),
+        ..ResponseSummary::default()
+    };
+    summary.response = Some(Json::from_valid_text(text));
+    Ok(summary)
+}
+
+/// The top-level fields of any JSON object, read leniently (anything else is skipped).
+#[derive(Default, Deserialize)]
+struct TopLevel<'a> {
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+/// A non-empty JSON string's value.
+fn raw_string(raw: &RawValue) -> Option<String> {
+    serde_json::from_str::<String>(raw.get())
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// An embeddings response, its vectors skipped without being built.
+#[derive(Deserialize)]
+struct WireEmbeddings<'a> {
+    #[serde(default, borrow)]
+    object: Option<Text<'a>>,
+    data: Vec<Object<WireEmbedding<'a>>>,
+    #[serde(default, borrow)]
+    model: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireEmbedding<'a> {
+    #[serde(default, borrow)]
+    object: Option<Text<'a>>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    embedding: serde::de::IgnoredAny,
+}
+
+impl WireEmbeddings<'_> {
+    fn summary(&self) -> ResponseSummary {
+        let data = self
+            .data
+            .iter()
+            .map(|item| {
+                serde_json::json!({"object": item.0.object.as_deref(), "index": item.0.index})
+            })
+            .collect();
+        let usage = self
+            .usage
+            .filter(|u| u.get().len() <= SMALL_VALUE)
+            .and_then(|u| serde_json::from_str::<Value>(u.get()).ok());
+        let model = self
+            .model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
+        let response = serde_json::json!({
+            "object": self.object.as_deref(), "data": Value::Array(data), "model": model, "usage": usage
+        });
+        ResponseSummary {
+            usage: self.usage.and_then(usage_from_raw),
+            model,
+            response: Some(Json::from(response)),
+            ..ResponseSummary::default()
+        }
+    }
 }
 
 /// What a summary needs from a response object, borrowed. Reading fails on any field of an
