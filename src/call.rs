@@ -5,6 +5,7 @@
 //! It ends exactly once: [`InFlightCall::finish`] takes `self`, and a call dropped without being
 //! finished (a future or body dropped early, whoever held it) finishes itself as `cancelled`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,8 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use crate::call_id::CallId;
+use crate::json::Json;
+use crate::scrub::Secrets;
 use crate::capture::BytesCapture;
 use crate::genai;
 use crate::metadata::CallMetadata;
@@ -85,6 +88,7 @@ impl Observer {
             started_wall,
             server_address,
             metadata,
+            secrets: Secrets::from_headers(headers, self.captured_headers.iter().map(|(h, _)| h)),
             request: RequestState::Unknown,
             http_status: None,
             response_head: None,
@@ -135,6 +139,8 @@ pub(crate) struct InFlightCall {
     started_wall: OffsetDateTime,
     server_address: Option<String>,
     metadata: Map<String, Value>,
+    /// Header values an error message must not repeat.
+    secrets: Secrets,
     request: RequestState,
     http_status: Option<u16>,
     response_head: Option<Instant>,
@@ -246,7 +252,7 @@ impl InFlightCall {
         let (status, error) = outcome(&ending, self.http_status, &decoded);
         let duration = ended.duration_since(self.started);
         let since_start = |at: Instant| milliseconds(at.duration_since(self.started));
-        let call = LlmCall {
+        let mut call = LlmCall {
             schema_version: SCHEMA_VERSION,
             id: self.id.as_str().to_owned(),
             trace: *self.id.trace(),
@@ -276,6 +282,9 @@ impl InFlightCall {
             processing_errors: Vec::new(),
             metadata: std::mem::take(&mut self.metadata),
         };
+        if call.status != CallStatus::Success {
+            scrub_credentials(&mut call, &self.secrets);
+        }
         self.span.record_outcome(&call);
         // The span closes here (the request capture dropped its clone when the request ended).
         drop(std::mem::replace(&mut self.span, CallSpan::none()));
@@ -302,6 +311,25 @@ impl InFlightCall {
 impl Drop for InFlightCall {
     fn drop(&mut self) {
         self.complete(Ending::Cancelled);
+    }
+}
+
+/// Removes credentials a failed call's error message or error body may echo (an upstream's
+/// 401 that quotes the key it was sent).
+fn scrub_credentials(call: &mut LlmCall, secrets: &Secrets) {
+    if let Some(message) = call.error.as_mut().and_then(|e| e.message.as_mut()) {
+        if let Cow::Owned(scrubbed) = secrets.scrub(message) {
+            *message = scrubbed;
+        }
+    }
+    let Some(response) = &call.response else {
+        return;
+    };
+    if let Cow::Owned(scrubbed) = secrets.scrub(response.text()) {
+        // Still JSON unless a secret straddled an escape; then the body is not kept.
+        call.response = serde_json::from_str::<&serde_json::value::RawValue>(&scrubbed)
+            .ok()
+            .map(Json::from_raw);
     }
 }
 

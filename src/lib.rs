@@ -84,6 +84,7 @@ mod payload;
 pub mod process;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+mod scrub;
 mod service;
 pub mod sink;
 pub mod span;

@@ -424,3 +424,42 @@ async fn a_body_dropped_after_done_is_a_completed_call() {
     assert_eq!(calls[0].finish_reasons, vec!["stop"]);
     assert!(calls[0].error.is_none());
 }
+
+/// An upstream 401 that echoes the key it was sent: the client gets the body as it was; the
+/// record never holds the key (in the error message or in the kept error body).
+#[tokio::test]
+async fn an_echoed_credential_never_reaches_the_record() {
+    let (layer, memory) = support::memory_layer();
+    let echoed = r#"{"error":{"message":"Incorrect API key provided: gw-key-0123456789abcdef. Also sk-proj-ZYXWVUT98765","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| async move {
+        request.into_body().collect().await?;
+        Ok::<_, std::convert::Infallible>(
+            Response::builder()
+                .status(401)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(echoed.as_bytes())))
+                .unwrap(),
+        )
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let mut request = chat_request(false);
+    request.headers_mut().insert(
+        "authorization",
+        "Bearer gw-key-0123456789abcdef".parse().unwrap(),
+    );
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, echoed.as_bytes(), "the client's bytes are untouched");
+    let calls = support::flushed(&layer, &memory).await;
+    let line = serde_json::to_string(calls[0].as_ref()).unwrap();
+    assert!(!line.contains("0123456789abcdef"), "{line}");
+    assert!(!line.contains("ZYXWVUT98765"), "{line}");
+    assert_eq!(
+        calls[0].error.as_ref().and_then(|e| e.message.as_deref()),
+        Some("Incorrect API key provided: [redacted]. Also sk-[redacted]")
+    );
+    assert_eq!(
+        calls[0].response.as_ref().map(|r| r["error"]["code"].clone()),
+        Some(json!("invalid_api_key"))
+    );
+}

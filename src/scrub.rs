@@ -1,0 +1,161 @@
+//! Credentials out of error messages: an upstream that echoes the API key it was sent (a 401
+//! body, a gateway's error text) must not put that key into the record.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderValue};
+use smallvec::SmallVec;
+
+/// What replaces a credential.
+const REDACTED: &str = "[redacted]";
+
+/// Header values shorter than this are not looked for (`true`, `gzip`, a short id).
+const MIN_SECRET: usize = 12;
+
+/// The values of the request's headers that the record must never repeat: every header value
+/// the layer does not record (and, of an `Authorization`-style value, its token alone).
+#[derive(Debug, Default)]
+pub(crate) struct Secrets(SmallVec<[HeaderValue; 4]>);
+
+impl Secrets {
+    /// The values of `headers` long enough to be credentials, except those of `recorded`
+    /// headers (the application chose to record them).
+    pub(crate) fn from_headers<'a>(
+        headers: &HeaderMap,
+        recorded: impl Iterator<Item = &'a http::HeaderName> + Clone,
+    ) -> Self {
+        let mut secrets = SmallVec::new();
+        for (name, value) in headers {
+            if value.len() >= MIN_SECRET && !recorded.clone().any(|r| r == name) {
+                secrets.push(value.clone());
+            }
+        }
+        Secrets(secrets)
+    }
+
+    /// `text` with every known secret, every `Bearer`/`Basic` credential and every
+    /// `sk-`-shaped key replaced by `[redacted]`.
+    pub(crate) fn scrub<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut text = Cow::Borrowed(text);
+        for value in &self.0 {
+            let Ok(value) = value.to_str() else { continue };
+            for secret in [value, token_of(value)] {
+                if secret.len() >= MIN_SECRET && text.contains(secret) {
+                    text = Cow::Owned(text.replace(secret, REDACTED));
+                }
+            }
+        }
+        match scrub_patterns(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(scrubbed) => Cow::Owned(scrubbed),
+        }
+    }
+}
+
+/// The credential of an `Authorization`-style value (`Bearer X` gives `X`), or the value.
+fn token_of(value: &str) -> &str {
+    match value.split_once(' ') {
+        Some((_scheme, token)) => token.trim(),
+        None => value,
+    }
+}
+
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// Replaces `sk-...` keys (OpenAI, Anthropic, OpenRouter shapes) and the credential after
+/// `Bearer ` or `Basic ` (any case).
+fn scrub_patterns(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let start = credential_start(bytes, at);
+        let Some((prefix_end, _)) = start else {
+            at += 1;
+            continue;
+        };
+        let end = prefix_end
+            + bytes[prefix_end..]
+                .iter()
+                .take_while(|b| is_token_byte(**b))
+                .count();
+        if end - prefix_end < 8 {
+            at = prefix_end;
+            continue;
+        }
+        let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+        out.push_str(&text[copied..prefix_end]);
+        out.push_str(REDACTED);
+        copied = end;
+        at = end;
+    }
+    match out {
+        Some(mut out) => {
+            out.push_str(&text[copied..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// Whether a credential prefix starts at `at` (not inside a longer word): the index just past
+/// the prefix, and the prefix's length.
+fn credential_start(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+    if at > 0 && is_token_byte(bytes[at - 1]) {
+        return None;
+    }
+    let rest = &bytes[at..];
+    for prefix in [&b"sk-"[..], b"bearer ", b"basic "] {
+        if rest.len() >= prefix.len() && rest[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            return Some((at + prefix.len(), prefix.len()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn echoed_header_values_and_key_shapes_are_redacted() {
+        let sent = headers(&[
+            ("authorization", "Bearer gw-0123456789abcdef"),
+            ("x-custom-key", "custom-secret-value-42"),
+            ("x-user-id", "user-recorded-on-purpose"),
+            ("accept", "*/*"),
+        ]);
+        let recorded = [http::HeaderName::from_static("x-user-id")];
+        let secrets = Secrets::from_headers(&sent, recorded.iter());
+        let message = "Incorrect API key provided: gw-0123456789abcdef (also custom-secret-value-42, \
+                       sk-proj-AbCdEf0123456789 and BEARER zzzzzzzzzzzz); user user-recorded-on-purpose; */*";
+        assert_eq!(
+            secrets.scrub(message),
+            "Incorrect API key provided: [redacted] (also [redacted], \
+             sk-[redacted] and BEARER [redacted]); user user-recorded-on-purpose; */*"
+        );
+    }
+
+    #[test]
+    fn ordinary_text_is_not_touched_or_copied() {
+        let secrets = Secrets::default();
+        for text in [
+            "Rate limit reached for gpt-4o-mini",
+            "task-manager and risk-free basic mode",
+            "sk-short",
+        ] {
+            assert!(matches!(secrets.scrub(text), Cow::Borrowed(t) if t == text));
+        }
+    }
+}
