@@ -233,6 +233,45 @@ fn compact(text: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
+/// How deep a kept JSON value may nest. A record holds its values two levels down, and
+/// `serde_json` reads at most 128 levels: deeper, a record could be written but not read back.
+pub(crate) const MAX_DEPTH: usize = 100;
+
+/// Whether valid JSON `text` nests arrays and objects deeper than [`MAX_DEPTH`].
+pub(crate) fn nested_too_deep(text: &[u8]) -> bool {
+    // Fewer openers than the limit cannot nest deeper: one fast count settles most bodies.
+    if memchr::memchr2_iter(b'[', b'{', text).count() <= MAX_DEPTH {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < text.len() {
+        match text[at] {
+            b'"' => {
+                at = string_end(text, at + 1);
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
+/// The error for a body nested too deep to be kept.
+pub(crate) fn too_deep_error(what: &str) -> serde_json::Error {
+    serde::de::Error::custom(format!(
+        "{what} nests deeper than {MAX_DEPTH} levels; not kept (a record could not be read back)"
+    ))
+}
+
 /// In valid JSON a line break can only be whitespace between tokens.
 fn has_line_break(text: &str) -> bool {
     memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some()
@@ -261,6 +300,18 @@ mod tests {
 
     fn raw(text: &str) -> Box<RawValue> {
         serde_json::from_str(text).expect("valid JSON")
+    }
+
+    #[test]
+    fn depth_is_measured_outside_strings() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(nested_too_deep(deep.as_bytes()));
+        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(!nested_too_deep(at_limit.as_bytes()));
+        let wide = format!("[{}]", vec!["[]"; 5000].join(","));
+        assert!(!nested_too_deep(wide.as_bytes()));
+        let in_strings = format!("[\"{}\"]", "[{".repeat(500));
+        assert!(!nested_too_deep(in_strings.as_bytes()));
     }
 
     #[test]

@@ -290,3 +290,28 @@ async fn bad_and_oversized_requests_are_forwarded_and_flagged() {
         call.decode_errors
     );
 }
+
+/// A request and a response nested 100k levels deep: passed through untouched, recorded
+/// without the deep values, and the record reads back as an `LlmCall`.
+#[tokio::test]
+async fn deeply_nested_json_is_not_kept_and_records_read_back() {
+    let depth = 100_000;
+    let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let request = format!(r#"{{"model":"gpt-4o-mini","messages":{deep}}}"#);
+    let response = format!(r#"{{"id":"c","object":"chat.completion","model":"m","choices":[],"extra":{deep}}}"#);
+    let call = run(Case {
+        content_type: Some("application/json"),
+        request: Bytes::from(request),
+        frames: vec![Frame::data(Bytes::from(response))],
+    })
+    .await;
+    assert!(call.request.messages.is_none());
+    assert!(call.response.is_none());
+    assert_eq!(call.decode_errors.len(), 2, "{:?}", call.decode_errors);
+    for error in &call.decode_errors {
+        assert!(error.contains("nests deeper than 100 levels"), "{error}");
+    }
+    let line = serde_json::to_string(&call).unwrap();
+    let back: LlmCall = serde_json::from_str(&line).expect("the record reads back");
+    assert_eq!(back, call);
+}

@@ -68,6 +68,9 @@ struct WireTextOptions<'a> {
 /// types; the caller records the error and passes the bytes on untouched.
 pub(crate) fn decode_request(body: &[u8]) -> Result<RequestRecord, serde_json::Error> {
     let wire: WireRequest<'_> = read_json(body)?;
+    if crate::json::nested_too_deep(body) {
+        return Err(crate::json::too_deep_error("the request"));
+    }
     // `null` arrives as `None`: the parameter was not set.
     let kept = |raw: Option<&RawValue>| raw.map(Json::from_raw);
     let text_format = || {

@@ -124,6 +124,9 @@ pub(crate) fn decode_json_response(
         if let Some(text) = text.filter(|t| t.starts_with('{')) {
             // Parsing into the borrowed structs also checks that the whole text is JSON.
             if let Ok(wire) = serde_json::from_str::<WireResponse<'_>>(text) {
+                if crate::json::nested_too_deep(text.as_bytes()) {
+                    return Err(crate::json::too_deep_error("the response"));
+                }
                 let mut summary = wire.summary(endpoint);
                 summary.response = Some(Json::from_valid_text(text));
                 return Ok(summary);
@@ -184,6 +187,9 @@ fn decode_without_tree(
         id: top.id.and_then(raw_string),
         ..ResponseSummary::default()
     };
+    if crate::json::nested_too_deep(text.as_bytes()) {
+        return Err(crate::json::too_deep_error("the response"));
+    }
     summary.response = Some(Json::from_valid_text(text));
     Ok(summary)
 }
