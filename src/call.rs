@@ -17,10 +17,9 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use crate::call_id::CallId;
-use crate::json::Json;
-use crate::scrub::Secrets;
 use crate::capture::BytesCapture;
 use crate::genai;
+use crate::json::Json;
 use crate::metadata::CallMetadata;
 use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
 use crate::openai::endpoint::{Endpoint, EndpointMatcher};
@@ -28,6 +27,7 @@ use crate::openai::request::decode_request;
 use crate::payload::{
     milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, SCHEMA_VERSION,
 };
+use crate::scrub::Secrets;
 use crate::sink::Dispatcher;
 use crate::span::{self, CallSpan};
 use crate::trace_context;

@@ -137,6 +137,37 @@ impl LlmCall {
         }
     }
 
+    /// About how many bytes the call holds (its JSON values, strings and a fixed part): what
+    /// the dispatcher's byte bounds count.
+    pub(crate) fn approx_size(&self) -> usize {
+        let request = &self.request;
+        let json = [
+            &request.stream_options,
+            &request.stop,
+            &request.tools,
+            &request.tool_choice,
+            &request.response_format,
+            &request.messages,
+            &request.prompt,
+            &request.input,
+            &request.instructions,
+            &self.response,
+        ];
+        let strings = self.decode_errors.iter().chain(&self.processing_errors);
+        let error = self.error.as_ref().map_or(0, |e| {
+            [&e.kind, &e.code, &e.message]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum()
+        });
+        1024 + json
+            .iter()
+            .map(|j| j.as_ref().map_or(0, Json::approx_len))
+            .sum::<usize>()
+            + strings.map(String::len).sum::<usize>()
+            + error
+    }
+
     /// Removes everything the call said or was told — messages, prompt, input, instructions,
     /// tool definitions, response format, the response and the error message — and keeps the
     /// rest (model, parameters, usage, timing, status, ids, metadata).

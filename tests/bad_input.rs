@@ -298,7 +298,9 @@ async fn deeply_nested_json_is_not_kept_and_records_read_back() {
     let depth = 100_000;
     let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     let request = format!(r#"{{"model":"gpt-4o-mini","messages":{deep}}}"#);
-    let response = format!(r#"{{"id":"c","object":"chat.completion","model":"m","choices":[],"extra":{deep}}}"#);
+    let response = format!(
+        r#"{{"id":"c","object":"chat.completion","model":"m","choices":[],"extra":{deep}}}"#
+    );
     let call = run(Case {
         content_type: Some("application/json"),
         request: Bytes::from(request),

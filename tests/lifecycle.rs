@@ -431,16 +431,18 @@ async fn a_body_dropped_after_done_is_a_completed_call() {
 async fn an_echoed_credential_never_reaches_the_record() {
     let (layer, memory) = support::memory_layer();
     let echoed = r#"{"error":{"message":"Incorrect API key provided: gw-key-0123456789abcdef. Also sk-proj-ZYXWVUT98765","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
-    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| async move {
-        request.into_body().collect().await?;
-        Ok::<_, std::convert::Infallible>(
-            Response::builder()
-                .status(401)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from_static(echoed.as_bytes())))
-                .unwrap(),
-        )
-    });
+    let upstream = tower::service_fn(
+        move |request: Request<RequestBody<Full<Bytes>>>| async move {
+            request.into_body().collect().await?;
+            Ok::<_, std::convert::Infallible>(
+                Response::builder()
+                    .status(401)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(echoed.as_bytes())))
+                    .unwrap(),
+            )
+        },
+    );
     let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
     let mut request = chat_request(false);
     request.headers_mut().insert(
@@ -459,7 +461,10 @@ async fn an_echoed_credential_never_reaches_the_record() {
         Some("Incorrect API key provided: [redacted]. Also sk-[redacted]")
     );
     assert_eq!(
-        calls[0].response.as_ref().map(|r| r["error"]["code"].clone()),
+        calls[0]
+            .response
+            .as_ref()
+            .map(|r| r["error"]["code"].clone()),
         Some(json!("invalid_api_key"))
     );
 }

@@ -414,3 +414,48 @@ async fn each_sink_batches_by_its_own_settings_and_is_shut_down_once() {
         );
     }
 }
+
+/// Waits for a permit before each export.
+struct Gated(tokio::sync::Semaphore);
+
+#[llm_observability::async_trait]
+impl Sink for Gated {
+    fn name(&self) -> &str {
+        "gated"
+    }
+    async fn export(&self, _batch: &[Arc<LlmCall>]) -> Result<(), SinkError> {
+        self.0
+            .acquire()
+            .await
+            .map_err(|e| SinkError::permanent("gate closed").with_source(e))?
+            .forget();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_queue_is_bounded_in_bytes_too() {
+    let gated = Arc::new(Gated(tokio::sync::Semaphore::new(0)));
+    let config = DispatcherConfig::builder()
+        .batch_size(1)
+        .queue_capacity(1000)
+        .queue_bytes(4 << 20)
+        .build();
+    let layer = LlmObservabilityLayer::builder()
+        .shared_sink_with(gated.clone(), SinkConfig::new().dispatch(config))
+        .build()
+        .expect("inside a runtime");
+    let prompt = "x".repeat(1 << 20);
+    for _ in 0..20 {
+        let mut call = LlmCall::new(Endpoint::ChatCompletions);
+        call.request.messages = Some(json!([{"role": "user", "content": prompt}]).into());
+        layer.dispatcher().dispatch(Arc::new(call));
+        tokio::task::yield_now().await;
+    }
+    let stats = layer.dispatcher().stats();
+    let dropped = stats.sinks[0].dropped;
+    // One call in the stuck export, at most four of about 1 MiB waiting: the rest dropped.
+    assert!((14..=16).contains(&dropped), "{stats:?}");
+    gated.0.add_permits(100);
+    support::assert_accounted(&layer, 20).await;
+}

@@ -28,6 +28,10 @@ use crate::process::Processor;
 pub struct DispatcherConfig {
     /// Capacity of the sink's queue; a call that finds it full is dropped and counted.
     pub queue_capacity: usize,
+    /// Bytes the calls in the sink's queue may hold (their messages, responses and the like,
+    /// about); a call that would pass it is dropped and counted. An empty queue takes any one
+    /// call.
+    pub queue_bytes: usize,
     /// A batch is exported when it holds this many calls...
     pub batch_size: usize,
     /// ... or when its first call has waited this long.
@@ -48,6 +52,7 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
             queue_capacity: 10_000,
+            queue_bytes: 64 << 20,
             batch_size: 64,
             batch_interval: Duration::from_millis(200),
             max_retries: 3,
@@ -82,6 +87,12 @@ impl DispatcherConfigBuilder {
     /// See [`DispatcherConfig::queue_capacity`].
     pub fn queue_capacity(mut self, calls: usize) -> Self {
         self.0.queue_capacity = calls;
+        self
+    }
+
+    /// See [`DispatcherConfig::queue_bytes`].
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.0.queue_bytes = bytes;
         self
     }
 

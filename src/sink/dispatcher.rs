@@ -9,7 +9,7 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +45,8 @@ pub struct SinkStats {
     pub name: String,
     /// Calls the sink accepted.
     pub delivered: u64,
-    /// Calls dropped because a queue was full (or the dispatcher had shut down).
+    /// Calls dropped because a queue was full — of calls, or of bytes — or the dispatcher had
+    /// shut down.
     pub dropped: u64,
     /// Calls in batches that failed after every retry, timed out, or made the sink panic.
     pub failed: u64,
@@ -85,9 +86,44 @@ struct Counters {
     filtered: AtomicU64,
 }
 
+/// A call in a queue, with the bytes it was counted as.
+type Queued = (Arc<LlmCall>, usize);
+
+/// The bytes of the calls in one queue, and their bound.
+#[derive(Debug)]
+struct ByteBound {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl ByteBound {
+    fn new(max: usize) -> Self {
+        ByteBound {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Counts `bytes` in, unless that would pass the bound. An empty queue takes any one call,
+    /// so a call larger than the bound is still delivered.
+    fn reserve(&self, bytes: usize) -> bool {
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if before > 0 && before + bytes > self.max {
+            self.used.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
 struct SinkHandle {
     name: String,
-    queue: mpsc::Sender<Arc<LlmCall>>,
+    queue: mpsc::Sender<Queued>,
+    bytes: Arc<ByteBound>,
     control: mpsc::UnboundedSender<Control>,
     /// Told when the queue holds a whole batch, so the worker need not wait for the interval.
     batch_ready: Arc<Notify>,
@@ -96,10 +132,15 @@ struct SinkHandle {
 }
 
 impl SinkHandle {
-    /// Queues `call`; `false` when the queue is full or closed. The worker is woken only by the
-    /// first call of a batch and when a batch is full, not by every call.
-    fn offer(&self, call: Arc<LlmCall>) -> bool {
-        if self.queue.try_send(call).is_err() {
+    /// Queues `call` of `size` bytes; `false` when the queue is full (of calls or bytes) or
+    /// closed. The worker is woken only by the first call of a batch and when a batch is full,
+    /// not by every call.
+    fn offer(&self, call: Arc<LlmCall>, size: usize) -> bool {
+        if !self.bytes.reserve(size) {
+            return false;
+        }
+        if self.queue.try_send((call, size)).is_err() {
+            self.bytes.release(size);
             return false;
         }
         let queued = self.queue.max_capacity() - self.queue.capacity();
@@ -126,8 +167,9 @@ impl SinkHandle {
 
 /// Offers `call` to every sink; a sink whose queue is full drops it and counts the drop.
 fn fan_out(sinks: &[SinkHandle], call: Arc<LlmCall>) {
+    let size = call.approx_size();
     for sink in sinks {
-        if !sink.offer(call.clone()) {
+        if !sink.offer(call.clone(), size) {
             sink.count_drop("sink queue full");
         }
     }
@@ -135,7 +177,8 @@ fn fan_out(sinks: &[SinkHandle], call: Arc<LlmCall>) {
 
 /// The processing queue in front of the sinks, when the layer has processors.
 struct Stage {
-    queue: mpsc::Sender<Arc<LlmCall>>,
+    queue: mpsc::Sender<Queued>,
+    bytes: Arc<ByteBound>,
     control: mpsc::UnboundedSender<Control>,
 }
 
@@ -197,14 +240,20 @@ impl Dispatcher {
         let stage = (!processors.is_empty()).then(|| {
             let (queue, calls) = mpsc::channel(defaults.queue_capacity.max(1));
             let (control, commands) = mpsc::unbounded_channel();
+            let bytes = Arc::new(ByteBound::new(defaults.queue_bytes));
             let worker = StageWorker {
                 pipeline: Pipeline::new(processors),
                 calls,
+                bytes: bytes.clone(),
                 commands,
                 sinks: sinks.clone(),
             };
             workers.push(Box::pin(worker.run()));
-            Stage { queue, control }
+            Stage {
+                queue,
+                bytes,
+                control,
+            }
         });
         let dispatcher = Dispatcher {
             shared: Arc::new(Shared {
@@ -254,10 +303,17 @@ impl Dispatcher {
         } else {
             match &self.shared.stage {
                 None => return fan_out(&self.shared.sinks, call),
-                Some(stage) => match stage.queue.try_send(call) {
-                    Ok(()) => return,
-                    Err(_full) => "processing queue full",
-                },
+                Some(stage) => {
+                    let size = call.approx_size();
+                    if !stage.bytes.reserve(size) {
+                        "processing queue full (bytes)"
+                    } else if stage.queue.try_send((call, size)).is_err() {
+                        stage.bytes.release(size);
+                        "processing queue full"
+                    } else {
+                        return;
+                    }
+                }
             }
         };
         for sink in self.shared.sinks.iter() {
@@ -343,6 +399,7 @@ impl Dispatcher {
 fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Worker) {
     let config = Arc::new(plan.config.dispatch.unwrap_or_else(|| defaults.clone()));
     let (queue, calls) = mpsc::channel(config.queue_capacity.max(1));
+    let bytes = Arc::new(ByteBound::new(config.queue_bytes));
     let (control, commands) = mpsc::unbounded_channel();
     let batch_ready = Arc::new(Notify::new());
     let counters = Arc::new(Counters::default());
@@ -351,6 +408,7 @@ fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Work
         sink: plan.sink,
         name: name.clone(),
         calls,
+        bytes: bytes.clone(),
         commands,
         batch_ready: batch_ready.clone(),
         counters: counters.clone(),
@@ -362,6 +420,7 @@ fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Work
     let handle = SinkHandle {
         name,
         queue,
+        bytes,
         control,
         batch_ready,
         batch_size: config.batch_size.max(1),
@@ -373,7 +432,8 @@ fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Work
 /// Runs the layer's processors once per call, then offers the call to the sinks.
 struct StageWorker {
     pipeline: Pipeline,
-    calls: mpsc::Receiver<Arc<LlmCall>>,
+    calls: mpsc::Receiver<Queued>,
+    bytes: Arc<ByteBound>,
     commands: mpsc::UnboundedReceiver<Control>,
     sinks: Arc<[SinkHandle]>,
 }
@@ -392,8 +452,8 @@ impl StageWorker {
                     if stop {
                         self.calls.close();
                     }
-                    while let Ok(call) = self.calls.try_recv() {
-                        self.process(call);
+                    while let Ok(queued) = self.calls.try_recv() {
+                        self.process(queued);
                     }
                     if let Some(ack) = ack {
                         let _ = ack.send(());
@@ -402,15 +462,16 @@ impl StageWorker {
                         return;
                     }
                 }
-                call = self.calls.recv() => match call {
-                    Some(call) => self.process(call),
+                queued = self.calls.recv() => match queued {
+                    Some(queued) => self.process(queued),
                     None => return,
                 },
             }
         }
     }
 
-    fn process(&self, call: Arc<LlmCall>) {
+    fn process(&self, (call, size): Queued) {
+        self.bytes.release(size);
         // Only the dispatcher held the call: no copy is made.
         let mut call = Arc::try_unwrap(call).unwrap_or_else(|shared| (*shared).clone());
         self.pipeline.run(&mut call);
@@ -421,7 +482,8 @@ impl StageWorker {
 struct Worker {
     sink: Arc<dyn Sink>,
     name: String,
-    calls: mpsc::Receiver<Arc<LlmCall>>,
+    calls: mpsc::Receiver<Queued>,
+    bytes: Arc<ByteBound>,
     commands: mpsc::UnboundedReceiver<Control>,
     batch_ready: Arc<Notify>,
     counters: Arc<Counters>,
@@ -449,9 +511,9 @@ impl Worker {
                             return;
                         }
                     }
-                    call = self.calls.recv() => match call {
-                        Some(call) => {
-                            self.admit(call, &mut batch);
+                    queued = self.calls.recv() => match queued {
+                        Some(queued) => {
+                            self.admit(queued, &mut batch);
                             deadline = Instant::now() + self.config.batch_interval;
                         }
                         // Every dispatcher is gone: nothing more can come.
@@ -482,7 +544,8 @@ impl Worker {
     }
 
     /// Puts `call` in the batch if the filter keeps it, as this sink's processors leave it.
-    fn admit(&self, call: Arc<LlmCall>, batch: &mut Vec<Arc<LlmCall>>) {
+    fn admit(&self, (call, size): Queued, batch: &mut Vec<Arc<LlmCall>>) {
+        self.bytes.release(size);
         if !self.filter.keeps(&call) {
             self.counters.filtered.fetch_add(1, Ordering::Relaxed);
             return;
@@ -500,7 +563,7 @@ impl Worker {
     fn take_queued(&mut self, batch: &mut Vec<Arc<LlmCall>>, batch_size: usize) {
         while batch.len() < batch_size {
             match self.calls.try_recv() {
-                Ok(call) => self.admit(call, batch),
+                Ok(queued) => self.admit(queued, batch),
                 Err(_empty_or_closed) => break,
             }
         }
