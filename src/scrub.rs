@@ -60,8 +60,14 @@ fn token_of(value: &str) -> &str {
     }
 }
 
+/// Bytes of an `sk-` key.
+fn is_key_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_')
+}
+
+/// Bytes of a `Bearer` or `Basic` credential (base64, base64url, JWT).
 fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+    is_key_byte(byte) || matches!(byte, b'.' | b'~' | b'+' | b'/' | b'=')
 }
 
 /// Replaces `sk-...` keys (OpenAI, Anthropic, OpenRouter shapes) and the credential after
@@ -72,22 +78,21 @@ fn scrub_patterns(text: &str) -> Cow<'_, str> {
     let mut copied = 0;
     let mut at = 0;
     while at < bytes.len() {
-        let start = credential_start(bytes, at);
-        let Some((prefix_end, _)) = start else {
+        let Some((start, part_of)) = credential_start(bytes, at) else {
             at += 1;
             continue;
         };
-        let end = prefix_end
-            + bytes[prefix_end..]
-                .iter()
-                .take_while(|b| is_token_byte(**b))
-                .count();
-        if end - prefix_end < 8 {
-            at = prefix_end;
+        let mut end = start + bytes[start..].iter().take_while(|b| part_of(**b)).count();
+        // A sentence's full stop is not part of the credential.
+        while end > start && bytes[end - 1] == b'.' {
+            end -= 1;
+        }
+        if end - start < 8 {
+            at = start;
             continue;
         }
         let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
-        out.push_str(&text[copied..prefix_end]);
+        out.push_str(&text[copied..start]);
         out.push_str(REDACTED);
         copied = end;
         at = end;
@@ -102,15 +107,20 @@ fn scrub_patterns(text: &str) -> Cow<'_, str> {
 }
 
 /// Whether a credential prefix starts at `at` (not inside a longer word): the index just past
-/// the prefix, and the prefix's length.
-fn credential_start(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+/// the prefix, and which bytes the credential is made of.
+fn credential_start(bytes: &[u8], at: usize) -> Option<(usize, fn(u8) -> bool)> {
     if at > 0 && is_token_byte(bytes[at - 1]) {
         return None;
     }
     let rest = &bytes[at..];
-    for prefix in [&b"sk-"[..], b"bearer ", b"basic "] {
+    let prefixes: [(&[u8], fn(u8) -> bool); 3] = [
+        (b"sk-", is_key_byte),
+        (b"bearer ", is_token_byte),
+        (b"basic ", is_token_byte),
+    ];
+    for (prefix, part_of) in prefixes {
         if rest.len() >= prefix.len() && rest[..prefix.len()].eq_ignore_ascii_case(prefix) {
-            return Some((at + prefix.len(), prefix.len()));
+            return Some((at + prefix.len(), part_of));
         }
     }
     None
@@ -139,11 +149,13 @@ mod tests {
         let recorded = [http::HeaderName::from_static("x-user-id")];
         let secrets = Secrets::from_headers(&sent, recorded.iter());
         let message = "Incorrect API key provided: gw-0123456789abcdef (also custom-secret-value-42, \
-                       sk-proj-AbCdEf0123456789 and BEARER zzzzzzzzzzzz); user user-recorded-on-purpose; */*";
+                       sk-proj-AbCdEf0123456789 and BEARER eyJhbGc.eyJzdWIi.SflKxw); user user-recorded-on-purpose; */*. \
+                       Key: sk-fake-key.";
         assert_eq!(
             secrets.scrub(message),
             "Incorrect API key provided: [redacted] (also [redacted], \
-             sk-[redacted] and BEARER [redacted]); user user-recorded-on-purpose; */*"
+             sk-[redacted] and BEARER [redacted]); user user-recorded-on-purpose; */*. \
+             Key: sk-[redacted]."
         );
     }
 
