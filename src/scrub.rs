@@ -60,6 +60,9 @@ fn token_of(value: &str) -> &str {
     }
 }
 
+/// Which bytes a credential is made of.
+type PartOf = fn(u8) -> bool;
+
 /// Bytes of an `sk-` key.
 fn is_key_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_')
@@ -108,12 +111,12 @@ fn scrub_patterns(text: &str) -> Cow<'_, str> {
 
 /// Whether a credential prefix starts at `at` (not inside a longer word): the index just past
 /// the prefix, and which bytes the credential is made of.
-fn credential_start(bytes: &[u8], at: usize) -> Option<(usize, fn(u8) -> bool)> {
+fn credential_start(bytes: &[u8], at: usize) -> Option<(usize, PartOf)> {
     if at > 0 && is_token_byte(bytes[at - 1]) {
         return None;
     }
     let rest = &bytes[at..];
-    let prefixes: [(&[u8], fn(u8) -> bool); 3] = [
+    let prefixes: [(&[u8], PartOf); 3] = [
         (b"sk-", is_key_byte),
         (b"bearer ", is_token_byte),
         (b"basic ", is_token_byte),

@@ -3,13 +3,10 @@
 
 mod support;
 
-use std::convert::Infallible;
-
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use llm_observability::{BuildError, LlmObservabilityLayer, MemorySink, RequestBody};
-use tower::{ServiceBuilder, ServiceExt};
+use http::Request;
+use http_body_util::Full;
+use llm_observability::{BuildError, LlmObservabilityLayer, MemorySink};
 
 #[test]
 fn a_layer_built_outside_a_runtime_starts_its_workers_on_first_use() {
@@ -23,26 +20,13 @@ fn a_layer_built_outside_a_runtime_starts_its_workers_on_first_use() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let service = ServiceBuilder::new().layer(layer.clone()).service_fn(
-            |request: Request<RequestBody<Full<Bytes>>>| async {
-                request.into_body().collect().await?;
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from_static(
-                            br#"{"id":"x","object":"chat.completion","model":"m","choices":[]}"#,
-                        )))
-                        .expect("valid"),
-                )
-            },
-        );
         let request = Request::post("http://localhost/v1/chat/completions")
             .body(Full::new(Bytes::from_static(
                 br#"{"model":"m","messages":[]}"#,
             )))
             .expect("valid");
-        let response = service.oneshot(request).await.expect("served");
-        response.into_body().collect().await.expect("body");
+        let reply = r#"{"id":"x","object":"chat.completion","model":"m","choices":[]}"#;
+        support::through_json_upstream(&layer, request, reply).await;
         let calls = support::flushed(&layer, &memory).await;
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].request.model.as_deref(), Some("m"));
@@ -71,24 +55,11 @@ async fn a_configured_server_address_wins_over_the_clients_host_header() {
         .server_address("api.openai.com")
         .build()
         .expect("valid");
-    let service = ServiceBuilder::new().layer(layer.clone()).service_fn(
-        |request: Request<RequestBody<Full<Bytes>>>| async {
-            request.into_body().collect().await?;
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
-        },
-    );
     let request = Request::post("/v1/chat/completions")
         .header("host", "attacker.example")
         .body(Full::new(Bytes::from_static(br#"{"model":"m"}"#)))
         .expect("valid");
-    service
-        .oneshot(request)
-        .await
-        .expect("served")
-        .into_body()
-        .collect()
-        .await
-        .expect("body");
+    support::through_json_upstream(&layer, request, "{}").await;
     let calls = support::flushed(&layer, &memory).await;
     assert_eq!(calls[0].server_address.as_deref(), Some("api.openai.com"));
 }

@@ -10,13 +10,12 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -171,17 +170,8 @@ fn chat_request(uri: &str, model: &str, stream: bool) -> Request<Full<Bytes>> {
         .expect("valid request")
 }
 
-async fn serve(app: Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("bound");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 async fn upstream() -> std::net::SocketAddr {
-    serve(Router::new().route("/v1/chat/completions", post(openai))).await
+    support::serve(Router::new().route("/v1/chat/completions", post(openai))).await
 }
 
 fn memory_layer() -> (LlmObservabilityLayer, MemorySink) {
@@ -223,7 +213,7 @@ async fn axum_server_behind_trace_layer_exports_a_genai_client_span() {
         .route("/v1/chat/completions", post(openai))
         .layer(layer.clone())
         .layer(TraceLayer::new_for_http());
-    let addr = serve(app).await;
+    let addr = support::serve(app).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let response = client
         .request(chat_request(
@@ -400,23 +390,11 @@ async fn reqwest_middleware_parents_the_span_under_the_callers_span() {
 async fn an_incoming_traceparent_parents_the_exported_span_when_the_app_has_no_trace() {
     let otel = Otel::install();
     let (layer, memory) = memory_layer();
-    let service = ServiceBuilder::new().layer(layer.clone()).service_fn(
-        |request: Request<RequestBody<Full<Bytes>>>| async {
-            request.into_body().collect().await?;
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(CHAT.as_bytes())))
-                    .expect("valid"),
-            )
-        },
-    );
     let mut request = chat_request("http://localhost/v1/chat/completions", "gpt-4o-mini", false);
     request
         .headers_mut()
         .insert("traceparent", http::HeaderValue::from_static(INCOMING));
-    let response = service.oneshot(request).await.expect("served");
-    response.into_body().collect().await.expect("body");
+    support::through_json_upstream(&layer, request, CHAT).await;
     let call = one_call(&layer, &memory).await;
     let span = otel.gen_ai();
     assert_eq!(

@@ -4,48 +4,29 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http::Request;
+use http_body_util::Full;
 use llm_observability::{
     CallFilter, CallStatus, DispatcherConfig, Endpoint, LlmCall, LlmObservabilityLayer, MemorySink,
-    ProcessError, RequestBody, Sink, SinkConfig, SinkError,
+    ProcessError, Sink, SinkConfig, SinkError,
 };
 use serde_json::json;
-use tower::{ServiceBuilder, ServiceExt};
 
 const REPLY: &str = r#"{"id":"chatcmpl-p","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"the secret is 42"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":5,"total_tokens":12}}"#;
 
 /// One chat call through the layer, against an in-process upstream.
 async fn call_through(layer: &LlmObservabilityLayer, secret: &str) {
-    let service = ServiceBuilder::new().layer(layer.clone()).service_fn(
-        |request: Request<RequestBody<Full<Bytes>>>| async {
-            // An upstream reads the request, so the layer sees all of it.
-            request.into_body().collect().await?;
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(REPLY.as_bytes())))
-                    .expect("valid"),
-            )
-        },
-    );
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": secret}]});
-    let response = service
-        .oneshot(
-            Request::post("http://localhost/v1/chat/completions")
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body.to_string())))
-                .expect("valid"),
-        )
-        .await
-        .expect("served");
-    response.into_body().collect().await.expect("body");
+    let request = Request::post("http://localhost/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid");
+    support::through_json_upstream(layer, request, REPLY).await;
 }
 
 fn redact_messages(call: &mut LlmCall) -> Result<(), ProcessError> {

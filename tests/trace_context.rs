@@ -76,12 +76,7 @@ async fn upstream(seen: SeenTraceparents) -> std::net::SocketAddr {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("bound");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    support::serve(app).await
 }
 
 fn is_lower_hex(text: &str, digits: usize) -> bool {
@@ -114,11 +109,7 @@ async fn server_honours_incoming_traceparent_and_hands_the_call_id_to_the_handle
             }),
         )
         .layer(layer.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("bound");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = support::serve(app).await;
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let uri = format!("http://{addr}/v1/chat/completions");

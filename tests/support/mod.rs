@@ -329,3 +329,41 @@ pub fn local_url(recorded: &str, addr: std::net::SocketAddr) -> String {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     format!("http://{addr}{path}")
 }
+
+/// Serves `app` on 127.0.0.1 (any free port) for the rest of the test.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Sends `request` through `layer` to an in-process upstream that reads the whole request (as
+/// a real one does, so the layer sees all of it) and answers `reply` as JSON; reads the
+/// response to its end and returns it.
+pub async fn through_json_upstream(
+    layer: &LlmObservabilityLayer,
+    request: Request<Full<Bytes>>,
+    reply: &'static str,
+) -> Bytes {
+    let service = ServiceBuilder::new().layer(layer.clone()).service_fn(
+        move |request: Request<RequestBody<Full<Bytes>>>| async move {
+            request.into_body().collect().await?;
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(reply.as_bytes())))
+                    .expect("valid response"),
+            )
+        },
+    );
+    let response = service.oneshot(request).await.expect("served");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}
