@@ -15,6 +15,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
+echo "== the core alone builds without warnings (no optional features)"
+RUSTFLAGS="-D warnings" cargo check --no-default-features --quiet
 echo "== docs as docs.rs builds them (--cfg docsrs, warnings denied)"
 RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --all-features --no-deps --quiet
 echo "== cargo test --all-features"

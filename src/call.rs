@@ -112,6 +112,8 @@ enum RequestState {
     Unknown,
     /// The request body is still flowing through a [`RequestCapture`].
     Pending(oneshot::Receiver<CapturedRequest>),
+    /// Only the reqwest adapter has a request body whole.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     Ready(Box<CapturedRequest>),
 }
 
@@ -184,6 +186,7 @@ impl InFlightCall {
 
     /// Records a request body that is available whole (`None`: it exists but cannot be read
     /// without consuming it, e.g. a streaming body).
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     pub(crate) fn request_body(&mut self, body: Option<&[u8]>) {
         let captured = match body {
             Some(body) if body.len() > self.observer.request_limit => CapturedRequest {

@@ -65,6 +65,7 @@ impl LlmObservabilityLayer {
         &self.observer.dispatcher
     }
 
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     pub(crate) fn observer(&self) -> &Arc<Observer> {
         &self.observer
     }
