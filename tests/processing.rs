@@ -440,3 +440,41 @@ async fn a_sink_queue_is_bounded_in_bytes_too() {
     gated.0.add_permits(100);
     support::assert_accounted(&layer, 20).await;
 }
+
+/// A batch that fills up while the worker holds part of it goes out at once, not after the
+/// batch interval.
+#[tokio::test(start_paused = true)]
+async fn a_batch_completed_behind_the_workers_back_goes_out_at_once() {
+    let sink = RecordsAttempts::new("hour-long-interval", 0);
+    let config = DispatcherConfig::builder()
+        .batch_size(4)
+        .batch_interval(Duration::from_secs(3600))
+        .build();
+    let layer = LlmObservabilityLayer::builder()
+        .shared_sink_with(sink.clone(), SinkConfig::new().dispatch(config))
+        .build()
+        .expect("inside a runtime");
+    let dispatch = || {
+        layer
+            .dispatcher()
+            .dispatch(Arc::new(LlmCall::new(Endpoint::ChatCompletions)))
+    };
+    dispatch();
+    // The worker takes the first call and waits for more.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    dispatch();
+    dispatch();
+    dispatch();
+    let exported = async {
+        while sink.attempts().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // On the paused clock this deadline comes long before the batch interval would.
+    tokio::time::timeout(Duration::from_secs(60), exported)
+        .await
+        .expect("the full batch was exported without waiting for the interval");
+    assert_eq!(sink.attempts()[0].1, 4);
+}

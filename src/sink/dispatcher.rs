@@ -125,9 +125,12 @@ struct SinkHandle {
     queue: mpsc::Sender<Queued>,
     bytes: Arc<ByteBound>,
     control: mpsc::UnboundedSender<Control>,
-    /// Told when the queue holds a whole batch, so the worker need not wait for the interval.
+    /// Told when the queue and the worker's partial batch make a whole batch, so the worker
+    /// need not wait for the interval.
     batch_ready: Arc<Notify>,
     batch_size: usize,
+    /// Calls the worker holds in its partial batch.
+    taken: Arc<AtomicUsize>,
     counters: Arc<Counters>,
 }
 
@@ -144,7 +147,7 @@ impl SinkHandle {
             return false;
         }
         let queued = self.queue.max_capacity() - self.queue.capacity();
-        if queued >= self.batch_size {
+        if queued + self.taken.load(Ordering::Relaxed) >= self.batch_size {
             self.batch_ready.notify_one();
         }
         true
@@ -402,6 +405,7 @@ fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Work
     let bytes = Arc::new(ByteBound::new(config.queue_bytes));
     let (control, commands) = mpsc::unbounded_channel();
     let batch_ready = Arc::new(Notify::new());
+    let taken = Arc::new(AtomicUsize::new(0));
     let counters = Arc::new(Counters::default());
     let name = plan.sink.name().to_owned();
     let worker = Worker {
@@ -411,6 +415,7 @@ fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Work
         bytes: bytes.clone(),
         commands,
         batch_ready: batch_ready.clone(),
+        taken: taken.clone(),
         counters: counters.clone(),
         filter: plan.config.filter,
         processors: Pipeline::new(plan.config.processors),
@@ -424,6 +429,7 @@ fn sink_worker(plan: SinkPlan, defaults: &DispatcherConfig) -> (SinkHandle, Work
         control,
         batch_ready,
         batch_size: config.batch_size.max(1),
+        taken,
         counters,
     };
     (handle, worker)
@@ -486,6 +492,8 @@ struct Worker {
     bytes: Arc<ByteBound>,
     commands: mpsc::UnboundedReceiver<Control>,
     batch_ready: Arc<Notify>,
+    /// Shared with the handle: how many calls `batch` holds while the worker waits.
+    taken: Arc<AtomicUsize>,
     counters: Arc<Counters>,
     filter: CallFilter,
     processors: Pipeline,
@@ -530,6 +538,7 @@ impl Worker {
                 self.export(&mut batch).await;
                 continue;
             }
+            self.taken.store(batch.len(), Ordering::Relaxed);
             tokio::select! {
                 biased;
                 command = self.commands.recv() => {
@@ -647,6 +656,7 @@ impl Worker {
             }
         }
         batch.clear();
+        self.taken.store(0, Ordering::Relaxed);
     }
 
     async fn shutdown_sink(&self) {
