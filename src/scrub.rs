@@ -12,6 +12,20 @@ const REDACTED: &str = "[redacted]";
 /// Header values shorter than this are not looked for (`true`, `gzip`, a short id).
 const MIN_SECRET: usize = 12;
 
+/// Standard headers that carry no credential (and often long values).
+const NOT_SECRET: [http::HeaderName; 10] = [
+    http::header::HOST,
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::USER_AGENT,
+    http::header::ACCEPT,
+    http::header::ACCEPT_ENCODING,
+    http::header::ACCEPT_LANGUAGE,
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    http::header::TE,
+];
+
 /// The values of the request's headers that the record must never repeat: every header value
 /// the layer does not record (and, of an `Authorization`-style value, its token alone).
 #[derive(Debug, Default)]
@@ -26,7 +40,10 @@ impl Secrets {
     ) -> Self {
         let mut secrets = SmallVec::new();
         for (name, value) in headers {
-            if value.len() >= MIN_SECRET && !recorded.clone().any(|r| r == name) {
+            if value.len() >= MIN_SECRET
+                && !NOT_SECRET.contains(name)
+                && !recorded.clone().any(|r| r == name)
+            {
                 secrets.push(value.clone());
             }
         }
