@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -52,18 +53,27 @@ pub enum BodySpec {
     Json { wire: usize, frame: usize },
 }
 
-/// One scenario: a body and the layer's response capture limit.
+impl BodySpec {
+    /// Whether the body is an event stream, or JSON.
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, BodySpec::Json { .. })
+    }
+}
+
+/// One scenario: a body, the layer's response capture limit, and how many such calls run
+/// at once (concurrently on the one runtime thread, through one layer).
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
     pub name: &'static str,
     pub body: BodySpec,
     pub response_limit: usize,
+    pub calls: usize,
 }
 
 impl Scenario {
     /// Whether the body is an event stream (bounded by its content) or JSON (by the cap).
     pub fn is_stream(&self) -> bool {
-        !matches!(self.body, BodySpec::Json { .. })
+        self.body.is_stream()
     }
 
     /// The same shape, `1/divisor` the size: a warm-up run, so that one-time allocations
@@ -93,6 +103,7 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "sse 10 MiB, token deltas",
             body: BodySpec::SseTokens { wire: 10 * MIB },
             response_limit: STREAM_RESPONSE_LIMIT,
+            calls: 1,
         },
         Scenario {
             name: "sse 10 MiB content, 1 KiB deltas",
@@ -101,6 +112,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 delta: 1024,
             },
             response_limit: STREAM_RESPONSE_LIMIT,
+            calls: 1,
         },
         Scenario {
             name: "json 100 MiB, 64 KiB frames",
@@ -109,6 +121,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 frame: 64 << 10,
             },
             response_limit: llm_observability::DEFAULT_RESPONSE_CAPTURE_LIMIT,
+            calls: 1,
         },
     ]
 }
@@ -452,9 +465,10 @@ where
         let served = served.clone();
         async move {
             let _ = request.into_body().collect().await;
-            let content_type = match spec {
-                BodySpec::Json { .. } => "application/json",
-                _ => "text/event-stream; charset=utf-8",
+            let content_type = if spec.is_stream() {
+                "text/event-stream; charset=utf-8"
+            } else {
+                "application/json"
             };
             Ok::<_, Infallible>(
                 Response::builder()
@@ -486,36 +500,128 @@ where
         if let Ok(data) = frame.expect("generated body has no errors").into_data() {
             received.update(&data);
         }
+        // A generated body is always ready: without a yield, calls run at once would run one
+        // after the other. (A network read yields between frames too.)
+        tokio::task::yield_now().await;
     }
     received
 }
 
-/// One measured call.
-#[derive(Debug)]
-pub struct Run {
-    pub served: Served,
-    pub received: Digest,
-    pub heap: Added,
-    /// What the layer's memory sink received (empty without the layer).
-    pub payloads: Vec<Arc<LlmCall>>,
+/// Time taken by a measured piece of work.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Elapsed {
+    pub wall: Duration,
+    /// CPU time of the whole process (every thread), where the platform reports it.
+    pub cpu: Option<Duration>,
 }
 
-/// One call without the layer.
-fn run_without_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run {
-    let served = Arc::new(Mutex::new(Served::default()));
-    let service = upstream::<Full<Bytes>>(scenario.body, served.clone());
-    let (received, heap) = alloc_meter::measure(|| runtime.block_on(drive(service)));
-    let served = *served.lock().unwrap_or_else(PoisonError::into_inner);
-    Run {
-        served,
-        received,
-        heap,
-        payloads: Vec::new(),
+/// CPU time of the whole process so far, every thread counted.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub fn process_cpu() -> Option<Duration> {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut time = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: the C library's `clock_gettime` (std links it on Linux), with a valid clock id and
+    // a pointer to a `timespec` (two 64-bit fields on 64-bit Linux) that outlives the call.
+    let status = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    (status == 0).then(|| Duration::new(time.sec as u64, time.nsec as u32))
+}
+
+/// CPU time of the whole process so far: not read on this platform.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+pub fn process_cpu() -> Option<Duration> {
+    None
+}
+
+/// Runs `f`, timing it by the wall clock and the process's CPU clock.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Elapsed) {
+    let (cpu, wall) = (process_cpu(), Instant::now());
+    let value = f();
+    let elapsed = Elapsed {
+        wall: wall.elapsed(),
+        cpu: process_cpu().zip(cpu).map(|(end, start)| end - start),
+    };
+    (value, elapsed)
+}
+
+/// One measured run: `scenario.calls` calls at once.
+#[derive(Debug)]
+pub struct Run {
+    /// What each call's upstream served.
+    pub served: Vec<Served>,
+    /// What each call's client received.
+    pub received: Vec<Digest>,
+    pub heap: Added,
+    /// Wall and CPU time of the run: its calls, and with the layer, the sink's flush.
+    pub time: Elapsed,
+    /// What the layer's memory sink received (empty without the layer).
+    pub payloads: Vec<Arc<LlmCall>>,
+    /// Payloads the dispatcher dropped (its queue full), by its own count.
+    pub dropped: u64,
+}
+
+impl Run {
+    /// Whether every call's client received exactly the bytes its upstream served (count,
+    /// frames, checksum).
+    pub fn intact(&self) -> bool {
+        self.served.len() == self.received.len()
+            && self
+                .served
+                .iter()
+                .zip(&self.received)
+                .all(|(s, r)| s.wire == *r)
+    }
+
+    /// What the first call served (all calls of a run serve the same body).
+    pub fn first(&self) -> Served {
+        self.served.first().copied().unwrap_or_default()
     }
 }
 
-/// One call with the layer (memory sink, `scenario.response_limit`); the measurement includes
-/// the dispatcher delivering the payload to the sink.
+/// Where each of `scenario.calls` upstreams records what it serves.
+fn served_cells(scenario: &Scenario) -> Vec<Arc<Mutex<Served>>> {
+    let cells = (0..scenario.calls.max(1)).map(|_| Arc::new(Mutex::new(Served::default())));
+    cells.collect()
+}
+
+fn served(cells: &[Arc<Mutex<Served>>]) -> Vec<Served> {
+    let read = |cell: &Arc<Mutex<Served>>| *cell.lock().unwrap_or_else(PoisonError::into_inner);
+    cells.iter().map(read).collect()
+}
+
+/// The calls without the layer.
+fn run_without_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run {
+    let cells = served_cells(scenario);
+    let services: Vec<_> = cells
+        .iter()
+        .map(|cell| upstream::<Full<Bytes>>(scenario.body, cell.clone()))
+        .collect();
+    let ((received, time), heap) = alloc_meter::measure(|| {
+        timed(|| {
+            runtime.block_on(futures_util::future::join_all(
+                services.into_iter().map(drive),
+            ))
+        })
+    });
+    Run {
+        served: served(&cells),
+        received,
+        heap,
+        time,
+        payloads: Vec::new(),
+        dropped: 0,
+    }
+}
+
+/// The calls through one layer (memory sink, `scenario.response_limit`); the measurement
+/// includes the dispatcher delivering the payloads to the sink.
 fn run_with_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run {
     let memory = MemorySink::new();
     let layer = runtime.block_on(async {
@@ -525,21 +631,35 @@ fn run_with_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run
             .build()
             .expect("inside a runtime")
     });
-    let served = Arc::new(Mutex::new(Served::default()));
-    let service = ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(upstream::<llm_observability::RequestBody<Full<Bytes>>>(
-            scenario.body,
-            served.clone(),
-        ));
-    let (received, heap) = alloc_meter::measure(|| {
-        runtime.block_on(async {
-            let received = drive(service).await;
-            crate::support::flushed(&layer, &memory).await;
-            received
+    let cells = served_cells(scenario);
+    let services: Vec<_> = cells
+        .iter()
+        .map(|cell| {
+            let upstream = upstream::<llm_observability::RequestBody<Full<Bytes>>>(
+                scenario.body,
+                cell.clone(),
+            );
+            ServiceBuilder::new().layer(layer.clone()).service(upstream)
+        })
+        .collect();
+    let ((received, time), heap) = alloc_meter::measure(|| {
+        timed(|| {
+            runtime.block_on(async {
+                let calls = services.into_iter().map(drive);
+                let received = futures_util::future::join_all(calls).await;
+                crate::support::flushed(&layer, &memory).await;
+                received
+            })
         })
     });
     let payloads = memory.take();
+    let dropped = layer
+        .dispatcher()
+        .stats()
+        .sinks
+        .iter()
+        .map(|s| s.dropped)
+        .sum();
     runtime.block_on(async {
         layer
             .dispatcher()
@@ -547,12 +667,13 @@ fn run_with_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run
             .await
             .expect("shutdown in time");
     });
-    let served = *served.lock().unwrap_or_else(PoisonError::into_inner);
     Run {
-        served,
+        served: served(&cells),
         received,
         heap,
+        time,
         payloads,
+        dropped,
     }
 }
 
@@ -585,7 +706,7 @@ impl Measured {
         if self.scenario.is_stream() {
             self.payload_content().map_or(0, str::len)
         } else {
-            self.with_layer.served.content.bytes as usize
+            self.with_layer.first().content.bytes as usize
         }
     }
 
@@ -694,7 +815,7 @@ pub fn table(rows: &[Measured]) -> String {
         out.push_str(&format!(
             "{:<34} {:>11} {:>11} {:>12} {:>12} {:>12} {:>13} {:>8.3}x {:>12}\n",
             row.scenario.name,
-            mib(row.with_layer.served.wire.bytes as usize),
+            mib(row.with_layer.first().wire.bytes as usize),
             mib(row.content_len()),
             mib(row.without_layer.heap.peak),
             mib(row.with_layer.heap.peak),
