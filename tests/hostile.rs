@@ -38,18 +38,19 @@ const ENTRY_COST: usize = 256;
 ///
 /// The target of issue #12 was at most about 2x the response limit plus a constant for any
 /// body. Measured at full size (`cargo bench --bench hostile`), it holds for the streams of
-/// many events; one event of many choices and a JSON body just under the cap take more, and
-/// the bounds below say what for, each with ~15% or more of margin over what was measured
-/// (allocation sizes do not vary between runs or builds, so the margin is for small changes).
+/// many events; one event of many choices and a JSON body just under the cap take more. Each
+/// bound below counts the buffers the layer holds at once for that body, plus slack for its
+/// bookkeeping (1 MiB or more): one more copy of the body, or of an event, would break it.
+/// Allocation sizes do not vary between runs or builds (debug and release measure the same).
 fn bound(hostile: Hostile) -> usize {
     match hostile {
         // Measured 34.7 MiB (4.3x the limit) for a 3.8 MiB event. The SSE parser holds the
         // event's line as it arrives and then its data (a Vec each, grown by doubling: 2 x 4
         // MiB); the event is then read into a vector of all its 100k choices before any budget
         // applies (~176 bytes a choice, grown to 131,072 slots: ~22 MiB); the 4,096 choices the
-        // state budget admits become a ~6 MiB payload. Not within 2x: the vector grows with the
-        // choices in the event, not with what is kept (`benches/hostile.rs` shows 732 MiB for
-        // one 8 MiB event of `{}` choices).
+        // state budget admits become a ~6 MiB payload. 36 MiB; 5x the limit is 40 MiB. Not
+        // within 2x: the vector grows with the choices in the event, not with what is kept
+        // (`benches/hostile.rs` shows 732 MiB for one 8 MiB event of `{}` choices).
         Hostile::OneEventDescending { .. } => 5 * LIMIT,
         // Measured 6.0 MiB whatever the length of the stream (0.75x): an event of 8 choices is
         // small, and the state budget stops admitting entries at 4,096, which become a ~6 MiB
