@@ -20,32 +20,11 @@ mod alloc_meter;
 mod memory_scenarios;
 mod support;
 
-use llm_observability::CallStatus;
 use memory_scenarios::Measured;
 
 fn check_traffic_and_payload(row: &Measured) {
     let name = row.scenario.name;
-    for run in [&row.without_layer, &row.with_layer] {
-        assert!(
-            run.intact(),
-            "{name}: the client got other bytes than were served: {:?} != {:?}",
-            run.received,
-            run.served
-        );
-    }
-    assert_eq!(
-        row.without_layer.first().wire,
-        row.with_layer.first().wire,
-        "{name}: both runs serve the same body"
-    );
-    assert_eq!(
-        row.with_layer.payloads.len(),
-        1,
-        "{name}: exactly one payload"
-    );
-    let call = &row.with_layer.payloads[0];
-    assert_eq!(call.status, CallStatus::Success, "{name}: {call:?}");
-    assert_eq!(call.http_status, Some(200), "{name}");
+    let call = row.checked_payload();
     if row.scenario.is_stream() {
         assert!(
             !call.truncated,

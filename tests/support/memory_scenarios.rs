@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
-use llm_observability::{LlmCall, LlmObservabilityLayer, MemorySink};
+use llm_observability::{CallStatus, LlmCall, LlmObservabilityLayer, MemorySink};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::alloc_meter::{self, Added};
@@ -1070,6 +1070,35 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// The payload of a one-call scenario, after asserting what every such call must show:
+    /// both clients got exactly the bytes served, both runs served the same body, and the call
+    /// ended in one payload, a success with HTTP 200.
+    pub fn checked_payload(&self) -> &LlmCall {
+        let name = self.scenario.name;
+        for run in [&self.without_layer, &self.with_layer] {
+            assert!(
+                run.intact(),
+                "{name}: the client got other bytes than were served: {:?} != {:?}",
+                run.received,
+                run.served
+            );
+        }
+        assert_eq!(
+            self.without_layer.first().wire,
+            self.with_layer.first().wire,
+            "{name}: both runs serve the same body"
+        );
+        assert_eq!(
+            self.with_layer.payloads.len(),
+            1,
+            "{name}: exactly one payload"
+        );
+        let call = &self.with_layer.payloads[0];
+        assert_eq!(call.status, CallStatus::Success, "{name}: {:?}", call.error);
+        assert_eq!(call.http_status, Some(200), "{name}");
+        call
+    }
+
     /// The heap the layer adds at its peak: with minus without.
     pub fn layer_peak(&self) -> usize {
         self.with_layer
