@@ -30,8 +30,7 @@ fn main() {
     println!("{}", memory_scenarios::table(&rows));
     for row in &rows {
         let payloads = row.with_layer.payloads.len();
-        let traffic_ok = row.without_layer.received == row.without_layer.served.wire
-            && row.with_layer.received == row.with_layer.served.wire;
+        let traffic_ok = row.without_layer.intact() && row.with_layer.intact();
         println!(
             "{:<34} bytes out == bytes in: {traffic_ok}; payloads: {payloads}; within bound ({}): {}",
             row.scenario.name,

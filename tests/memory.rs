@@ -20,29 +20,11 @@ mod alloc_meter;
 mod memory_scenarios;
 mod support;
 
-use llm_observability::CallStatus;
 use memory_scenarios::Measured;
 
 fn check_traffic_and_payload(row: &Measured) {
     let name = row.scenario.name;
-    for run in [&row.without_layer, &row.with_layer] {
-        assert_eq!(
-            run.received, run.served.wire,
-            "{name}: the client got other bytes than were served"
-        );
-    }
-    assert_eq!(
-        row.without_layer.served.wire, row.with_layer.served.wire,
-        "{name}: both runs serve the same body"
-    );
-    assert_eq!(
-        row.with_layer.payloads.len(),
-        1,
-        "{name}: exactly one payload"
-    );
-    let call = &row.with_layer.payloads[0];
-    assert_eq!(call.status, CallStatus::Success, "{name}: {call:?}");
-    assert_eq!(call.http_status, Some(200), "{name}");
+    let call = row.checked_payload();
     if row.scenario.is_stream() {
         assert!(
             !call.truncated,
@@ -58,7 +40,7 @@ fn check_traffic_and_payload(row: &Measured) {
         let content = row.payload_content().expect("assembled message content");
         let mut digest = memory_scenarios::Digest::default();
         digest.update(content.as_bytes());
-        let served = row.with_layer.served.content;
+        let served = row.with_layer.first().content;
         assert_eq!(
             (digest.bytes, digest.hash()),
             (served.bytes, served.hash()),

@@ -12,15 +12,17 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
-use llm_observability::{LlmCall, LlmObservabilityLayer, MemorySink};
+use llm_observability::{CallStatus, LlmCall, LlmObservabilityLayer, MemorySink};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::alloc_meter::{self, Added};
@@ -50,20 +52,61 @@ pub enum BodySpec {
     /// One `chat.completion` JSON object of `wire` bytes (nearly all of it the message content),
     /// served in frames of `frame` bytes.
     Json { wire: usize, frame: usize },
+    /// A body an attacker shapes against the decoder (issue #12).
+    Hostile(Hostile),
 }
 
-/// One scenario: a body and the layer's response capture limit.
+impl BodySpec {
+    /// Whether the body is an event stream, or JSON.
+    pub fn is_stream(&self) -> bool {
+        !matches!(
+            self,
+            BodySpec::Json { .. }
+                | BodySpec::Hostile(
+                    Hostile::Zeros { .. } | Hostile::EmptyChoices { stream: false, .. }
+                )
+        )
+    }
+}
+
+/// Hostile bodies, served in frames of at least [`HOSTILE_FRAME`] bytes (as network reads
+/// come), each made when polled.
+#[derive(Debug, Clone, Copy)]
+pub enum Hostile {
+    /// One event, `data: {"choices":[...]}`, of `choices` choices with descending indices
+    /// (`choices - 1` first), each a one-character content delta.
+    OneEventDescending { choices: u32 },
+    /// `indices` distinct choice indices, descending, `per_event` choices to an event, each a
+    /// one-character content delta.
+    ManyIndices { indices: u32, per_event: u32 },
+    /// `choices` events, one choice each (index 0, 1, ...), with an empty delta and a
+    /// `finish_reason` of `reason` bytes.
+    LongFinishReasons { choices: u32, reason: usize },
+    /// A JSON body (`application/json`) of about `wire` bytes: `[0,0,...,0]`, or
+    /// `{"choices":[0,0,...,0]}` when `object`.
+    Zeros { wire: usize, object: bool },
+    /// `{"choices":[{},{},...,{}]}` of about `line` bytes: one SSE event (`data: ` and all)
+    /// when `stream`, else a JSON body. Every `{}` is a valid choice.
+    EmptyChoices { line: usize, stream: bool },
+}
+
+/// Hostile frames are at least this long: a unit of a hostile body is at most this long too.
+pub const HOSTILE_FRAME: usize = 64 << 10;
+
+/// One scenario: a body, the layer's response capture limit, and how many such calls run
+/// at once (concurrently on the one runtime thread, through one layer).
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
     pub name: &'static str,
     pub body: BodySpec,
     pub response_limit: usize,
+    pub calls: usize,
 }
 
 impl Scenario {
     /// Whether the body is an event stream (bounded by its content) or JSON (by the cap).
     pub fn is_stream(&self) -> bool {
-        !matches!(self.body, BodySpec::Json { .. })
+        self.body.is_stream()
     }
 
     /// The same shape, `1/divisor` the size: a warm-up run, so that one-time allocations
@@ -81,8 +124,37 @@ impl Scenario {
                 wire: wire / divisor,
                 frame,
             },
+            BodySpec::Hostile(hostile) => BodySpec::Hostile(hostile.scaled_down(divisor)),
         };
         Scenario { body, ..*self }
+    }
+}
+
+impl Hostile {
+    /// The same shape, about `1/divisor` the size (at least one of everything).
+    pub fn scaled_down(self, divisor: usize) -> Hostile {
+        let fewer = |n: u32| (n / divisor as u32).max(1);
+        match self {
+            Hostile::OneEventDescending { choices } => Hostile::OneEventDescending {
+                choices: fewer(choices),
+            },
+            Hostile::ManyIndices { indices, per_event } => Hostile::ManyIndices {
+                indices: fewer(indices),
+                per_event,
+            },
+            Hostile::LongFinishReasons { choices, reason } => Hostile::LongFinishReasons {
+                choices: fewer(choices),
+                reason,
+            },
+            Hostile::Zeros { wire, object } => Hostile::Zeros {
+                wire: wire / divisor,
+                object,
+            },
+            Hostile::EmptyChoices { line, stream } => Hostile::EmptyChoices {
+                line: line / divisor,
+                stream,
+            },
+        }
     }
 }
 
@@ -93,6 +165,7 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "sse 10 MiB, token deltas",
             body: BodySpec::SseTokens { wire: 10 * MIB },
             response_limit: STREAM_RESPONSE_LIMIT,
+            calls: 1,
         },
         Scenario {
             name: "sse 10 MiB content, 1 KiB deltas",
@@ -101,6 +174,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 delta: 1024,
             },
             response_limit: STREAM_RESPONSE_LIMIT,
+            calls: 1,
         },
         Scenario {
             name: "json 100 MiB, 64 KiB frames",
@@ -109,8 +183,133 @@ pub fn scenarios() -> Vec<Scenario> {
                 frame: 64 << 10,
             },
             response_limit: llm_observability::DEFAULT_RESPONSE_CAPTURE_LIMIT,
+            calls: 1,
         },
     ]
+}
+
+/// How large the hostile bodies are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// As the attacker of issue #12 sent them (`benches/hostile.rs`).
+    Full,
+    /// Scaled down where a debug build would take long (`tests/hostile.rs`): still far past
+    /// every budget, so the same code paths run.
+    Test,
+}
+
+/// The hostile bodies of issue #12, each against the default response limit
+/// (`DEFAULT_RESPONSE_CAPTURE_LIMIT`, 8 MiB: 8 MiB of content, 1 MiB of other stream state, and
+/// the longest SSE line kept). With [`Size::Full`], also 16 of each JSON body at once.
+pub fn hostile_scenarios(size: Size) -> Vec<Scenario> {
+    let limit = llm_observability::DEFAULT_RESPONSE_CAPTURE_LIMIT;
+    let full = size == Size::Full;
+    let scenario = |name, hostile, calls| Scenario {
+        name,
+        body: BodySpec::Hostile(hostile),
+        response_limit: limit,
+        calls,
+    };
+    // Just under the capture cap, so the body is decoded, not let go as over the cap.
+    let zeros = limit - 1024;
+    let mut scenarios = vec![
+        scenario(
+            "1 event, 100k choices, descending",
+            Hostile::OneEventDescending { choices: 100_000 },
+            1,
+        ),
+        if full {
+            scenario(
+                "3M descending indices, 8 an event",
+                Hostile::ManyIndices {
+                    indices: 3_000_000,
+                    per_event: 8,
+                },
+                1,
+            )
+        } else {
+            scenario(
+                "300k descending indices, 8 an event",
+                Hostile::ManyIndices {
+                    indices: 300_000,
+                    per_event: 8,
+                },
+                1,
+            )
+        },
+        if full {
+            scenario(
+                "200 choices, 4 MiB finish_reason each",
+                Hostile::LongFinishReasons {
+                    choices: 200,
+                    reason: 4 * MIB,
+                },
+                1,
+            )
+        } else {
+            scenario(
+                "8 choices, 4 MiB finish_reason each",
+                Hostile::LongFinishReasons {
+                    choices: 8,
+                    reason: 4 * MIB,
+                },
+                1,
+            )
+        },
+        scenario(
+            "json [0,0,...] under the cap",
+            Hostile::Zeros {
+                wire: zeros,
+                object: false,
+            },
+            1,
+        ),
+        scenario(
+            r#"json {"choices":[0,0,...]} under the cap"#,
+            Hostile::Zeros {
+                wire: zeros,
+                object: true,
+            },
+            1,
+        ),
+    ];
+    if full {
+        // Beyond issue #12: every `{}` is a choice, and an event's or body's choices are read
+        // into a vector before any budget applies.
+        let line = limit - 1024;
+        scenarios.extend([
+            scenario(
+                "1 event of {} choices under the line limit",
+                Hostile::EmptyChoices { line, stream: true },
+                1,
+            ),
+            scenario(
+                r#"json {"choices":[{},{},...]} under the cap"#,
+                Hostile::EmptyChoices {
+                    line,
+                    stream: false,
+                },
+                1,
+            ),
+            scenario(
+                "16 x json [0,0,...] at once",
+                Hostile::Zeros {
+                    wire: zeros,
+                    object: false,
+                },
+                16,
+            ),
+            scenario(
+                r#"16 x json {"choices":[0,...]} at once"#,
+                Hostile::Zeros {
+                    wire: zeros,
+                    object: true,
+                },
+                16,
+            ),
+        ]);
+    }
+    scenarios
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,6 +410,7 @@ impl LazyBody {
                 Box::new(SseSource::new(SseDeltas::Bulk { content, delta }))
             }
             BodySpec::Json { wire, frame } => Box::new(JsonSource::new(wire, frame)),
+            BodySpec::Hostile(hostile) => Box::new(HostileSource::new(hostile)),
         };
         LazyBody { source, served }
     }
@@ -435,6 +635,203 @@ impl FrameSource for JsonSource {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Hostile bodies
+
+/// A body that is one short item repeated, comma-separated, between an opening and a closing.
+struct Repeated {
+    open: &'static str,
+    item: &'static str,
+    close: &'static str,
+    count: u64,
+}
+
+impl Repeated {
+    /// As many items as make the body about `wire` bytes.
+    fn new(wire: usize, open: &'static str, item: &'static str, close: &'static str) -> Self {
+        let room = wire.saturating_sub(open.len() + close.len()) + 1;
+        let count = (room / (item.len() + 1)).max(1) as u64;
+        Repeated {
+            open,
+            item,
+            close,
+            count,
+        }
+    }
+
+    /// Items a unit holds: a unit is at most [`HOSTILE_FRAME`] bytes.
+    fn per_unit(&self) -> u64 {
+        (HOSTILE_FRAME / (self.item.len() + 1)) as u64
+    }
+
+    /// Units: the opening, the items, the closing.
+    fn units(&self) -> u64 {
+        self.count.div_ceil(self.per_unit()) + 2
+    }
+
+    fn write_unit(&self, k: u64, out: &mut Vec<u8>) {
+        let units = self.units();
+        match k {
+            0 => out.extend_from_slice(self.open.as_bytes()),
+            k if k + 1 < units => {
+                let from = (k - 1) * self.per_unit();
+                let to = self.count.min(k * self.per_unit());
+                for _ in from..to {
+                    out.extend_from_slice(self.item.as_bytes());
+                    out.push(b',');
+                }
+                if to == self.count {
+                    out.pop();
+                }
+            }
+            _ => out.extend_from_slice(self.close.as_bytes()),
+        }
+    }
+}
+
+impl Hostile {
+    /// The shape of a body that is one item repeated.
+    fn repeated(self) -> Option<Repeated> {
+        let (wire, open, item, close) = match self {
+            Hostile::Zeros {
+                wire,
+                object: false,
+            } => (wire, "[", "0", "]"),
+            Hostile::Zeros { wire, object: true } => (wire, r#"{"choices":["#, "0", "]}"),
+            Hostile::EmptyChoices { line, stream: true } => (
+                // The event's line is `line` bytes; `[DONE]` follows.
+                line + 16,
+                r#"data: {"choices":["#,
+                "{}",
+                "]}\n\ndata: [DONE]\n\n",
+            ),
+            Hostile::EmptyChoices {
+                line,
+                stream: false,
+            } => (line, r#"{"choices":["#, "{}", "]}"),
+            _ => return None,
+        };
+        Some(Repeated::new(wire, open, item, close))
+    }
+
+    /// The body as a sequence of units, each at most [`HOSTILE_FRAME`] bytes: how many.
+    fn units(self) -> u64 {
+        if let Some(repeated) = self.repeated() {
+            return repeated.units();
+        }
+        match self {
+            // The event's opening, one unit a choice, its end and `[DONE]`.
+            Hostile::OneEventDescending { choices } => u64::from(choices) + 2,
+            // One unit a choice (opening or ending its event as needed), then `[DONE]`.
+            Hostile::ManyIndices { indices, .. } => u64::from(indices) + 1,
+            // A choice's event: its opening, its reason in pieces, its end. Then `[DONE]`.
+            Hostile::LongFinishReasons { choices, reason } => {
+                u64::from(choices) * (reason.div_ceil(HOSTILE_FRAME) as u64 + 2) + 1
+            }
+            Hostile::Zeros { .. } | Hostile::EmptyChoices { .. } => unreachable!("repeated"),
+        }
+    }
+
+    /// Appends unit `k` (of [`Hostile::units`]) to `out`.
+    fn write_unit(self, k: u64, out: &mut Vec<u8>) {
+        const DONE: &[u8] = b"data: [DONE]\n\n";
+        const EVENT_OPEN: &[u8] = br#"data: {"choices":["#;
+        const EVENT_CLOSE: &[u8] = b"]}\n\n";
+        let choice = |out: &mut Vec<u8>, index: u64| {
+            write!(out, r#"{{"index":{index},"delta":{{"content":"x"}}}}"#).expect("in memory");
+        };
+        if let Some(repeated) = self.repeated() {
+            return repeated.write_unit(k, out);
+        }
+        match self {
+            Hostile::OneEventDescending { choices } => {
+                let choices = u64::from(choices);
+                match k {
+                    0 => out.extend_from_slice(EVENT_OPEN),
+                    k if k <= choices => {
+                        if k > 1 {
+                            out.push(b',');
+                        }
+                        choice(out, choices - k);
+                    }
+                    _ => {
+                        out.extend_from_slice(EVENT_CLOSE);
+                        out.extend_from_slice(DONE);
+                    }
+                }
+            }
+            Hostile::ManyIndices { indices, per_event } => {
+                let (indices, per_event) = (u64::from(indices), u64::from(per_event));
+                if k == indices {
+                    out.extend_from_slice(DONE);
+                    return;
+                }
+                let at = k % per_event;
+                out.extend_from_slice(if at == 0 { EVENT_OPEN } else { b"," });
+                choice(out, indices - 1 - k);
+                if at + 1 == per_event || k + 1 == indices {
+                    out.extend_from_slice(EVENT_CLOSE);
+                }
+            }
+            Hostile::LongFinishReasons { choices, reason } => {
+                let per_choice = reason.div_ceil(HOSTILE_FRAME) as u64 + 2;
+                let (index, at) = (k / per_choice, k % per_choice);
+                if index == u64::from(choices) {
+                    out.extend_from_slice(DONE);
+                } else if at == 0 {
+                    write!(
+                        out,
+                        r#"data: {{"choices":[{{"index":{index},"delta":{{}},"finish_reason":""#
+                    )
+                    .expect("in memory");
+                } else if at + 1 == per_choice {
+                    out.extend_from_slice(b"\"}]}\n\n");
+                } else {
+                    let written = (at as usize - 1) * HOSTILE_FRAME;
+                    let len = HOSTILE_FRAME.min(reason - written);
+                    out.resize(out.len() + len, b'r');
+                }
+            }
+            Hostile::Zeros { .. } | Hostile::EmptyChoices { .. } => unreachable!("repeated"),
+        }
+    }
+}
+
+/// A hostile body, unit by unit, in frames of at least [`HOSTILE_FRAME`] bytes.
+struct HostileSource {
+    spec: Hostile,
+    next: u64,
+    units: u64,
+    /// Where a frame is written before it is copied out at its exact size (a frame that kept
+    /// spare capacity would make whoever holds it look larger).
+    scratch: Vec<u8>,
+}
+
+impl HostileSource {
+    fn new(spec: Hostile) -> Self {
+        HostileSource {
+            spec,
+            next: 0,
+            units: spec.units(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl FrameSource for HostileSource {
+    fn next_frame(&mut self, _content: &mut Digest) -> Option<Vec<u8>> {
+        if self.next == self.units {
+            return None;
+        }
+        self.scratch.clear();
+        while self.next < self.units && self.scratch.len() < HOSTILE_FRAME {
+            self.spec.write_unit(self.next, &mut self.scratch);
+            self.next += 1;
+        }
+        Some(self.scratch.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // One call, with or without the layer
 
 const REQUEST: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a storyteller."},{"role":"user","content":"Tell me a very, very long story."}],"stream":true,"stream_options":{"include_usage":true},"temperature":0.7}"#;
@@ -452,9 +849,10 @@ where
         let served = served.clone();
         async move {
             let _ = request.into_body().collect().await;
-            let content_type = match spec {
-                BodySpec::Json { .. } => "application/json",
-                _ => "text/event-stream; charset=utf-8",
+            let content_type = if spec.is_stream() {
+                "text/event-stream; charset=utf-8"
+            } else {
+                "application/json"
             };
             Ok::<_, Infallible>(
                 Response::builder()
@@ -486,36 +884,128 @@ where
         if let Ok(data) = frame.expect("generated body has no errors").into_data() {
             received.update(&data);
         }
+        // A generated body is always ready: without a yield, calls run at once would run one
+        // after the other. (A network read yields between frames too.)
+        tokio::task::yield_now().await;
     }
     received
 }
 
-/// One measured call.
-#[derive(Debug)]
-pub struct Run {
-    pub served: Served,
-    pub received: Digest,
-    pub heap: Added,
-    /// What the layer's memory sink received (empty without the layer).
-    pub payloads: Vec<Arc<LlmCall>>,
+/// Time taken by a measured piece of work.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Elapsed {
+    pub wall: Duration,
+    /// CPU time of the whole process (every thread), where the platform reports it.
+    pub cpu: Option<Duration>,
 }
 
-/// One call without the layer.
-fn run_without_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run {
-    let served = Arc::new(Mutex::new(Served::default()));
-    let service = upstream::<Full<Bytes>>(scenario.body, served.clone());
-    let (received, heap) = alloc_meter::measure(|| runtime.block_on(drive(service)));
-    let served = *served.lock().unwrap_or_else(PoisonError::into_inner);
-    Run {
-        served,
-        received,
-        heap,
-        payloads: Vec::new(),
+/// CPU time of the whole process so far, every thread counted.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub fn process_cpu() -> Option<Duration> {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut time = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: the C library's `clock_gettime` (std links it on Linux), with a valid clock id and
+    // a pointer to a `timespec` (two 64-bit fields on 64-bit Linux) that outlives the call.
+    let status = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    (status == 0).then(|| Duration::new(time.sec as u64, time.nsec as u32))
+}
+
+/// CPU time of the whole process so far: not read on this platform.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+pub fn process_cpu() -> Option<Duration> {
+    None
+}
+
+/// Runs `f`, timing it by the wall clock and the process's CPU clock.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Elapsed) {
+    let (cpu, wall) = (process_cpu(), Instant::now());
+    let value = f();
+    let elapsed = Elapsed {
+        wall: wall.elapsed(),
+        cpu: process_cpu().zip(cpu).map(|(end, start)| end - start),
+    };
+    (value, elapsed)
+}
+
+/// One measured run: `scenario.calls` calls at once.
+#[derive(Debug)]
+pub struct Run {
+    /// What each call's upstream served.
+    pub served: Vec<Served>,
+    /// What each call's client received.
+    pub received: Vec<Digest>,
+    pub heap: Added,
+    /// Wall and CPU time of the run: its calls, and with the layer, the sink's flush.
+    pub time: Elapsed,
+    /// What the layer's memory sink received (empty without the layer).
+    pub payloads: Vec<Arc<LlmCall>>,
+    /// Payloads the dispatcher dropped (its queue full), by its own count.
+    pub dropped: u64,
+}
+
+impl Run {
+    /// Whether every call's client received exactly the bytes its upstream served (count,
+    /// frames, checksum).
+    pub fn intact(&self) -> bool {
+        self.served.len() == self.received.len()
+            && self
+                .served
+                .iter()
+                .zip(&self.received)
+                .all(|(s, r)| s.wire == *r)
+    }
+
+    /// What the first call served (all calls of a run serve the same body).
+    pub fn first(&self) -> Served {
+        self.served.first().copied().unwrap_or_default()
     }
 }
 
-/// One call with the layer (memory sink, `scenario.response_limit`); the measurement includes
-/// the dispatcher delivering the payload to the sink.
+/// Where each of `scenario.calls` upstreams records what it serves.
+fn served_cells(scenario: &Scenario) -> Vec<Arc<Mutex<Served>>> {
+    let cells = (0..scenario.calls.max(1)).map(|_| Arc::new(Mutex::new(Served::default())));
+    cells.collect()
+}
+
+fn served(cells: &[Arc<Mutex<Served>>]) -> Vec<Served> {
+    let read = |cell: &Arc<Mutex<Served>>| *cell.lock().unwrap_or_else(PoisonError::into_inner);
+    cells.iter().map(read).collect()
+}
+
+/// The calls without the layer.
+fn run_without_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run {
+    let cells = served_cells(scenario);
+    let services: Vec<_> = cells
+        .iter()
+        .map(|cell| upstream::<Full<Bytes>>(scenario.body, cell.clone()))
+        .collect();
+    let ((received, time), heap) = alloc_meter::measure(|| {
+        timed(|| {
+            runtime.block_on(futures_util::future::join_all(
+                services.into_iter().map(drive),
+            ))
+        })
+    });
+    Run {
+        served: served(&cells),
+        received,
+        heap,
+        time,
+        payloads: Vec::new(),
+        dropped: 0,
+    }
+}
+
+/// The calls through one layer (memory sink, `scenario.response_limit`); the measurement
+/// includes the dispatcher delivering the payloads to the sink.
 fn run_with_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run {
     let memory = MemorySink::new();
     let layer = runtime.block_on(async {
@@ -525,21 +1015,35 @@ fn run_with_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run
             .build()
             .expect("inside a runtime")
     });
-    let served = Arc::new(Mutex::new(Served::default()));
-    let service = ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(upstream::<llm_observability::RequestBody<Full<Bytes>>>(
-            scenario.body,
-            served.clone(),
-        ));
-    let (received, heap) = alloc_meter::measure(|| {
-        runtime.block_on(async {
-            let received = drive(service).await;
-            crate::support::flushed(&layer, &memory).await;
-            received
+    let cells = served_cells(scenario);
+    let services: Vec<_> = cells
+        .iter()
+        .map(|cell| {
+            let upstream = upstream::<llm_observability::RequestBody<Full<Bytes>>>(
+                scenario.body,
+                cell.clone(),
+            );
+            ServiceBuilder::new().layer(layer.clone()).service(upstream)
+        })
+        .collect();
+    let ((received, time), heap) = alloc_meter::measure(|| {
+        timed(|| {
+            runtime.block_on(async {
+                let calls = services.into_iter().map(drive);
+                let received = futures_util::future::join_all(calls).await;
+                crate::support::flushed(&layer, &memory).await;
+                received
+            })
         })
     });
     let payloads = memory.take();
+    let dropped = layer
+        .dispatcher()
+        .stats()
+        .sinks
+        .iter()
+        .map(|s| s.dropped)
+        .sum();
     runtime.block_on(async {
         layer
             .dispatcher()
@@ -547,12 +1051,13 @@ fn run_with_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run
             .await
             .expect("shutdown in time");
     });
-    let served = *served.lock().unwrap_or_else(PoisonError::into_inner);
     Run {
-        served,
+        served: served(&cells),
         received,
         heap,
+        time,
         payloads,
+        dropped,
     }
 }
 
@@ -565,6 +1070,35 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// The payload of a one-call scenario, after asserting what every such call must show:
+    /// both clients got exactly the bytes served, both runs served the same body, and the call
+    /// ended in one payload, a success with HTTP 200.
+    pub fn checked_payload(&self) -> &LlmCall {
+        let name = self.scenario.name;
+        for run in [&self.without_layer, &self.with_layer] {
+            assert!(
+                run.intact(),
+                "{name}: the client got other bytes than were served: {:?} != {:?}",
+                run.received,
+                run.served
+            );
+        }
+        assert_eq!(
+            self.without_layer.first().wire,
+            self.with_layer.first().wire,
+            "{name}: both runs serve the same body"
+        );
+        assert_eq!(
+            self.with_layer.payloads.len(),
+            1,
+            "{name}: exactly one payload"
+        );
+        let call = &self.with_layer.payloads[0];
+        assert_eq!(call.status, CallStatus::Success, "{name}: {:?}", call.error);
+        assert_eq!(call.http_status, Some(200), "{name}");
+        call
+    }
+
     /// The heap the layer adds at its peak: with minus without.
     pub fn layer_peak(&self) -> usize {
         self.with_layer
@@ -585,7 +1119,7 @@ impl Measured {
         if self.scenario.is_stream() {
             self.payload_content().map_or(0, str::len)
         } else {
-            self.with_layer.served.content.bytes as usize
+            self.with_layer.first().content.bytes as usize
         }
     }
 
@@ -694,7 +1228,7 @@ pub fn table(rows: &[Measured]) -> String {
         out.push_str(&format!(
             "{:<34} {:>11} {:>11} {:>12} {:>12} {:>12} {:>13} {:>8.3}x {:>12}\n",
             row.scenario.name,
-            mib(row.with_layer.served.wire.bytes as usize),
+            mib(row.with_layer.first().wire.bytes as usize),
             mib(row.content_len()),
             mib(row.without_layer.heap.peak),
             mib(row.with_layer.heap.peak),
@@ -708,6 +1242,69 @@ pub fn table(rows: &[Measured]) -> String {
         "peak: most heap live at once during the call, beyond what was live before it; \
          layer adds: peak layer - peak no-layer;\nkept after: heap still live after the call \
          and the sink's flush (the payload in the memory sink).\n",
+    );
+    out
+}
+
+fn seconds(time: Duration) -> String {
+    format!("{:.3} s", time.as_secs_f64())
+}
+
+fn times(elapsed: &Elapsed) -> String {
+    let cpu = elapsed.cpu.map_or_else(|| "-".to_owned(), seconds);
+    format!("{} / {cpu}", seconds(elapsed.wall))
+}
+
+/// A table of measured hostile scenarios: wire size a call, the heap the layer adds at its
+/// peak (and as a multiple of the response limit), wall / CPU time without and with the
+/// layer, whether the payloads say `truncated`, and the heap kept after (the payloads).
+pub fn hostile_table(rows: &[Measured]) -> String {
+    let mut out = format!(
+        "{:<42} {:>13} {:>11} {:>11} {:>7} {:>19} {:>19} {:>9} {:>11}\n",
+        "scenario",
+        "calls",
+        "wire/call",
+        "layer adds",
+        "/limit",
+        "no layer wall/cpu",
+        "layer wall/cpu",
+        "truncated",
+        "kept after",
+    );
+    for row in rows {
+        let truncated = row
+            .with_layer
+            .payloads
+            .iter()
+            .filter(|c| c.truncated)
+            .count();
+        let truncated = match truncated {
+            0 => "no".to_owned(),
+            n if n == row.with_layer.payloads.len() => "yes".to_owned(),
+            n => format!("{n} of {}", row.with_layer.payloads.len()),
+        };
+        let calls = match row.with_layer.dropped {
+            0 => row.scenario.calls.to_string(),
+            dropped => format!("{} ({dropped} drop)", row.scenario.calls),
+        };
+        out.push_str(&format!(
+            "{:<42} {:>13} {:>11} {:>11} {:>6.2}x {:>19} {:>19} {:>9} {:>11}\n",
+            row.scenario.name,
+            calls,
+            mib(row.with_layer.first().wire.bytes as usize),
+            mib(row.layer_peak()),
+            row.layer_peak() as f64 / row.scenario.response_limit as f64,
+            times(&row.without_layer.time),
+            times(&row.with_layer.time),
+            truncated,
+            mib(row.with_layer.heap.retained),
+        ));
+    }
+    out.push_str(
+        "layer adds: peak heap with the layer - without (all calls of the row at once); \
+         /limit: that over the response limit;\nwall/cpu: the run's wall time and the process's \
+         CPU time; kept after: heap live after the run (the payloads in the memory sink);\n\
+         (n drop): payloads the dispatcher dropped, its queue full (queue_bytes, 64 MiB by default).\n",
     );
     out
 }
