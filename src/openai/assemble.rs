@@ -13,7 +13,7 @@ use super::endpoint::Endpoint;
 use super::indexed::{Indexed, Keyed};
 use super::response::{decode_json_response, error_from_value, usage_from_value, ResponseSummary};
 use super::sse::SseEvent;
-use super::wire::{read_json, Text};
+use super::wire::{read_json, Capped, Text};
 use crate::json::Json;
 
 /// What one event contributed, as far as the caller cares.
@@ -132,6 +132,10 @@ struct ContentBudget {
 
 /// What keeping one choice, tool call or output item costs, beyond its strings.
 const ENTRY_COST: usize = 256;
+/// The most choices (or tool calls of one delta) read from one event: more than the state
+/// budget can keep at the default limit. The rest are skipped unread and the record says
+/// truncated.
+const MAX_ENTRIES_PER_EVENT: usize = 4096;
 /// The largest `usage` or `error` value kept (they are replaced, not accumulated).
 const SMALL_VALUE: usize = 64 << 10;
 
@@ -217,7 +221,7 @@ struct ChatChunk<'a> {
     #[serde(default, borrow)]
     system_fingerprint: Option<Text<'a>>,
     #[serde(default, borrow)]
-    choices: Option<Few<ChunkChoice<'a>>>,
+    choices: Option<Capped<ChunkChoice<'a>, Few<ChunkChoice<'a>>, MAX_ENTRIES_PER_EVENT>>,
     /// Kept as sent (it comes once per stream), so fields we do not model survive.
     #[serde(default, borrow)]
     usage: Option<&'a RawValue>,
@@ -250,7 +254,7 @@ struct ChunkDelta<'a> {
     #[serde(default, borrow)]
     reasoning_content: Option<Text<'a>>,
     #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+    tool_calls: Option<Capped<ToolCallDelta<'a>, Vec<ToolCallDelta<'a>>, MAX_ENTRIES_PER_EVENT>>,
 }
 
 #[derive(Deserialize)]
@@ -338,7 +342,13 @@ impl ChatAssembly {
             self.error = budget.small_value(error);
         }
         let mut content = false;
-        for choice in chunk.choices.into_iter().flatten() {
+        // Elements past the cap were never read: the record is cut after the ones that were.
+        let mut skipped = false;
+        let choices = chunk.choices.map(|capped| {
+            skipped |= capped.skipped;
+            capped.items
+        });
+        for choice in choices.into_iter().flatten() {
             let Some(state) = self.choices.entry(
                 choice.index,
                 || budget.charge(ENTRY_COST),
@@ -367,7 +377,11 @@ impl ChatAssembly {
                     content |= !text.is_empty();
                     append_opt(budget, &mut state.reasoning, &text);
                 }
-                for call in delta.tool_calls.into_iter().flatten() {
+                let calls = delta.tool_calls.map(|capped| {
+                    skipped |= capped.skipped;
+                    capped.items
+                });
+                for call in calls.into_iter().flatten() {
                     content = true;
                     let Some(slot) = state.tool_calls.entry(
                         call.index,
@@ -397,6 +411,7 @@ impl ChatAssembly {
                 }
             }
         }
+        budget.exceeded |= skipped;
         Ok(content)
     }
 
@@ -417,6 +432,8 @@ impl ChatAssembly {
             error: error.as_ref().and_then(error_from_value),
             model: self.model.clone(),
             id: self.id.clone(),
+            // The assembler's budget says whether the stream was cut.
+            truncated: false,
         };
         let choices = choices
             .into_iter()

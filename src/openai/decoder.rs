@@ -186,7 +186,7 @@ impl ResponseDecoder {
         let decompress_error = self.decompress_error.take();
         let decompress_truncated = self.decompress_truncated;
         let mut decoded = self.decode();
-        decoded.truncated |= decompress_truncated;
+        decoded.truncated |= decompress_truncated || decoded.summary.truncated;
         if let Some(error) = decompress_error {
             decoded.error = Some(match decoded.error {
                 Some(other) => format!("{error}; {other}"),

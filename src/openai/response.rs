@@ -6,7 +6,11 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::endpoint::Endpoint;
-use super::wire::{Object, Text};
+use super::wire::{Capped, Object, Text};
+
+/// The most choices whose finish reason a response's summary reads (`n` is at most 128 at
+/// OpenAI); past it the summary says truncated.
+const MAX_CHOICES: usize = 4096;
 use crate::json::Json;
 use crate::payload::{CallError, Usage};
 
@@ -25,6 +29,8 @@ pub(crate) struct ResponseSummary {
     pub model: Option<String>,
     /// `id` as reported by the response.
     pub id: Option<String>,
+    /// Part of the response was not read into the summary (too many choices).
+    pub truncated: bool,
 }
 
 /// Usage as OpenAI sends it: chat/completions/embeddings names, or Responses API names.
@@ -281,7 +287,7 @@ struct WireResponse<'a> {
     #[serde(default, borrow)]
     usage: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    choices: Option<Vec<Object<WireChoice<'a>>>>,
+    choices: Option<Capped<Object<WireChoice<'a>>, Vec<Object<WireChoice<'a>>>, MAX_CHOICES>>,
     #[serde(default, borrow)]
     status: Option<Text<'a>>,
     #[serde(default, borrow)]
@@ -317,7 +323,7 @@ impl WireResponse<'_> {
             _ => self
                 .choices
                 .iter()
-                .flatten()
+                .flat_map(|c| &c.items)
                 .filter_map(|c| c.0.finish_reason.as_deref())
                 .map(str::to_owned)
                 .collect(),
@@ -332,6 +338,7 @@ impl WireResponse<'_> {
                 .and_then(|e| error_from_value(&e)),
             model: non_empty(&self.model),
             id: non_empty(&self.id),
+            truncated: self.choices.as_ref().is_some_and(|c| c.skipped),
         }
     }
 }

@@ -136,3 +136,95 @@ mod tests {
         assert_eq!(choice.0.finish_reason.as_deref(), Some("stop"));
     }
 }
+
+/// A collection [`Capped`] reads into.
+pub(crate) trait Collect<T>: Default {
+    fn collect_one(&mut self, item: T);
+}
+
+impl<T> Collect<T> for Vec<T> {
+    fn collect_one(&mut self, item: T) {
+        self.push(item);
+    }
+}
+
+impl<A: smallvec::Array> Collect<A::Item> for smallvec::SmallVec<A> {
+    fn collect_one(&mut self, item: A::Item) {
+        self.push(item);
+    }
+}
+
+/// A JSON array of which at most `MAX` elements are read into `C`; the rest are skipped
+/// without being built (`skipped` says so). One hostile event of millions of `{}` elements
+/// would otherwise cost each a struct before any budget could refuse it.
+#[derive(Debug)]
+pub(crate) struct Capped<T, C, const MAX: usize> {
+    pub(crate) items: C,
+    pub(crate) skipped: bool,
+    element: PhantomData<T>,
+}
+
+impl<'de, T, C, const MAX: usize> Deserialize<'de> for Capped<T, C, MAX>
+where
+    T: Deserialize<'de>,
+    C: Collect<T>,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CappedVisitor<T, C, const MAX: usize>(PhantomData<(T, C)>);
+        impl<'de, T, C, const MAX: usize> Visitor<'de> for CappedVisitor<T, C, MAX>
+        where
+            T: Deserialize<'de>,
+            C: Collect<T>,
+        {
+            type Value = Capped<T, C, MAX>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                let mut items = C::default();
+                let mut read = 0;
+                while read < MAX {
+                    match seq.next_element::<T>()? {
+                        Some(item) => items.collect_one(item),
+                        None => return Ok(Capped::new(items, false)),
+                    }
+                    read += 1;
+                }
+                let mut skipped = false;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    skipped = true;
+                }
+                Ok(Capped::new(items, skipped))
+            }
+        }
+        deserializer.deserialize_seq(CappedVisitor::<T, C, MAX>(PhantomData))
+    }
+}
+
+impl<T, C, const MAX: usize> Capped<T, C, MAX> {
+    fn new(items: C, skipped: bool) -> Self {
+        Capped {
+            items,
+            skipped,
+            element: PhantomData,
+        }
+    }
+}
+
+#[cfg(test)]
+mod capped_tests {
+    use super::*;
+
+    #[test]
+    fn reads_at_most_max_elements_and_says_when_it_skipped() {
+        let few: Capped<u32, Vec<u32>, 3> = serde_json::from_str("[1,2,3]").expect("array");
+        assert_eq!((few.items, few.skipped), (vec![1, 2, 3], false));
+        let many: Capped<u32, Vec<u32>, 3> =
+            serde_json::from_str(r#"[1,2,3,{"x":[4]},5]"#).expect("array");
+        assert_eq!((many.items, many.skipped), (vec![1, 2, 3], true));
+        assert!(serde_json::from_str::<Capped<u32, Vec<u32>, 3>>(r#"{"a":1}"#).is_err());
+    }
+}
