@@ -6,17 +6,23 @@
 //! llm-observability-proxy --listen 127.0.0.1:8080 --upstream https://api.openai.com --jsonl calls.jsonl
 //! ```
 //!
-//! Every request is forwarded — method, path and query, headers except hop-by-hop ones, body
-//! streamed — over a pooled HTTP/1.1 + HTTP/2 (TLS or plain) client, and the response is streamed
-//! back unchanged. Each OpenAI-shaped call appends one `LlmCall` JSON line to the JSONL file
+//! Every request that is not refused is forwarded — method, path and query, headers except
+//! hop-by-hop ones, body streamed — over a pooled HTTP/1.1 + HTTP/2 (TLS or plain) client, and the
+//! response is streamed back unchanged. Each OpenAI-shaped call appends one `LlmCall` JSON line to the JSONL file
 //! (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy stops accepting, lets
 //! calls in flight finish (up to `--shutdown-timeout`), writes every pending record and exits 0.
+//! It refuses, with an OpenAI-style error, `CONNECT` and paths not in normal form or that would
+//! reach an LLM endpoint unrecorded (`guard.rs`, `path.rs`).
+//!
 //! On startup it prints `listening on ADDR` on stdout (the bound address, useful with port 0);
 //! diagnostics — the library's warnings about sinks and dropped records among them — go to stderr
 //! through a `tracing_subscriber::fmt` subscriber filtered by `RUST_LOG`.
 //! `llm-observability-proxy --help` explains each flag.
 
+mod answer;
 mod forward;
+mod guard;
+mod path;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -40,6 +46,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::guard::Guard;
+
 /// The log filter when `RUST_LOG` is unset or empty: the library's and the proxy's own events
 /// from `info` up, everything else from `warn` up.
 const DEFAULT_LOG_FILTER: &str = "warn,llm_observability=info,llm_observability_proxy=info";
@@ -50,8 +58,9 @@ Observability proxy for OpenAI-compatible APIs: forwards every request unchanged
 and records each LLM call as one JSON line.
 
 Point your client's base URL at --listen (for example http://127.0.0.1:8080/v1
-instead of https://api.openai.com/v1). Every request is forwarded to --upstream:
-method, path and query, headers except hop-by-hop ones, the body streamed. The
+instead of https://api.openai.com/v1). Every request not refused (see below) is
+forwarded to --upstream: method, path and query, headers except hop-by-hop
+ones, the body streamed. The
 response, streams (SSE) included, comes back unchanged. The client's
 Authorization header is passed on and never recorded.
 
@@ -63,6 +72,16 @@ included), the status (success, error or cancelled) and any error. Other
 requests are forwarded without a record. An unreachable upstream is answered
 with 502 and an OpenAI-style JSON error (code upstream_unreachable), and
 recorded as an error of type transport.
+
+What is refused, never forwarded (OpenAI-style JSON error, no record):
+CONNECT (405, code method_not_allowed); paths not in normal form (400, code
+invalid_path): '.' or '..' segments, '//', a backslash, a malformed
+percent-escape, or one that encodes a letter, digit, '-', '.', '_', '~', '/',
+'\\' or a control character; and any request a lenient server could route to
+an LLM endpoint that would not be recorded: a POST (or 'post', or any request
+with X-HTTP-Method-Override: POST) whose path, once percent-decoded, lowercased and
+stripped of ';parameters', ends in one of the paths above while the path as sent
+does not (e.g. /v1/CHAT/completions, /v1/chat/completions;x=1).
 
 On startup the proxy prints `listening on ADDR` on stdout, ADDR being the bound
 address (useful with port 0). Diagnostics go to stderr, filtered by RUST_LOG
@@ -246,14 +265,14 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The whole proxy as one tower service: unreachable-upstream mapping outside, the layer (when
-/// observing) inside it, so a connection failure is recorded as a transport error and answered
-/// with a 502.
+/// The whole proxy as one tower service: the guard outside (refusals), then the
+/// unreachable-upstream mapping, then the layer (when observing), so a connection failure is
+/// recorded as a transport error and answered with a 502.
 fn proxy_service(
     forward: Forward,
     layer: Option<LlmObservabilityLayer>,
 ) -> BoxCloneService<Request<Incoming>, Response<ProxyBody>, NotReady> {
-    match layer {
+    let inner = match layer {
         Some(layer) => BoxCloneService::new(
             ServiceBuilder::new()
                 .map_result(answer_502_on_error)
@@ -265,7 +284,8 @@ fn proxy_service(
                 .map_result(answer_502_on_error)
                 .service(forward),
         ),
-    }
+    };
+    BoxCloneService::new(Guard::new(inner))
 }
 
 /// The proxy service's only error: the forwarder was not ready (it always is). Calls never fail:

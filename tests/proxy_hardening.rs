@@ -1,0 +1,288 @@
+//! The `llm-observability-proxy` binary against slow and hostile clients (issue #12): the
+//! requests it refuses to forward. Clients speak raw TCP on 127.0.0.1, so every byte is the
+//! test's choice. Deadlines are generous and only bound what must happen.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::Router;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+const PROXY: &str = env!("CARGO_BIN_EXE_llm-observability-proxy");
+
+/// The deadline for anything that must happen.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A proxy process.
+struct Proxy {
+    child: Child,
+    addr: String,
+    jsonl: PathBuf,
+}
+
+impl Proxy {
+    async fn start(upstream: &str, extra: &[&str]) -> Proxy {
+        let jsonl = std::env::temp_dir().join(format!(
+            "llm-obs-proxy-hard-{}-{}.jsonl",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        let mut child = Command::new(PROXY)
+            .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--jsonl"])
+            .arg(&jsonl)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("proxy starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(
+            tokio::process::ChildStdout::from_std(stdout).expect("async stdout"),
+        )
+        .lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("proxy announces its address")
+            .expect("read stdout")
+            .expect("a line");
+        let addr = first
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_owned();
+        Proxy { child, addr, jsonl }
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.jsonl)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is one JSON payload"))
+            .collect()
+    }
+
+    async fn wait_for_lines(&self, count: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let lines = self.lines();
+            if lines.len() >= count {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.lines()
+    }
+
+    async fn connect(&self) -> TcpStream {
+        TcpStream::connect(&self.addr).await.expect("connect")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.jsonl);
+    }
+}
+
+/// An upstream that records every request it sees (`METHOD path`) and answers 200; a chat
+/// call with model `gated` streams one chunk, then waits for a permit of `gate`.
+#[derive(Clone)]
+struct Upstream {
+    seen: Arc<Mutex<Vec<String>>>,
+    gate: Arc<Semaphore>,
+}
+
+impl Upstream {
+    async fn start() -> (String, Upstream) {
+        let upstream = Upstream {
+            seen: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+        };
+        let app = Router::new().fallback(answer).with_state(upstream.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), upstream)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+fn chunk(content: &str) -> String {
+    let chunk = json!({"id": "chatcmpl-h", "object": "chat.completion.chunk", "created": 1, "model": "gated",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]});
+    format!("data: {chunk}\n\n")
+}
+
+async fn answer(
+    State(upstream): State<Upstream>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let line = format!("{} {}", request.method(), request.uri().path());
+    upstream
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(line);
+    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let gated = serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["model"] == "gated");
+    if !gated {
+        return axum::Json(json!({"object": "list", "data": []})).into_response();
+    }
+    let gate = upstream.gate.clone();
+    let stream = futures_util::stream::unfold(0, move |step| {
+        let gate = gate.clone();
+        async move {
+            let frame = match step {
+                0 => chunk("Hel"),
+                1 => {
+                    gate.acquire().await.ok()?.forget();
+                    chunk("lo")
+                }
+                2 => "data: [DONE]\n\n".to_owned(),
+                _ => return None,
+            };
+            Some((Ok::<_, std::io::Error>(Bytes::from(frame)), step + 1))
+        }
+    });
+    (
+        [(http::header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Reads until the peer closes the connection (or fails it); panics after [`DEADLINE`].
+async fn closed_by_peer(stream: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the proxy closes the connection");
+    received
+}
+
+/// Sends `request` (with `Connection: close`) and returns the status and the JSON body.
+async fn exchange(proxy: &Proxy, request: &str) -> (u16, Value) {
+    let mut stream = proxy.connect().await;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let response = closed_by_peer(&mut stream).await;
+    parse_response(&response)
+}
+
+fn parse_response(response: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(response);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP/1.1 response: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn request(method: &str, path: &str, extra_headers: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\n{extra_headers}Connection: close\r\n\r\n{{}}"
+    )
+}
+
+fn assert_openai_error(body: &Value, code: &str) {
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(error["type"], "invalid_request_error");
+    assert!(error.get("param").is_some(), "OpenAI's shape has param");
+}
+
+#[tokio::test]
+async fn connect_is_refused_with_a_json_error() {
+    let (upstream_url, upstream) = Upstream::start().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    let (status, body) = exchange(
+        &proxy,
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert_openai_error(&body, "method_not_allowed");
+    assert!(upstream.seen().is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn paths_not_in_normal_form_or_dodging_the_record_are_refused() {
+    let (upstream_url, upstream) = Upstream::start().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    for (method, path, headers) in [
+        ("GET", "/../etc/passwd", ""),
+        ("GET", "/v1/./models", ""),
+        ("POST", "/v1/../v1/chat/completions", ""),
+        ("POST", "/v1/./chat/completions", ""),
+        ("POST", "/v1//chat/completions", ""),
+        ("POST", "/v1/chat/%63ompletions", ""),
+        ("POST", "/v1/chat/%2563ompletions", ""),
+        ("POST", "/v1/chat%2Fcompletions", ""),
+        ("POST", "/v1/chat\\completions", ""),
+        ("POST", "/v1/chat/completions;x=1", ""),
+        ("POST", "/v1/CHAT/completions", ""),
+        ("POST", "/v1/Embeddings", ""),
+        ("post", "/v1/chat/completions", ""),
+        (
+            "GET",
+            "/v1/chat/completions",
+            "X-HTTP-Method-Override: POST\r\n",
+        ),
+        ("OPTIONS", "*", ""),
+    ] {
+        let (status, body) = exchange(&proxy, &request(method, path, headers)).await;
+        assert_eq!(status, 400, "{method} {path}");
+        assert_openai_error(&body, "invalid_path");
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+
+    for (method, path) in [
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/V1/chat/completions/"),
+        ("GET", "/v1/chat/completions"),
+        ("GET", "/v1/files/my%20file"),
+    ] {
+        let (status, _) = exchange(&proxy, &request(method, path, "")).await;
+        assert_eq!(status, 200, "{method} {path} is forwarded");
+    }
+    assert_eq!(
+        upstream.seen(),
+        [
+            "POST /v1/chat/completions",
+            "POST /V1/chat/completions/",
+            "GET /v1/chat/completions",
+            "GET /v1/files/my%20file",
+        ]
+    );
+    let lines = proxy.wait_for_lines(2).await;
+    assert_eq!(lines.len(), 2, "both POSTs forwarded were recorded");
+}
