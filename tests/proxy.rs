@@ -455,3 +455,18 @@ fn help_explains_every_flag() {
         "--help tells what the proxy prints on startup"
     );
 }
+
+#[tokio::test]
+async fn server_address_is_the_upstream_host_not_the_clients_host_header() {
+    let (upstream_url, _upstream) = start_upstream().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    let mut request = chat_request(proxy.url("/v1/chat/completions"), "gpt-4o-mini", false);
+    request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("attacker.example"),
+    );
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let lines = proxy.wait_for_lines(1).await;
+    assert_eq!(lines[0]["server_address"], "127.0.0.1");
+}

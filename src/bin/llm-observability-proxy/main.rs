@@ -111,7 +111,8 @@ struct Args {
     /// Base URL of the upstream OpenAI-compatible API, http or https.
     ///
     /// A path prefix is kept: with --upstream https://host/prefix, a request to /v1/x goes to
-    /// https://host/prefix/v1/x. TLS uses the bundled webpki roots.
+    /// https://host/prefix/v1/x. TLS uses the bundled webpki roots. Its host is recorded as
+    /// every call's server_address.
     #[arg(long, value_name = "URL")]
     upstream: Uri,
     /// File that receives one LlmCall JSON line per LLM call.
@@ -182,7 +183,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
     } else {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        Some(LlmObservabilityLayer::builder().sink(sink).build()?)
+        let mut builder = LlmObservabilityLayer::builder().sink(sink);
+        // The upstream, not whatever Host header a client sent.
+        if let Some(host) = args.upstream.host() {
+            // server.address is the host alone: an IPv6 address without its brackets.
+            builder = builder.server_address(host.trim_start_matches('[').trim_end_matches(']'));
+        }
+        Some(builder.build()?)
     };
     let service = proxy_service(forward, layer.clone());
     // Listen for the signals before announcing the address, so a signal sent right after start-up
