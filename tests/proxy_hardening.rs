@@ -1,6 +1,7 @@
 //! The `llm-observability-proxy` binary against slow and hostile clients (issue #12): the
-//! requests it refuses to forward. Clients speak raw TCP on 127.0.0.1, so every byte is the
-//! test's choice. Deadlines are generous and only bound what must happen.
+//! request-body timeout, and the requests it refuses to forward. Clients speak raw TCP on
+//! 127.0.0.1, so every byte is the test's choice. Deadlines are generous and only bound what
+//! must happen; timeouts are set low through the flags to keep the tests fast.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -218,6 +219,63 @@ fn assert_openai_error(body: &Value, code: &str) {
     assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert_eq!(error["type"], "invalid_request_error");
     assert!(error.get("param").is_some(), "OpenAI's shape has param");
+}
+
+#[tokio::test]
+async fn a_request_body_that_stalls_or_trickles_is_answered_408_and_recorded() {
+    let (upstream_url, _upstream) = Upstream::start().await;
+    let proxy = Proxy::start(&upstream_url, &["--request-body-timeout", "1"]).await;
+    let head =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 100000\r\n\r\n";
+
+    // Stalls: a few bytes, then nothing.
+    let mut stalled = proxy.connect().await;
+    stalled
+        .write_all(format!("{head}{{\"model\":").as_bytes())
+        .await
+        .expect("write");
+    let (status, body) = parse_response(&closed_by_peer(&mut stalled).await);
+    assert_eq!(status, 408);
+    assert_openai_error(&body, "request_body_timeout");
+
+    // Trickles: one byte every 100 ms never stalls for a second, but stays far under the
+    // default minimum rate (500 bytes/s).
+    let mut trickle = proxy.connect().await;
+    trickle.write_all(head.as_bytes()).await.expect("write");
+    let sender = tokio::spawn(async move {
+        let (mut read, mut write) = trickle.into_split();
+        let writing = async {
+            for _ in 0..150 {
+                if write.write_all(b" ").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let mut response = Vec::new();
+        let reading = read.read_to_end(&mut response);
+        tokio::pin!(reading);
+        tokio::select! {
+            _ = &mut reading => {}
+            () = writing => { let _ = tokio::time::timeout(DEADLINE, reading).await; }
+        }
+        response
+    });
+    let response = tokio::time::timeout(DEADLINE, sender)
+        .await
+        .expect("answered within the deadline")
+        .expect("task");
+    let (status, body) = parse_response(&response);
+    assert_eq!(status, 408, "a trickle is too slow");
+    assert_openai_error(&body, "request_body_timeout");
+
+    let lines = proxy.wait_for_lines(2).await;
+    assert_eq!(lines.len(), 2, "each call is recorded");
+    for line in lines {
+        assert_eq!(line["status"], "error");
+        assert_eq!(line["error"]["type"], "transport");
+    }
 }
 
 #[tokio::test]

@@ -58,3 +58,17 @@ pub fn path_refused(reason: &crate::path::PathError) -> Response<ProxyBody> {
         reason,
     )
 }
+
+/// 408 for a request body the client sent too slowly.
+pub fn body_timeout(reason: &dyn std::fmt::Display) -> Response<ProxyBody> {
+    let mut response = error(
+        StatusCode::REQUEST_TIMEOUT,
+        "invalid_request_error",
+        "request_body_timeout",
+        reason,
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}

@@ -12,7 +12,8 @@
 //! (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy stops accepting, lets
 //! calls in flight finish (up to `--shutdown-timeout`), writes every pending record and exits 0.
 //! It refuses, with an OpenAI-style error, `CONNECT` and paths not in normal form or that would
-//! reach an LLM endpoint unrecorded (`guard.rs`, `path.rs`).
+//! reach an LLM endpoint unrecorded (`guard.rs`, `path.rs`), and answers 408 to a client that
+//! sends its request body too slowly (`body_timeout.rs`).
 //!
 //! On startup it prints `listening on ADDR` on stdout (the bound address, useful with port 0);
 //! diagnostics — the library's warnings about sinks and dropped records among them — go to stderr
@@ -20,6 +21,7 @@
 //! `llm-observability-proxy --help` explains each flag.
 
 mod answer;
+mod body_timeout;
 mod forward;
 mod guard;
 mod path;
@@ -46,6 +48,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::body_timeout::{BodyLimits, TimedBody};
 use crate::guard::Guard;
 
 /// The log filter when `RUST_LOG` is unset or empty: the library's and the proxy's own events
@@ -82,6 +85,10 @@ an LLM endpoint that would not be recorded: a POST (or 'post', or any request
 with X-HTTP-Method-Override: POST) whose path, once percent-decoded, lowercased and
 stripped of ';parameters', ends in one of the paths above while the path as sent
 does not (e.g. /v1/CHAT/completions, /v1/chat/completions;x=1).
+
+A request body that keeps the upstream waiting (see --request-body-timeout) is
+answered 408 (code request_body_timeout, recorded as a transport error for an
+LLM call). Only waiting on the client counts, never the upstream's own pace.
 
 On startup the proxy prints `listening on ADDR` on stdout, ADDR being the bound
 address (useful with port 0). Diagnostics go to stderr, filtered by RUST_LOG
@@ -134,6 +141,29 @@ struct Args {
     /// records then gets up to the same time again.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Seconds a request body may keep the upstream waiting for its next bytes.
+    ///
+    /// A body that sends nothing for this long, or that falls under --request-body-min-rate,
+    /// fails: the upstream request is aborted and the client answered 408. Only waiting on the
+    /// client counts, never the upstream's own pace.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    request_body_timeout: u64,
+    /// Bytes per second a request body must average once it has made the upstream wait
+    /// --request-body-timeout seconds in all (0: no minimum).
+    ///
+    /// Each byte sent earns 1/RATE s more of waiting: a trickle such as one byte every five
+    /// seconds fails, a large body on a slow link does not.
+    #[arg(long, value_name = "BYTES", default_value_t = 500)]
+    request_body_min_rate: u64,
+}
+
+impl Args {
+    fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            stall: Duration::from_secs(self.request_body_timeout),
+            min_rate: self.request_body_min_rate,
+        }
+    }
 }
 
 #[tokio::main]
@@ -191,7 +221,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
         Some(builder.build()?)
     };
-    let service = proxy_service(forward, layer.clone());
+    let service = proxy_service(forward, layer.clone(), args.body_limits());
     // Listen for the signals before announcing the address, so a signal sent right after start-up
     // is not lost (a background job of a script starts with SIGINT ignored).
     let mut stop = std::pin::pin!(shutdown_signal()?);
@@ -272,45 +302,50 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The whole proxy as one tower service: the guard outside (refusals), then the
-/// unreachable-upstream mapping, then the layer (when observing), so a connection failure is
-/// recorded as a transport error and answered with a 502.
+/// The service of each request: the guard outside (refusals, body timeout), then the mapping
+/// of errors to answers, then the layer (when observing), so a failed call is recorded as a
+/// transport error and answered 502 (or 408 for a body the client sent too slowly).
 fn proxy_service(
     forward: Forward,
     layer: Option<LlmObservabilityLayer>,
-) -> BoxCloneService<Request<Incoming>, Response<ProxyBody>, NotReady> {
-    let inner = match layer {
-        Some(layer) => BoxCloneService::new(
-            ServiceBuilder::new()
-                .map_result(answer_502_on_error)
-                .layer(layer)
-                .service(forward),
-        ),
-        None => BoxCloneService::new(
-            ServiceBuilder::new()
-                .map_result(answer_502_on_error)
-                .service(forward),
-        ),
-    };
-    BoxCloneService::new(Guard::new(inner))
+    body_limits: BodyLimits,
+) -> ProxyService {
+    let inner: BoxCloneService<Request<TimedBody<Incoming>>, Response<ProxyBody>, NotReady> =
+        match layer {
+            Some(layer) => BoxCloneService::new(
+                ServiceBuilder::new()
+                    .map_result(answer_errors)
+                    .layer(layer)
+                    .service(forward),
+            ),
+            None => BoxCloneService::new(
+                ServiceBuilder::new()
+                    .map_result(answer_errors)
+                    .service(forward),
+            ),
+        };
+    BoxCloneService::new(Guard::new(inner, body_limits))
 }
 
+/// The service every connection shares.
+type ProxyService = BoxCloneService<Request<Incoming>, Response<ProxyBody>, NotReady>;
+
 /// The proxy service's only error: the forwarder was not ready (it always is). Calls never fail:
-/// an error from below becomes a 502 answer.
+/// an error from below becomes a 502 (or 408) answer.
 #[derive(Debug, thiserror::Error)]
 #[error("forwarder not ready: {0}")]
 struct NotReady(#[from] BoxError);
 
-fn answer_502_on_error<B, E>(
-    result: Result<Response<B>, E>,
-) -> Result<Response<ProxyBody>, NotReady>
+fn answer_errors<B>(result: Result<Response<B>, BoxError>) -> Result<Response<ProxyBody>, NotReady>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
-    E: std::fmt::Display,
 {
     Ok(match result {
         Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
-        Err(error) => forward::bad_gateway(&error),
+        Err(error) => match body_timeout::find(&*error) {
+            Some(timeout) => answer::body_timeout(timeout),
+            None => forward::bad_gateway(&error),
+        },
     })
 }
