@@ -447,6 +447,11 @@ fn help_explains_every_flag() {
         "--jsonl",
         "--no-observe",
         "--shutdown-timeout",
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--request-body-timeout",
+        "--request-body-min-rate",
+        "--max-connections",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}:\n{help}");
     }
@@ -454,6 +459,11 @@ fn help_explains_every_flag() {
         help.contains("listening on ADDR"),
         "--help tells what the proxy prints on startup"
     );
+    assert!(
+        help.contains("wait in the listen backlog"),
+        "--help says what happens beyond --max-connections"
+    );
+    assert!(help.contains("CONNECT"), "--help says what is refused");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
-//! The `llm-observability-proxy` binary against slow and hostile clients (issue #12): the
-//! request-body timeout, and the requests it refuses to forward. Clients speak raw TCP on
-//! 127.0.0.1, so every byte is the test's choice. Deadlines are generous and only bound what
-//! must happen; timeouts are set low through the flags to keep the tests fast.
+//! The `llm-observability-proxy` binary against slow and hostile clients (issue #12): timeouts
+//! (header read, the HTTP/1-or-2 detection included; idle; request body), the connection limit,
+//! the backoff when `accept` fails, and the requests it refuses to forward. Clients speak raw
+//! TCP on 127.0.0.1, so every byte is the test's choice. Deadlines are generous and only bound
+//! what must happen; timeouts are set low through the flags to keep the tests fast.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,28 +23,48 @@ const PROXY: &str = env!("CARGO_BIN_EXE_llm-observability-proxy");
 /// The deadline for anything that must happen.
 const DEADLINE: Duration = Duration::from_secs(15);
 
-/// A proxy process.
+/// A proxy process; its stderr is collected in `log`.
 struct Proxy {
     child: Child,
     addr: String,
     jsonl: PathBuf,
+    log: Arc<Mutex<String>>,
 }
 
 impl Proxy {
     async fn start(upstream: &str, extra: &[&str]) -> Proxy {
+        Proxy::start_command(Command::new(PROXY), upstream, extra).await
+    }
+
+    /// Starts the proxy through `command` (the proxy binary itself, or a shell that execs it).
+    async fn start_command(mut command: Command, upstream: &str, extra: &[&str]) -> Proxy {
         let jsonl = std::env::temp_dir().join(format!(
             "llm-obs-proxy-hard-{}-{}.jsonl",
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
-        let mut child = Command::new(PROXY)
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--jsonl"])
             .arg(&jsonl)
             .args(extra)
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("proxy starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                eprintln!("proxy: {line}");
+                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(
             tokio::process::ChildStdout::from_std(stdout).expect("async stdout"),
@@ -58,7 +79,16 @@ impl Proxy {
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_owned();
-        Proxy { child, addr, jsonl }
+        Proxy {
+            child,
+            addr,
+            jsonl,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lines(&self) -> Vec<Value> {
@@ -222,6 +252,113 @@ fn assert_openai_error(body: &Value, code: &str) {
 }
 
 #[tokio::test]
+async fn silent_connections_and_incomplete_heads_are_closed_after_the_header_read_timeout() {
+    let (upstream_url, upstream) = Upstream::start().await;
+    let proxy = Proxy::start(&upstream_url, &["--header-read-timeout", "1"]).await;
+    let partial = [
+        &b""[..],                                             // nothing at all
+        b"PRI * HTTP/2.0\r\n",                                // half an HTTP/2 preface
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", // a preface, then no SETTINGS nor request
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", // an HTTP/1 head, unfinished
+    ];
+    let mut waits = Vec::new();
+    for bytes in partial {
+        let mut stream = proxy.connect().await;
+        stream.write_all(bytes).await.expect("write");
+        waits.push(tokio::spawn(async move {
+            closed_by_peer(&mut stream).await;
+        }));
+    }
+    for wait in waits {
+        wait.await.expect("closed within the deadline");
+    }
+    assert!(upstream.seen().is_empty(), "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn an_unfinished_second_head_on_a_kept_alive_connection_is_closed_too() {
+    let (upstream_url, _upstream) = Upstream::start().await;
+    let proxy = Proxy::start(
+        &upstream_url,
+        &["--header-read-timeout", "1", "--idle-timeout", "600"],
+    )
+    .await;
+    let mut stream = proxy.connect().await;
+    stream
+        .write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(DEADLINE, stream.read(&mut first))
+        .await
+        .expect("a response")
+        .expect("read");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    stream
+        .write_all(b"GET /v1/models HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    closed_by_peer(&mut stream).await;
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let (upstream_url, _upstream) = Upstream::start().await;
+    let proxy = Proxy::start(
+        &upstream_url,
+        &["--header-read-timeout", "600", "--idle-timeout", "1"],
+    )
+    .await;
+    let mut stream = proxy.connect().await;
+    stream
+        .write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let response = closed_by_peer(&mut stream).await;
+    assert!(response.starts_with(b"HTTP/1.1 200"), "served, then closed");
+}
+
+#[tokio::test]
+async fn a_response_in_flight_outlives_every_timeout() {
+    let (upstream_url, upstream) = Upstream::start().await;
+    let proxy = Proxy::start(
+        &upstream_url,
+        &[
+            "--header-read-timeout",
+            "1",
+            "--idle-timeout",
+            "1",
+            "--request-body-timeout",
+            "1",
+        ],
+    )
+    .await;
+    let mut stream = proxy.connect().await;
+    let body = json!({"model": "gated", "stream": true, "messages": []}).to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(DEADLINE, stream.read(&mut first))
+        .await
+        .expect("the first chunk")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).contains("Hel"));
+    // Longer than every timeout above; the stream is held at the upstream meanwhile.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    upstream.gate.add_permits(1);
+    let rest = closed_by_peer(&mut stream).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("lo"), "the stream went on: {rest}");
+    assert!(rest.contains("data: [DONE]"), "and ended: {rest}");
+    let lines = proxy.wait_for_lines(1).await;
+    assert_eq!(lines[0]["status"], "success");
+}
+
+#[tokio::test]
 async fn a_request_body_that_stalls_or_trickles_is_answered_408_and_recorded() {
     let (upstream_url, _upstream) = Upstream::start().await;
     let proxy = Proxy::start(&upstream_url, &["--request-body-timeout", "1"]).await;
@@ -343,4 +480,69 @@ async fn paths_not_in_normal_form_or_dodging_the_record_are_refused() {
     );
     let lines = proxy.wait_for_lines(2).await;
     assert_eq!(lines.len(), 2, "both POSTs forwarded were recorded");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let (upstream_url, upstream) = Upstream::start().await;
+    let proxy = Proxy::start(
+        &upstream_url,
+        &["--max-connections", "2", "--header-read-timeout", "600"],
+    )
+    .await;
+    let first = proxy.connect().await;
+    let _second = proxy.connect().await;
+    let mut third = proxy.connect().await;
+    third
+        .write_all(request("GET", "/v1/models", "").as_bytes())
+        .await
+        .expect("write");
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
+    assert!(early.is_err(), "the third connection waits");
+    assert!(upstream.seen().is_empty());
+    drop(first);
+    let response = closed_by_peer(&mut third).await;
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "served once a slot is free"
+    );
+    assert_eq!(upstream.seen(), ["GET /v1/models"]);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn running_out_of_file_descriptors_neither_spins_nor_floods_the_log() {
+    let (upstream_url, _upstream) = Upstream::start().await;
+    // A shell lowers the open-file limit, then becomes the proxy.
+    let mut shell = Command::new("sh");
+    shell.args(["-c", "ulimit -n 48 && exec \"$0\" \"$@\"", PROXY]);
+    let proxy = Proxy::start_command(
+        shell,
+        &upstream_url,
+        &["--no-observe", "--header-read-timeout", "600"],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(proxy.connect().await);
+    }
+    for _ in 0..(DEADLINE.as_millis() / 50) {
+        if proxy.log().contains("accept failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(proxy.log().contains("accept failed"), "{}", proxy.log());
+    // Accept keeps failing for a while; unthrottled, this was ~100k lines a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let failures = proxy.log().matches("accept failed").count();
+    assert!(failures <= 3, "{failures} lines:\n{}", proxy.log());
+
+    drop(held);
+    let (status, _) = exchange(&proxy, &request("GET", "/v1/models", "")).await;
+    assert_eq!(
+        status, 200,
+        "the proxy serves again once descriptors are free"
+    );
 }

@@ -8,23 +8,36 @@
 //!
 //! Every request that is not refused is forwarded — method, path and query, headers except
 //! hop-by-hop ones, body streamed — over a pooled HTTP/1.1 + HTTP/2 (TLS or plain) client, and the
-//! response is streamed back unchanged. Each OpenAI-shaped call appends one `LlmCall` JSON line to the JSONL file
-//! (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy stops accepting, lets
-//! calls in flight finish (up to `--shutdown-timeout`), writes every pending record and exits 0.
-//! It refuses, with an OpenAI-style error, `CONNECT` and paths not in normal form or that would
-//! reach an LLM endpoint unrecorded (`guard.rs`, `path.rs`), and answers 408 to a client that
-//! sends its request body too slowly (`body_timeout.rs`).
+//! response is streamed back unchanged. Each OpenAI-shaped call appends one `LlmCall` JSON line
+//! to the JSONL file (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy
+//! stops accepting, lets calls in flight finish (up to `--shutdown-timeout`), writes every pending
+//! record and exits 0.
+//!
+//! It defends itself against slow or hostile clients (see the flags in `--help`): a header-read
+//! timeout that also covers the HTTP/1-or-2 detection, an idle (keep-alive) timeout, a
+//! request-body timeout with a minimum rate, a limit on concurrent connections, a backoff when
+//! `accept` fails; and it refuses `CONNECT` and paths not in normal form or that would reach an
+//! LLM endpoint unrecorded (`path.rs`). A response still in flight is never timed out.
 //!
 //! On startup it prints `listening on ADDR` on stdout (the bound address, useful with port 0);
 //! diagnostics — the library's warnings about sinks and dropped records among them — go to stderr
 //! through a `tracing_subscriber::fmt` subscriber filtered by `RUST_LOG`.
 //! `llm-observability-proxy --help` explains each flag.
+//!
+//! The code, one concern per file: `server.rs` (accept loop, shutdown of connections),
+//! `accept.rs` (connection limit, backoff), `connection.rs` (header-read and idle watchdog),
+//! `tasks.rs` (connection tasks, awaited on shutdown), `guard.rs` with `path.rs` (what is
+//! refused), `body_timeout.rs`, `answer.rs` (the proxy's own error answers) and `forward.rs`.
 
+mod accept;
 mod answer;
 mod body_timeout;
+mod connection;
 mod forward;
 mod guard;
 mod path;
+mod server;
+mod tasks;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -38,9 +51,6 @@ use forward::{BoxError, Forward, ProxyBody, Upstream};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use llm_observability::{JsonlSink, LlmObservabilityLayer};
 use tower::util::BoxCloneService;
 use tower::ServiceBuilder;
@@ -48,7 +58,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::accept::Acceptor;
 use crate::body_timeout::{BodyLimits, TimedBody};
+use crate::connection::ConnectionLimits;
 use crate::guard::Guard;
 
 /// The log filter when `RUST_LOG` is unset or empty: the library's and the proxy's own events
@@ -86,9 +98,17 @@ with X-HTTP-Method-Override: POST) whose path, once percent-decoded, lowercased 
 stripped of ';parameters', ends in one of the paths above while the path as sent
 does not (e.g. /v1/CHAT/completions, /v1/chat/completions;x=1).
 
-A request body that keeps the upstream waiting (see --request-body-timeout) is
-answered 408 (code request_body_timeout, recorded as a transport error for an
-LLM call). Only waiting on the client counts, never the upstream's own pace.
+Limits against slow or hostile clients (see the flags below): a connection
+must complete its first request head within --header-read-timeout (the wait
+while the proxy tells HTTP/1 from HTTP/2 included), and each later HTTP/1 head
+within the same time of its first byte; a connection with no request in flight
+is closed after --idle-timeout; a request body that keeps the upstream waiting
+(see --request-body-timeout) is answered 408 (code request_body_timeout, recorded
+as a transport error for an LLM call); at most --max-connections are served at
+once, and further connections wait in the listen backlog until one closes. A
+response in flight is never timed out, however long it streams. When accept()
+fails (e.g. out of file descriptors) the proxy retries after 10 ms, doubling up
+to 1 s, and logs at most one line every 5 s.
 
 On startup the proxy prints `listening on ADDR` on stdout, ADDR being the bound
 address (useful with port 0). Diagnostics go to stderr, filtered by RUST_LOG
@@ -141,6 +161,19 @@ struct Args {
     /// records then gets up to the same time again.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Seconds a connection has to complete a request head.
+    ///
+    /// Counted from accept for the first request (the HTTP/1-or-2 detection included), and
+    /// from its first byte for each later HTTP/1 request head. The connection is closed when
+    /// the time runs out.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight (keep-alive).
+    ///
+    /// Counted from the end of its last response. Responses are never cut, however long they
+    /// stream.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
     /// Seconds a request body may keep the upstream waiting for its next bytes.
     ///
     /// A body that sends nothing for this long, or that falls under --request-body-min-rate,
@@ -155,9 +188,22 @@ struct Args {
     /// seconds fails, a large body on a slow link does not.
     #[arg(long, value_name = "BYTES", default_value_t = 500)]
     request_body_min_rate: u64,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    ///
+    /// Each connection uses one file descriptor, plus one per upstream connection: keep this
+    /// well under the open-file limit (ulimit -n).
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
 }
 
 impl Args {
+    fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read: Duration::from_secs(self.header_read_timeout),
+            idle: Duration::from_secs(self.idle_timeout),
+        }
+    }
+
     fn body_limits(&self) -> BodyLimits {
         BodyLimits {
             stall: Duration::from_secs(self.request_body_timeout),
@@ -224,44 +270,15 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let service = proxy_service(forward, layer.clone(), args.body_limits());
     // Listen for the signals before announcing the address, so a signal sent right after start-up
     // is not lost (a background job of a script starts with SIGINT ignored).
-    let mut stop = std::pin::pin!(shutdown_signal()?);
+    let stop = shutdown_signal()?;
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
-    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let connection = server.serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service.clone()),
-                );
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            () = &mut stop => break,
-        }
-    }
-    drop(listener);
+    let max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    let acceptor = Acceptor::new(listener, max_connections);
+    let tasks = server::serve_until(acceptor, service, args.connection_limits(), stop).await;
     let deadline = Duration::from_secs(args.shutdown_timeout);
-    tracing::info!("shutting down; waiting up to {deadline:?} for calls in flight");
-    if tokio::time::timeout(deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("calls still in flight after {deadline:?}; they are cut off at exit");
-    }
+    server::drain(&tasks, deadline).await;
     if let Some(layer) = layer {
         layer.dispatcher().shutdown(deadline).await?;
         let stats = layer.dispatcher().stats();
