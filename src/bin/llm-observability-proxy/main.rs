@@ -12,6 +12,8 @@
 //! to the JSONL file (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy
 //! stops accepting, lets calls in flight finish (up to `--shutdown-timeout`), writes every pending
 //! record and exits 0.
+//! Calls still open when the deadline passes are cut off and recorded as `cancelled` before the
+//! records are written; the proxy then logs how many calls it observed and what became of them.
 //!
 //! It defends itself against slow or hostile clients (see the flags in `--help`): a header-read
 //! timeout that also covers the HTTP/1-or-2 detection, an idle (keep-alive) timeout, a
@@ -26,7 +28,7 @@
 //!
 //! The code, one concern per file: `server.rs` (accept loop, shutdown of connections),
 //! `accept.rs` (connection limit, backoff), `connection.rs` (header-read and idle watchdog),
-//! `tasks.rs` (connection tasks, awaited on shutdown), `guard.rs` with `path.rs` (what is
+//! `tasks.rs` (tasks awaited and aborted on shutdown), `guard.rs` with `path.rs` (what is
 //! refused), `body_timeout.rs`, `answer.rs` (the proxy's own error answers) and `forward.rs`.
 
 mod accept;
@@ -51,7 +53,7 @@ use forward::{BoxError, Forward, ProxyBody, Upstream};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use llm_observability::{JsonlSink, LlmObservabilityLayer};
+use llm_observability::{DispatcherStats, JsonlSink, LlmObservabilityLayer};
 use tower::util::BoxCloneService;
 use tower::ServiceBuilder;
 use tracing_subscriber::layer::SubscriberExt;
@@ -116,10 +118,13 @@ address (useful with port 0). Diagnostics go to stderr, filtered by RUST_LOG
 the warnings about records a sink failed to write or had to drop.
 
 Shutdown: on SIGINT (Ctrl-C) or SIGTERM the proxy stops accepting connections,
-lets the calls in flight finish (for up to --shutdown-timeout seconds), writes
-every pending record, logs a summary and exits 0. It exits 1 when it cannot
-start (--upstream not http(s)://HOST..., --jsonl not writable, address in use)
-and 2 on a malformed command line.";
+lets the calls in flight finish (for up to --shutdown-timeout seconds), then
+cuts off those still open (each is recorded as cancelled, with its partial
+output), writes every pending record, logs how many calls it observed and, per
+sink, how many were delivered, dropped, failed or filtered out, and exits 0.
+It exits 1 when it cannot start (--upstream not http(s)://HOST..., --jsonl not
+writable, address in use) or could not write every record in time, and 2 on a
+malformed command line.";
 
 /// Command line of the proxy.
 #[derive(Debug, Parser)]
@@ -157,8 +162,8 @@ struct Args {
     no_observe: bool,
     /// Seconds to wait on SIGINT/SIGTERM, for calls in flight and then for pending records.
     ///
-    /// Calls still open when it runs out are cut off as the proxy exits. Writing the pending
-    /// records then gets up to the same time again.
+    /// Calls still open when it runs out are cut off and recorded as cancelled. Writing the
+    /// pending records then gets up to the same time again.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_timeout: u64,
     /// Seconds a connection has to complete a request head.
@@ -279,23 +284,36 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let tasks = server::serve_until(acceptor, service, args.connection_limits(), stop).await;
     let deadline = Duration::from_secs(args.shutdown_timeout);
     server::drain(&tasks, deadline).await;
-    if let Some(layer) = layer {
-        layer.dispatcher().shutdown(deadline).await?;
-        let stats = layer.dispatcher().stats();
-        for sink in &stats.sinks {
-            tracing::info!(
-                sink = %sink.name,
-                delivered = sink.delivered,
-                dropped = sink.dropped,
-                failed = sink.failed,
-                "sink done"
+    let Some(layer) = layer else {
+        tracing::info!("shut down");
+        return Ok(());
+    };
+    let drained = layer.dispatcher().shutdown(deadline).await;
+    report(&layer.dispatcher().stats());
+    Ok(drained?)
+}
+
+/// Logs the final accounting: calls observed, and what each sink did with them.
+fn report(stats: &DispatcherStats) {
+    for sink in &stats.sinks {
+        tracing::info!(
+            "sink {}: {} delivered, {} dropped, {} failed, {} filtered out",
+            sink.name,
+            sink.delivered,
+            sink.dropped,
+            sink.failed,
+            sink.filtered,
+        );
+        if sink.accounted() != stats.observed {
+            tracing::warn!(
+                "sink {} accounted for {} of {} calls: it did not finish within the deadline",
+                sink.name,
+                sink.accounted(),
+                stats.observed,
             );
         }
-        tracing::info!(observed = stats.observed, "shut down");
-    } else {
-        tracing::info!("shut down");
     }
-    Ok(())
+    tracing::info!("shut down: {} call(s) observed", stats.observed);
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere). The handlers are installed when this is

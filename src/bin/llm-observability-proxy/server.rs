@@ -1,6 +1,6 @@
 //! The accept loop and the shutdown of connections: each accepted connection is served by
 //! hyper on a task of its own, under its watchdog (`connection.rs`), until a signal stops the
-//! loop; then connections are asked to finish, and awaited until the deadline.
+//! loop; then connections are asked to finish, awaited, and cut off at the deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -53,13 +53,16 @@ pub async fn serve_until(
     tasks
 }
 
-/// Waits up to `deadline` for the connections to finish.
+/// Waits up to `deadline` for the connections to finish, then aborts those left and waits
+/// until each is dropped: every call still in flight has then ended, as `cancelled`.
 pub async fn drain(tasks: &Tasks, deadline: Duration) {
     tracing::info!("shutting down; waiting up to {deadline:?} for calls in flight");
-    if !tasks.wait_until(Instant::now() + deadline).await {
-        tracing::warn!(
-            "{} connection task(s) still busy after {deadline:?}; they are cut off at exit",
-            tasks.live()
-        );
+    if tasks.wait_until(Instant::now() + deadline).await {
+        return;
     }
+    tracing::warn!(
+        "{} connection task(s) still busy after {deadline:?}: cut off, each call in flight recorded as cancelled",
+        tasks.live()
+    );
+    tasks.abort_all().await;
 }
