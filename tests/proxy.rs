@@ -92,6 +92,17 @@ impl Proxy {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Waits (bounded) until stderr contains `text`.
+    async fn wait_for_log(&self, text: &str) -> bool {
+        for _ in 0..600 {
+            if self.log().contains(text) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -551,4 +562,40 @@ async fn server_address_is_the_upstream_host_not_the_clients_host_header() {
     assert_eq!(response.status(), 200);
     let lines = proxy.wait_for_lines(1).await;
     assert_eq!(lines[0]["server_address"], "127.0.0.1");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn jsonl_write_errors_are_reported_when_they_happen() {
+    let (upstream_url, _upstream) = start_upstream().await;
+    let mut proxy = Proxy::start_with_jsonl(&upstream_url, PathBuf::from("/dev/full"), &[]).await;
+    let response = client()
+        .request(chat_request(
+            proxy.url("/v1/chat/completions"),
+            "gpt-4o-mini",
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the call itself is unaffected");
+    response.into_body().collect().await.unwrap();
+    assert!(
+        proxy.wait_for_log("sink export failed").await,
+        "a warning while the proxy runs: {}",
+        proxy.log()
+    );
+    assert!(
+        proxy.log().contains("No space left on device"),
+        "{}",
+        proxy.log()
+    );
+    proxy.terminate();
+    assert!(proxy.wait().await, "proxy exits 0");
+    assert!(
+        proxy
+            .log()
+            .contains("jsonl: 0 delivered, 0 dropped, 1 failed"),
+        "{}",
+        proxy.log()
+    );
 }
