@@ -20,10 +20,12 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
@@ -31,7 +33,7 @@ use pin_project::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 /// The two connection timeouts.
@@ -308,41 +310,92 @@ impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
 
 /// Drives `connection` to its end, closing it (by dropping it) when the watchdog finds it
 /// expired, and asking it to finish gracefully once `stop` turns true.
-///
-/// Not an `async fn`: its future is declared `Send` here, where `C` is generic. Checked at the
-/// call site instead, on the concrete hyper connection, `Send` trips a rustc limitation with
-/// higher-ranked lifetimes ("implementation of `From` is not general enough").
-#[allow(clippy::manual_async_fn)]
 pub fn serve<C>(
     connection: C,
     activity: Arc<Activity>,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
-) -> impl Future<Output = ()> + Send
+) -> Supervised<C>
 where
-    C: GracefulConnection + Send,
+    C: GracefulConnection,
 {
-    async move {
-        let mut connection = std::pin::pin!(connection);
-        let mut stopping = false;
-        let timer = tokio::time::sleep_until(activity.accepted);
-        let mut timer = std::pin::pin!(timer);
-        loop {
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = stop.wait_for(|stop| *stop), if !stopping => {
-                    stopping = true;
-                    connection.as_mut().graceful_shutdown();
+    Supervised {
+        connection,
+        timer: tokio::time::sleep_until(activity.accepted),
+        stop: Some(Box::pin(async move {
+            // An error means the sender is gone: stop too.
+            let _ = stop.wait_for(|stop| *stop).await;
+        })),
+        watchdog: Arc::new(WatchdogWaker {
+            // Set, so that the first poll arms the timer and the stop signal.
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }),
+        activity,
+        limits,
+    }
+}
+
+/// Future of [`serve`]. The connection is polled on every wake-up of the task (each frame of
+/// a stream is one); the timer and the stop signal only when they woke it themselves, through
+/// a waker of their own — `select!` would poll all three every time.
+#[pin_project]
+pub struct Supervised<C> {
+    #[pin]
+    connection: C,
+    #[pin]
+    timer: Sleep,
+    stop: Option<BoxFuture<'static, ()>>,
+    watchdog: Arc<WatchdogWaker>,
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+}
+
+/// The waker of the timer and the stop signal: notes that one of them fired, wakes the task.
+#[derive(Debug)]
+struct WatchdogWaker {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WatchdogWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<C: GracefulConnection> Future for Supervised<C> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        this.watchdog.task.register(cx.waker());
+        if this.watchdog.woken.swap(false, Ordering::AcqRel) {
+            let waker = Waker::from(this.watchdog.clone());
+            let mut watchdog = Context::from_waker(&waker);
+            if let Some(stop) = this.stop.as_mut() {
+                if stop.as_mut().poll(&mut watchdog).is_ready() {
+                    *this.stop = None;
+                    this.connection.as_mut().graceful_shutdown();
                 }
-                () = timer.as_mut() => match activity.check(Instant::now(), &limits) {
-                    Verdict::Wait(at) => timer.as_mut().reset(at),
+            }
+            // Polled again after each reset, so the timer is armed when the loop ends.
+            while this.timer.as_mut().poll(&mut watchdog).is_ready() {
+                match this.activity.check(Instant::now(), this.limits) {
+                    Verdict::Wait(at) => this.timer.as_mut().reset(at),
                     Verdict::Expired(reason) => {
                         tracing::debug!(reason, "connection closed");
-                        return;
+                        return Poll::Ready(());
                     }
-                },
+                }
             }
         }
+        this.connection.poll(cx).map(|_| ())
     }
 }
 

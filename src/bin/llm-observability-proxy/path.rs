@@ -58,13 +58,8 @@ pub enum PathError {
 
 /// Checks `path` (without the query) of a request with `method` and `headers`.
 pub fn check(method: &Method, headers: &HeaderMap, path: &str) -> Result<(), PathError> {
-    check_normal_form(path)?;
-    if !could_be_post(method, headers) {
-        return Ok(());
-    }
-    // The lenient view equals the path itself unless one of these bytes is in it.
-    let plain = !path.bytes().any(|b| matches!(b, b'%' | b';' | b'A'..=b'Z'));
-    if plain && method == Method::POST {
+    let plain = check_normal_form(path)?;
+    if !could_be_post(method, headers) || (plain && method == Method::POST) {
         return Ok(());
     }
     let lenient = lenient_view(path);
@@ -79,41 +74,56 @@ pub fn check(method: &Method, headers: &HeaderMap, path: &str) -> Result<(), Pat
     }
 }
 
-/// Rule 1: the path is in normal form.
-fn check_normal_form(path: &str) -> Result<(), PathError> {
-    let Some(rest) = path.strip_prefix('/') else {
-        return Err(PathError::NotOriginForm);
-    };
+/// Rule 1, in one pass over the bytes (this runs for every request). Returns whether the path
+/// is plain — no `%`, `;` or uppercase letter — so that its lenient view is the path itself.
+fn check_normal_form(path: &str) -> Result<bool, PathError> {
     let bytes = path.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => return Err(PathError::Backslash),
-            b'%' => {
-                let byte = bytes
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    let mut plain = true;
+    let mut segment_start = 1;
+    // Where the segment's `;parameters` begin.
+    let mut parameters: Option<usize> = None;
+    let mut i = 1;
+    while i <= bytes.len() {
+        let byte = bytes.get(i).copied();
+        match byte {
+            None | Some(b'/') => {
+                let name = &bytes[segment_start..parameters.unwrap_or(i)];
+                if name == b"." || name == b".." {
+                    return Err(PathError::DotSegment);
+                }
+                // One trailing '/' (an empty last segment) is fine.
+                if i == segment_start && byte.is_some() {
+                    return Err(PathError::EmptySegment);
+                }
+                segment_start = i + 1;
+                parameters = None;
+            }
+            Some(b'\\') => return Err(PathError::Backslash),
+            Some(b'%') => {
+                let decoded = bytes
                     .get(i + 1..i + 3)
                     .and_then(decode_hex_pair)
                     .ok_or(PathError::MalformedEscape)?;
-                if must_not_be_encoded(byte) {
-                    return Err(PathError::EncodedCharacter(char::from(byte)));
+                if must_not_be_encoded(decoded) {
+                    return Err(PathError::EncodedCharacter(char::from(decoded)));
                 }
+                plain = false;
                 i += 3;
+                continue;
             }
-            _ => i += 1,
+            Some(b';') => {
+                plain = false;
+                parameters.get_or_insert(i);
+            }
+            Some(b'A'..=b'Z') => plain = false,
+            Some(_) => {}
         }
+        i += 1;
     }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len() - 1;
-    for (index, segment) in segments.into_iter().enumerate() {
-        let name = segment.split(';').next().unwrap_or(segment);
-        if name == "." || name == ".." {
-            return Err(PathError::DotSegment);
-        }
-        if segment.is_empty() && index != last {
-            return Err(PathError::EmptySegment);
-        }
-    }
-    Ok(())
+    Ok(plain)
 }
 
 /// Unreserved characters (RFC 3986 §2.3), separators and control characters.
@@ -235,6 +245,9 @@ mod tests {
             ("/v1/./models", PathError::DotSegment),
             ("/v1/..;x/admin", PathError::DotSegment),
             ("/v1//models", PathError::EmptySegment),
+            ("//", PathError::EmptySegment),
+            ("/.;x", PathError::DotSegment),
+            ("/v1/%2e", PathError::EncodedCharacter('.')),
             ("/v1\\models", PathError::Backslash),
             ("/v1/%zz", PathError::MalformedEscape),
             ("/v1/%4", PathError::MalformedEscape),
