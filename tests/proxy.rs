@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -24,10 +24,12 @@ use tokio::sync::Semaphore;
 /// The proxy binary, built by `cargo test` before this test.
 const PROXY: &str = env!("CARGO_BIN_EXE_llm-observability-proxy");
 
+/// A proxy process; its stderr is echoed and collected in `log`.
 struct Proxy {
     child: Child,
     addr: String,
     jsonl: PathBuf,
+    log: Arc<Mutex<String>>,
 }
 
 impl Proxy {
@@ -37,14 +39,32 @@ impl Proxy {
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
+        Proxy::start_with_jsonl(upstream, jsonl, extra).await
+    }
+
+    async fn start_with_jsonl(upstream: &str, jsonl: PathBuf, extra: &[&str]) -> Proxy {
         let mut child = Command::new(PROXY)
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--jsonl"])
             .arg(&jsonl)
             .args(extra)
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("proxy starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                eprintln!("proxy: {line}");
+                let mut log = collected.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(
             tokio::process::ChildStdout::from_std(stdout).expect("async stdout"),
@@ -59,7 +79,28 @@ impl Proxy {
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_owned();
-        Proxy { child, addr, jsonl }
+        Proxy {
+            child,
+            addr,
+            jsonl,
+            log,
+        }
+    }
+
+    /// What the proxy wrote on stderr so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits (bounded) until stderr contains `text`.
+    async fn wait_for_log(&self, text: &str) -> bool {
+        for _ in 0..600 {
+            if self.log().contains(text) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
     }
 
     fn url(&self, path: &str) -> String {
@@ -110,7 +151,9 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.jsonl);
+        if self.jsonl.starts_with(std::env::temp_dir()) {
+            let _ = std::fs::remove_file(&self.jsonl);
+        }
     }
 }
 
@@ -447,11 +490,112 @@ fn help_explains_every_flag() {
         "--jsonl",
         "--no-observe",
         "--shutdown-timeout",
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--request-body-timeout",
+        "--request-body-min-rate",
+        "--max-connections",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}:\n{help}");
     }
     assert!(
         help.contains("listening on ADDR"),
         "--help tells what the proxy prints on startup"
+    );
+    assert!(
+        help.contains("wait in the listen backlog"),
+        "--help says what happens beyond --max-connections"
+    );
+    assert!(help.contains("CONNECT"), "--help says what is refused");
+}
+
+#[tokio::test]
+async fn calls_still_in_flight_at_the_shutdown_deadline_are_recorded_as_cancelled() {
+    // HTTP/2 too: hyper serves each of its streams on a task of its own.
+    for http2 in [false, true] {
+        let (upstream_url, _upstream) = start_upstream().await;
+        let mut proxy = Proxy::start(&upstream_url, &["--shutdown-timeout", "1"]).await;
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .build_http();
+        let response = client
+            .request(chat_request(
+                proxy.url("/v1/chat/completions"),
+                "gated",
+                true,
+            ))
+            .await
+            .unwrap();
+        let mut body = response.into_body().into_data_stream();
+        let first = body.next().await.unwrap().unwrap();
+        assert_eq!(first, sse_chunk("Hel", None).as_bytes());
+        // The gate never opens: the stream would never end.
+        proxy.terminate();
+        assert!(proxy.wait().await, "proxy exits 0");
+        let lines = proxy.lines();
+        assert_eq!(lines.len(), 1, "exactly one line for the call cut off");
+        assert_eq!(lines[0]["status"], "cancelled");
+        assert_eq!(
+            lines[0]["response"]["choices"][0]["message"]["content"], "Hel",
+            "with the partial output"
+        );
+        let log = proxy.log();
+        assert!(log.contains("1 call(s) observed"), "{log}");
+        assert!(
+            log.contains("jsonl: 1 delivered, 0 dropped, 0 failed, 0 filtered out"),
+            "{log}"
+        );
+        drop(body);
+    }
+}
+
+#[tokio::test]
+async fn server_address_is_the_upstream_host_not_the_clients_host_header() {
+    let (upstream_url, _upstream) = start_upstream().await;
+    let proxy = Proxy::start(&upstream_url, &[]).await;
+    let mut request = chat_request(proxy.url("/v1/chat/completions"), "gpt-4o-mini", false);
+    request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("attacker.example"),
+    );
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let lines = proxy.wait_for_lines(1).await;
+    assert_eq!(lines[0]["server_address"], "127.0.0.1");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn jsonl_write_errors_are_reported_when_they_happen() {
+    let (upstream_url, _upstream) = start_upstream().await;
+    let mut proxy = Proxy::start_with_jsonl(&upstream_url, PathBuf::from("/dev/full"), &[]).await;
+    let response = client()
+        .request(chat_request(
+            proxy.url("/v1/chat/completions"),
+            "gpt-4o-mini",
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the call itself is unaffected");
+    response.into_body().collect().await.unwrap();
+    assert!(
+        proxy.wait_for_log("sink export failed").await,
+        "a warning while the proxy runs: {}",
+        proxy.log()
+    );
+    assert!(
+        proxy.log().contains("No space left on device"),
+        "{}",
+        proxy.log()
+    );
+    proxy.terminate();
+    assert!(proxy.wait().await, "proxy exits 0");
+    assert!(
+        proxy
+            .log()
+            .contains("jsonl: 0 delivered, 0 dropped, 1 failed"),
+        "{}",
+        proxy.log()
     );
 }

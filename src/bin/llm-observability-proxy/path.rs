@@ -1,0 +1,307 @@
+//! Which request targets the proxy forwards: paths in normal form only, and no path that an
+//! OpenAI-compatible server could route to an LLM endpoint while the layer would not record it.
+//!
+//! Rules, checked before anything is forwarded:
+//!
+//! 1. Normal form (every request): the path starts with `/`; it has no `.` or `..` segment
+//!    (nor `..;x`), no empty segment (`//`; one trailing `/` is fine), no backslash, and no
+//!    percent-escape that is malformed or encodes an unreserved character (`A-Z a-z 0-9 - . _ ~`),
+//!    `/`, `\` or a control character — those must be sent as they are.
+//! 2. No unrecorded LLM endpoint: a request whose method is, or could be taken for, `POST`
+//!    (`post`, or an `X-HTTP-Method-Override`-style header saying `POST`) is refused when a
+//!    lenient server — one that percent-decodes (repeatedly), ignores case and `;parameters`, and
+//!    treats `\` as `/` — would route it to an LLM endpoint that
+//!    [`Endpoint::classify`] does not see in the path as sent. `POST /V1/chat/completions` passes
+//!    (recorded: only the endpoint suffix decides); `POST /v1/CHAT/completions` and
+//!    `POST /v1/chat/completions;x=1` are refused.
+
+use http::{HeaderMap, Method};
+use llm_observability::Endpoint;
+
+/// Headers some frameworks read to let a `GET` or `PUT` act as another method.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Why a path is refused (answered with 400, never forwarded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// `*`, or anything else that is not `/...`.
+    #[error("the request target must be a path starting with '/'")]
+    NotOriginForm,
+    /// A `.` or `..` segment.
+    #[error("the path has a '.' or '..' segment; send it normalised")]
+    DotSegment,
+    /// `//` inside the path.
+    #[error("the path has an empty segment ('//')")]
+    EmptySegment,
+    /// A raw `\`.
+    #[error("the path has a backslash")]
+    Backslash,
+    /// `%` not followed by two hex digits.
+    #[error("the path has a malformed percent-escape")]
+    MalformedEscape,
+    /// A percent-escape that a server decodes into something routing depends on.
+    #[error("the path percent-encodes {0:?}; send that character unencoded")]
+    EncodedCharacter(char),
+    /// The request could reach an LLM endpoint the layer would not record.
+    #[error("the request could reach {endpoint} but is not sent as an LLM call would be; send POST {suggested}")]
+    UnrecordedLlmEndpoint {
+        /// The endpoint a lenient server would route to.
+        endpoint: Endpoint,
+        /// The path that endpoint is recorded under.
+        suggested: String,
+    },
+}
+
+/// Checks `path` (without the query) of a request with `method` and `headers`.
+pub fn check(method: &Method, headers: &HeaderMap, path: &str) -> Result<(), PathError> {
+    let plain = check_normal_form(path)?;
+    if !could_be_post(method, headers) || (plain && method == Method::POST) {
+        return Ok(());
+    }
+    let lenient = lenient_view(path);
+    match Endpoint::classify(&Method::POST, &lenient) {
+        Some(endpoint) if Endpoint::classify(method, path) != Some(endpoint) => {
+            Err(PathError::UnrecordedLlmEndpoint {
+                endpoint,
+                suggested: lenient,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Rule 1, in one pass over the bytes (this runs for every request). Returns whether the path
+/// is plain — no `%`, `;` or uppercase letter — so that its lenient view is the path itself.
+fn check_normal_form(path: &str) -> Result<bool, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    let mut plain = true;
+    let mut segment_start = 1;
+    // Where the segment's `;parameters` begin.
+    let mut parameters: Option<usize> = None;
+    let mut i = 1;
+    while i <= bytes.len() {
+        let byte = bytes.get(i).copied();
+        match byte {
+            None | Some(b'/') => {
+                let name = &bytes[segment_start..parameters.unwrap_or(i)];
+                if name == b"." || name == b".." {
+                    return Err(PathError::DotSegment);
+                }
+                // One trailing '/' (an empty last segment) is fine.
+                if i == segment_start && byte.is_some() {
+                    return Err(PathError::EmptySegment);
+                }
+                segment_start = i + 1;
+                parameters = None;
+            }
+            Some(b'\\') => return Err(PathError::Backslash),
+            Some(b'%') => {
+                let decoded = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(decode_hex_pair)
+                    .ok_or(PathError::MalformedEscape)?;
+                if must_not_be_encoded(decoded) {
+                    return Err(PathError::EncodedCharacter(char::from(decoded)));
+                }
+                plain = false;
+                i += 3;
+                continue;
+            }
+            Some(b';') => {
+                plain = false;
+                parameters.get_or_insert(i);
+            }
+            Some(b'A'..=b'Z') => plain = false,
+            Some(_) => {}
+        }
+        i += 1;
+    }
+    Ok(plain)
+}
+
+/// Unreserved characters (RFC 3986 §2.3), separators and control characters.
+fn must_not_be_encoded(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\')
+        || byte.is_ascii_control()
+}
+
+/// Whether a server could treat this request as a `POST`.
+fn could_be_post(method: &Method, headers: &HeaderMap) -> bool {
+    method.as_str().eq_ignore_ascii_case("POST")
+        || METHOD_OVERRIDE_HEADERS.iter().any(|name| {
+            headers
+                .get_all(*name)
+                .iter()
+                .any(|value| value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"POST"))
+        })
+}
+
+/// The path as the most lenient server would route it: percent-decoded until nothing changes
+/// (three rounds at most), lowercase, `\` as `/`, each segment cut at `;` or a control
+/// character and trimmed, empty and `.` segments dropped, `..` resolved.
+fn lenient_view(path: &str) -> String {
+    let mut decoded = path.to_owned();
+    for _ in 0..3 {
+        let next = percent_decode(&decoded);
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    let decoded = decoded.to_ascii_lowercase().replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        let name = segment
+            .split(|c: char| c == ';' || c.is_control())
+            .next()
+            .unwrap_or_default()
+            .trim();
+        match name {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            name => segments.push(name),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// One round of percent-decoding; malformed escapes stay as they are, invalid UTF-8 is
+/// replaced.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(decode_hex_pair)
+        {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn decode_hex_pair(pair: &[u8]) -> Option<u8> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    match pair {
+        [high, low] => Some((digit(*high)? * 16 + digit(*low)?) as u8),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(path: &str) -> Result<(), PathError> {
+        check(&Method::POST, &HeaderMap::new(), path)
+    }
+
+    #[test]
+    fn forwards_paths_in_normal_form() {
+        for path in [
+            "/",
+            "/v1/chat/completions",
+            "/v1/chat/completions/",
+            "/V1/chat/completions",
+            "/openai/deployments/GPT-4o/chat/completions",
+            "/v1/models",
+            "/v1/files/my%20file",
+            "/v1/a%3Ab",
+            "/v1/chat/completions/chatcmpl-1;x",
+        ] {
+            assert_eq!(post(path), Ok(()), "{path}");
+        }
+        let get = check(&Method::GET, &HeaderMap::new(), "/v1/chat/completions");
+        assert_eq!(get, Ok(()), "listing stored chat completions is not a call");
+    }
+
+    #[test]
+    fn refuses_paths_not_in_normal_form() {
+        let cases = [
+            ("*", PathError::NotOriginForm),
+            ("v1/models", PathError::NotOriginForm),
+            ("/v1/../admin", PathError::DotSegment),
+            ("/..", PathError::DotSegment),
+            ("/v1/./models", PathError::DotSegment),
+            ("/v1/..;x/admin", PathError::DotSegment),
+            ("/v1//models", PathError::EmptySegment),
+            ("//", PathError::EmptySegment),
+            ("/.;x", PathError::DotSegment),
+            ("/v1/%2e", PathError::EncodedCharacter('.')),
+            ("/v1\\models", PathError::Backslash),
+            ("/v1/%zz", PathError::MalformedEscape),
+            ("/v1/%4", PathError::MalformedEscape),
+            ("/v1/chat/%63ompletions", PathError::EncodedCharacter('c')),
+            ("/v1/%2e%2e/admin", PathError::EncodedCharacter('.')),
+            ("/v1/chat%2Fcompletions", PathError::EncodedCharacter('/')),
+            ("/v1/chat%5ccompletions", PathError::EncodedCharacter('\\')),
+            ("/v1/chat/completions%00", PathError::EncodedCharacter('\0')),
+        ];
+        for (path, want) in cases {
+            assert_eq!(post(path), Err(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn refuses_llm_endpoints_the_classifier_would_miss() {
+        for (path, endpoint) in [
+            ("/v1/CHAT/completions", Endpoint::ChatCompletions),
+            ("/v1/chat/Completions", Endpoint::ChatCompletions),
+            ("/v1/chat/completions;x=1", Endpoint::ChatCompletions),
+            ("/v1/chat;x/completions", Endpoint::ChatCompletions),
+            ("/v1/chat/%2563ompletions", Endpoint::ChatCompletions),
+            ("/v1/chat/completions%3Bx", Endpoint::ChatCompletions),
+            ("/v1/EMBEDDINGS", Endpoint::Embeddings),
+            ("/v1/responses%2500", Endpoint::Responses),
+        ] {
+            match post(path) {
+                Err(PathError::UnrecordedLlmEndpoint { endpoint: got, .. }) => {
+                    assert_eq!(got, endpoint, "{path}")
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_methods_that_may_be_taken_for_post() {
+        let lowercase = Method::from_bytes(b"post").expect("extension method");
+        assert!(check(&lowercase, &HeaderMap::new(), "/v1/chat/completions").is_err());
+        for name in METHOD_OVERRIDE_HEADERS {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, http::HeaderValue::from_static(" post"));
+            assert!(
+                check(&Method::GET, &headers, "/v1/chat/completions").is_err(),
+                "{name}"
+            );
+            assert_eq!(check(&Method::GET, &headers, "/v1/models"), Ok(()));
+        }
+    }
+
+    #[test]
+    fn lenient_view_decodes_and_resolves() {
+        assert_eq!(lenient_view("/a/%2563/B;x/./c/../d"), "/a/c/b/d");
+        assert_eq!(lenient_view("/a%2fb"), "/a/b");
+        assert_eq!(lenient_view("/%ff"), "/\u{fffd}");
+    }
+}
