@@ -60,13 +60,20 @@ impl Endpoint {
             return None;
         }
         let path = path.strip_suffix('/').unwrap_or(path);
-        if path.ends_with("/chat/completions") {
+        // Routers that match paths case-insensitively serve `/v1/CHAT/completions` too.
+        let ends_with = |suffix: &str| {
+            path.len() >= suffix.len()
+                && path.as_bytes()[path.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes())
+        };
+        let named = |name: &str| path.eq_ignore_ascii_case(name);
+        if ends_with("/chat/completions") {
             Some(Endpoint::ChatCompletions)
-        } else if path.ends_with("/completions") || path == "completions" {
+        } else if ends_with("/completions") || named("completions") {
             Some(Endpoint::Completions)
-        } else if path.ends_with("/embeddings") || path == "embeddings" {
+        } else if ends_with("/embeddings") || named("embeddings") {
             Some(Endpoint::Embeddings)
-        } else if path.ends_with("/responses") || path == "responses" {
+        } else if ends_with("/responses") || named("responses") {
             Some(Endpoint::Responses)
         } else {
             None
@@ -135,6 +142,7 @@ mod tests {
     fn classifies_openai_and_azure_paths() {
         let cases = [
             ("/v1/chat/completions", Some(Endpoint::ChatCompletions)),
+            ("/v1/CHAT/Completions", Some(Endpoint::ChatCompletions)),
             ("/chat/completions", Some(Endpoint::ChatCompletions)),
             ("/v1/completions", Some(Endpoint::Completions)),
             ("/completions/", Some(Endpoint::Completions)),
