@@ -482,7 +482,9 @@ async fn paths_not_in_normal_form_or_dodging_the_record_are_refused() {
     let lines = proxy.wait_for_lines(3).await;
     assert_eq!(lines.len(), 3, "every POST forwarded was recorded");
     assert!(
-        lines.iter().all(|line| line["endpoint"] == "chat.completions"),
+        lines
+            .iter()
+            .all(|line| line["endpoint"] == "chat.completions"),
         "{lines:?}"
     );
 }

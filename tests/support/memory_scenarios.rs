@@ -272,25 +272,26 @@ pub fn hostile_scenarios(size: Size) -> Vec<Scenario> {
             },
             1,
         ),
+        // Every `{}` is a choice: at most 4,096 of an event's (or a body's) are read.
+        scenario(
+            "1 event of {} choices under the line limit",
+            Hostile::EmptyChoices {
+                line: zeros,
+                stream: true,
+            },
+            1,
+        ),
+        scenario(
+            r#"json {"choices":[{},{},...]} under the cap"#,
+            Hostile::EmptyChoices {
+                line: zeros,
+                stream: false,
+            },
+            1,
+        ),
     ];
     if full {
-        // Beyond issue #12: every `{}` is a choice, and an event's or body's choices are read
-        // into a vector before any budget applies.
-        let line = limit - 1024;
         scenarios.extend([
-            scenario(
-                "1 event of {} choices under the line limit",
-                Hostile::EmptyChoices { line, stream: true },
-                1,
-            ),
-            scenario(
-                r#"json {"choices":[{},{},...]} under the cap"#,
-                Hostile::EmptyChoices {
-                    line,
-                    stream: false,
-                },
-                1,
-            ),
             scenario(
                 "16 x json [0,0,...] at once",
                 Hostile::Zeros {
