@@ -98,7 +98,7 @@ percent-escape, or one that encodes a letter, digit, '-', '.', '_', '~', '/',
 an LLM endpoint that would not be recorded: a POST (or 'post', or any request
 with X-HTTP-Method-Override: POST) whose path, once percent-decoded, lowercased and
 stripped of ';parameters', ends in one of the paths above while the path as sent
-does not (e.g. /v1/CHAT/completions, /v1/chat/completions;x=1).
+does not (e.g. /v1/chat/completions;x=1, /v1/chat/%2563ompletions).
 
 Limits against slow or hostile clients (see the flags below): a connection
 must complete its first request head within --header-read-timeout (the wait
