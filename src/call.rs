@@ -285,7 +285,7 @@ impl InFlightCall {
             processing_errors: Vec::new(),
             metadata: std::mem::take(&mut self.metadata),
         };
-        if call.status != CallStatus::Success {
+        if call.status == CallStatus::Error {
             scrub_credentials(&mut call, &self.secrets);
         }
         self.span.record_outcome(&call);
