@@ -1,42 +1,14 @@
 //! Answers the proxy gives itself, in OpenAI's error shape:
 //! `{"error": {"message", "type", "param", "code"}}`.
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
-use crate::forward::ProxyBody;
-
-/// An OpenAI-style error answer.
-pub fn error(
-    status: StatusCode,
-    kind: &str,
-    code: &str,
-    message: &dyn std::fmt::Display,
-) -> Response<ProxyBody> {
-    let body = serde_json::json!({"error": {
-        "message": message.to_string(),
-        "type": kind,
-        "param": null,
-        "code": code,
-    }});
-    let mut response = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
+use crate::forward::{openai_error, ProxyBody};
 
 /// 405 for `CONNECT`: this is a reverse proxy for one upstream, not a forward proxy.
 pub fn connect_refused() -> Response<ProxyBody> {
-    let mut response = error(
+    let mut response = openai_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request_error",
         "method_not_allowed",
@@ -51,7 +23,7 @@ pub fn connect_refused() -> Response<ProxyBody> {
 
 /// 400 for a path the proxy does not forward (see `path.rs`).
 pub fn path_refused(reason: &crate::path::PathError) -> Response<ProxyBody> {
-    error(
+    openai_error(
         StatusCode::BAD_REQUEST,
         "invalid_request_error",
         "invalid_path",
@@ -61,7 +33,7 @@ pub fn path_refused(reason: &crate::path::PathError) -> Response<ProxyBody> {
 
 /// 408 for a request body the client sent too slowly.
 pub fn body_timeout(reason: &dyn std::fmt::Display) -> Response<ProxyBody> {
-    let mut response = error(
+    let mut response = openai_error(
         StatusCode::REQUEST_TIMEOUT,
         "invalid_request_error",
         "request_body_timeout",

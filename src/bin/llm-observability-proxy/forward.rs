@@ -22,18 +22,33 @@ type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyB
 
 /// The answer to a call whose upstream could not be reached: `502` with an OpenAI-style error.
 pub fn bad_gateway(error: &dyn std::fmt::Display) -> Response<ProxyBody> {
+    openai_error(
+        StatusCode::BAD_GATEWAY,
+        "proxy_error",
+        "upstream_unreachable",
+        &format_args!("upstream unreachable: {error}"),
+    )
+}
+
+/// An answer in OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
+pub fn openai_error(
+    status: StatusCode,
+    kind: &str,
+    code: &str,
+    message: &dyn std::fmt::Display,
+) -> Response<ProxyBody> {
     let body = serde_json::json!({"error": {
-        "message": format!("upstream unreachable: {error}"),
-        "type": "proxy_error",
+        "message": message.to_string(),
+        "type": kind,
         "param": null,
-        "code": "upstream_unreachable",
+        "code": code,
     }});
     let mut response = Response::new(
         Full::new(Bytes::from(body.to_string()))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
