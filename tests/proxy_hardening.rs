@@ -4,8 +4,14 @@
 //! TCP on 127.0.0.1, so every byte is the test's choice. Deadlines are generous and only bound
 //! what must happen; timeouts are set low through the flags to keep the tests fast.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use support::proxy::{Proxy, PROXY};
+
+/// The deadline for anything that must happen.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,114 +20,9 @@ use axum::response::IntoResponse;
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-
-const PROXY: &str = env!("CARGO_BIN_EXE_llm-observability-proxy");
-
-/// The deadline for anything that must happen.
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// A proxy process; its stderr is collected in `log`.
-struct Proxy {
-    child: Child,
-    addr: String,
-    jsonl: PathBuf,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proxy {
-    async fn start(upstream: &str, extra: &[&str]) -> Proxy {
-        Proxy::start_command(Command::new(PROXY), upstream, extra).await
-    }
-
-    /// Starts the proxy through `command` (the proxy binary itself, or a shell that execs it).
-    async fn start_command(mut command: Command, upstream: &str, extra: &[&str]) -> Proxy {
-        let jsonl = std::env::temp_dir().join(format!(
-            "llm-obs-proxy-hard-{}-{}.jsonl",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        let mut child = command
-            .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--jsonl"])
-            .arg(&jsonl)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("proxy starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                eprintln!("proxy: {line}");
-                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = tokio::io::BufReader::new(
-            tokio::process::ChildStdout::from_std(stdout).expect("async stdout"),
-        )
-        .lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("proxy announces its address")
-            .expect("read stdout")
-            .expect("a line");
-        let addr = first
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_owned();
-        Proxy {
-            child,
-            addr,
-            jsonl,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.jsonl)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("each line is one JSON payload"))
-            .collect()
-    }
-
-    async fn wait_for_lines(&self, count: usize) -> Vec<Value> {
-        for _ in 0..200 {
-            let lines = self.lines();
-            if lines.len() >= count {
-                return lines;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        self.lines()
-    }
-
-    async fn connect(&self) -> TcpStream {
-        TcpStream::connect(&self.addr).await.expect("connect")
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.jsonl);
-    }
-}
 
 /// An upstream that records every request it sees (`METHOD path`) and answers 200; a chat
 /// call with model `gated` streams one chunk, then waits for a permit of `gate`.
@@ -527,6 +428,7 @@ async fn running_out_of_file_descriptors_neither_spins_nor_floods_the_log() {
     let proxy = Proxy::start_command(
         shell,
         &upstream_url,
+        support::proxy::temp_jsonl(),
         &["--no-observe", "--header-read-timeout", "600"],
     )
     .await;

@@ -2,6 +2,8 @@
 //! and a span recorder.
 #![allow(dead_code)]
 
+#[cfg(feature = "proxy")]
+pub mod proxy;
 pub mod reqwest_fixture;
 pub mod sinks;
 pub mod spans;
