@@ -11,7 +11,10 @@ use serde_json::{json, Map, Value};
 
 use super::endpoint::Endpoint;
 use super::indexed::{Indexed, Keyed};
-use super::response::{decode_json_response, error_from_value, usage_from_value, ResponseSummary};
+use super::response::{
+    decode_json_response, error_from_value, usage_from_value, ResponseSummary, SMALL_VALUE,
+    TREE_LIMIT,
+};
 use super::sse::SseEvent;
 use super::wire::{read_json, Capped, Text};
 use crate::json::Json;
@@ -136,8 +139,6 @@ const ENTRY_COST: usize = 256;
 /// budget can keep at the default limit. The rest are skipped unread and the record says
 /// truncated.
 const MAX_ENTRIES_PER_EVENT: usize = 4096;
-/// The largest `usage` or `error` value kept (they are replaced, not accumulated).
-const SMALL_VALUE: usize = 64 << 10;
 
 impl ContentBudget {
     fn new(max_content: usize) -> Self {
@@ -572,9 +573,6 @@ impl Keyed for OutputItemState {
     }
 }
 
-/// The largest in-progress response object that a cut-short stream's record is built on.
-const PARTIAL_RESPONSE_LIMIT: usize = 1 << 20;
-
 /// A JSON value's text is not `null`.
 fn not_null(raw: &&RawValue) -> bool {
     raw.get() != "null"
@@ -716,8 +714,8 @@ impl ResponsesAssembly {
         }
         let mut summary = ResponseSummary::default();
         let mut response = match self.response.as_deref() {
-            // A tree is made of it: only of one of bounded size.
-            Some(response) if response.get().len() <= PARTIAL_RESPONSE_LIMIT => {
+            // A tree is made of the in-progress response: only of one of bounded size.
+            Some(response) if response.get().len() <= TREE_LIMIT => {
                 decode_json_response(Endpoint::Responses, response.get().as_bytes())
                     .ok()
                     .and_then(|s| s.response)

@@ -50,9 +50,7 @@ pub(crate) struct ResponseDecoder {
     decompressor: Option<Decompressor>,
     /// Decompression failed: nothing after that point is decoded (the bytes that follow are
     /// still compressed, or corrupt; they are never read as text).
-    decompress_error: Option<String>,
-    /// The failure was the expansion limit: the record is cut short, not wrong.
-    decompress_truncated: bool,
+    decompress_error: Option<DecompressError>,
 }
 
 impl ResponseDecoder {
@@ -87,7 +85,6 @@ impl ResponseDecoder {
             state,
             decompressor,
             decompress_error: None,
-            decompress_truncated: false,
         }
     }
 
@@ -118,10 +115,7 @@ impl ResponseDecoder {
 
     fn stop_decompressing(&mut self, error: crate::decompress::DecompressError) {
         self.decompressor = None;
-        self.decompress_truncated = matches!(error, DecompressError::TooLarge(_));
-        self.decompress_error = Some(format!(
-            "{error}; decoding stopped there (the bytes were passed through untouched)"
-        ));
+        self.decompress_error = Some(error);
     }
 
     fn feed_plain(&mut self, frame: &Bytes) -> bool {
@@ -184,10 +178,14 @@ impl ResponseDecoder {
             }
         }
         let decompress_error = self.decompress_error.take();
-        let decompress_truncated = self.decompress_truncated;
         let mut decoded = self.decode();
-        decoded.truncated |= decompress_truncated || decoded.summary.truncated;
+        decoded.truncated |= decoded.summary.truncated;
         if let Some(error) = decompress_error {
+            // Past the expansion limit the record is cut short, not wrong.
+            decoded.truncated |= matches!(error, DecompressError::TooLarge(_));
+            let error = format!(
+                "{error}; decoding stopped there (the bytes were passed through untouched)"
+            );
             decoded.error = Some(match decoded.error {
                 Some(other) => format!("{error}; {other}"),
                 None => error,
@@ -218,7 +216,6 @@ impl ResponseDecoder {
                     state: Self::sse_state(self.endpoint, self.limit),
                     decompressor: None,
                     decompress_error: None,
-                    decompress_truncated: false,
                 };
                 for part in capture.parts() {
                     stream.feed_plain(part);

@@ -150,10 +150,11 @@ pub(crate) fn decode_json_response(
 
 /// A body larger than this that is not a well-formed response object is not read into a
 /// `Value` tree: a tree takes up to ~16 times the text (`[0,0,...]`), so it is kept as text.
-const TREE_LIMIT: usize = 1 << 20;
+pub(crate) const TREE_LIMIT: usize = 1 << 20;
 
-/// The largest `usage` or `error` value read into a tree out of a large body.
-const SMALL_VALUE: usize = 64 << 10;
+/// The largest `usage` or `error` value read into a tree out of a large body, or kept from a
+/// stream (where they are replaced, not accumulated).
+pub(crate) const SMALL_VALUE: usize = 64 << 10;
 
 /// Decodes a large body without a `Value` tree: embeddings keep their items without vectors;
 /// anything else is kept as (compact) text, summarised from its top-level fields.
