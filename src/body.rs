@@ -68,18 +68,7 @@ where
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         if let Some(capture) = this.capture.as_mut() {
-            match &frame {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        capture.frame(data);
-                    }
-                    if this.inner.is_end_stream() {
-                        capture.end(true);
-                    }
-                }
-                Some(Err(_)) => capture.end(false),
-                None => capture.end(true),
-            }
+            capture_frame(capture, &frame, this.inner.is_end_stream());
         }
         Poll::Ready(frame)
     }
@@ -108,30 +97,43 @@ impl<B> PinnedDrop for RequestBody<B> {
 /// How many ready frames a dropped request body gives up at most.
 const DRAIN_FRAMES: usize = 1024;
 
+/// What one polled request frame means for its capture: data is kept; the end of the body, or
+/// a frame after which the body says it is at its end, completes it; an error ends it early.
+fn capture_frame<E>(
+    capture: &mut RequestCapture,
+    frame: &Option<Result<Frame<Bytes>, E>>,
+    at_end: bool,
+) {
+    match frame {
+        Some(Ok(frame)) => {
+            if let Some(data) = frame.data_ref() {
+                capture.frame(data);
+            }
+            if at_end {
+                capture.end(true);
+            }
+        }
+        Some(Err(_)) => capture.end(false),
+        None => capture.end(true),
+    }
+}
+
 /// Feeds the capture the frames `body` has ready now — never waiting, never past the capture
-/// limit — and ends the capture as complete if the body ends among them.
+/// limit — as [`RequestBody::poll_frame`] would have.
 fn drain_ready<B: Body<Data = Bytes>>(mut body: Pin<&mut B>, capture: &mut RequestCapture) {
+    if body.is_end_stream() {
+        capture.end(true);
+        return;
+    }
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..DRAIN_FRAMES {
-        if body.is_end_stream() {
-            capture.end(true);
+        let Poll::Ready(frame) = body.as_mut().poll_frame(&mut cx) else {
+            // Not ready: what was captured is decoded as incomplete.
             return;
-        }
-        match body.as_mut().poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    capture.frame(data);
-                }
-                if !capture.wants_more() {
-                    return;
-                }
-            }
-            Poll::Ready(None) => {
-                capture.end(true);
-                return;
-            }
-            // Not ready, or failed: what was captured is decoded as incomplete.
-            Poll::Ready(Some(Err(_))) | Poll::Pending => return,
+        };
+        capture_frame(capture, &frame, body.is_end_stream());
+        if !capture.wants_more() {
+            return;
         }
     }
 }
