@@ -5,7 +5,6 @@
 //! It ends exactly once: [`InFlightCall::finish`] takes `self`, and a call dropped without being
 //! finished (a future or body dropped early, whoever held it) finishes itself as `cancelled`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +18,6 @@ use tracing::Span;
 use crate::call_id::CallId;
 use crate::capture::BytesCapture;
 use crate::genai;
-use crate::json::Json;
 use crate::metadata::CallMetadata;
 use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
 use crate::openai::endpoint::{Endpoint, EndpointMatcher};
@@ -286,7 +284,7 @@ impl InFlightCall {
             metadata: std::mem::take(&mut self.metadata),
         };
         if call.status == CallStatus::Error {
-            scrub_credentials(&mut call, &self.secrets);
+            self.secrets.scrub_call(&mut call);
         }
         self.span.record_outcome(&call);
         // The span closes here (the request capture dropped its clone when the request ended).
@@ -314,25 +312,6 @@ impl InFlightCall {
 impl Drop for InFlightCall {
     fn drop(&mut self) {
         self.complete(Ending::Cancelled);
-    }
-}
-
-/// Removes credentials a failed call's error message or error body may echo (an upstream's
-/// 401 that quotes the key it was sent).
-fn scrub_credentials(call: &mut LlmCall, secrets: &Secrets) {
-    if let Some(message) = call.error.as_mut().and_then(|e| e.message.as_mut()) {
-        if let Cow::Owned(scrubbed) = secrets.scrub(message) {
-            *message = scrubbed;
-        }
-    }
-    let Some(response) = &call.response else {
-        return;
-    };
-    if let Cow::Owned(scrubbed) = secrets.scrub(response.text()) {
-        // Still JSON unless a secret straddled an escape; then the body is not kept.
-        call.response = serde_json::from_str::<&serde_json::value::RawValue>(&scrubbed)
-            .ok()
-            .map(Json::from_raw);
     }
 }
 

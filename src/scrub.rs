@@ -6,6 +6,9 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderValue};
 use smallvec::SmallVec;
 
+use crate::json::Json;
+use crate::payload::LlmCall;
+
 /// What replaces a credential.
 const REDACTED: &str = "[redacted]";
 
@@ -48,6 +51,25 @@ impl Secrets {
             }
         }
         Secrets(secrets)
+    }
+
+    /// Removes credentials a failed call's error message or error body may echo (an
+    /// upstream's 401 that quotes the key it was sent).
+    pub(crate) fn scrub_call(&self, call: &mut LlmCall) {
+        if let Some(message) = call.error.as_mut().and_then(|e| e.message.as_mut()) {
+            if let Cow::Owned(scrubbed) = self.scrub(message) {
+                *message = scrubbed;
+            }
+        }
+        let Some(response) = &call.response else {
+            return;
+        };
+        if let Cow::Owned(scrubbed) = self.scrub(response.text()) {
+            // Still JSON unless a secret straddled an escape; then the body is not kept.
+            call.response = serde_json::from_str::<&serde_json::value::RawValue>(&scrubbed)
+                .ok()
+                .map(Json::from_raw);
+        }
     }
 
     /// `text` with every known secret, every `Bearer`/`Basic` credential and every
