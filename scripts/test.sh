@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit + integration + doc tests (incl. the README's),
+# the real backends the sink tests start on 127.0.0.1 (scripts/backends/),
 # and a bounded fuzzing run of the decoders (cargo-fuzz, installed if missing).
 # Recorded-traffic conformance reads ../shared/fixtures/openai-recorded (or $LLM_OBS_FIXTURES).
 set -euo pipefail
@@ -19,6 +20,8 @@ echo "== the core alone builds without warnings (no optional features)"
 RUSTFLAGS="-D warnings" cargo check --no-default-features --quiet
 echo "== docs as docs.rs builds them (--cfg docsrs, warnings denied)"
 RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --all-features --no-deps --quiet
+echo "== real backends (cached venvs and Debian packages; see scripts/backends/)"
+scripts/backends/install-all.sh
 echo "== cargo test --all-features"
 log=$(mktemp)
 cargo test --all-features 2>&1 | tee "$log"

@@ -2,6 +2,7 @@
 //! and a span recorder.
 #![allow(dead_code)]
 
+pub mod backend;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod reqwest_fixture;
