@@ -157,9 +157,12 @@ impl LlmObservabilityLayerBuilder {
 
     /// Redacts every call as it ends, before its span records it and before any processor or
     /// sink sees it — on success, error, streamed and cancelled calls alike, the error message
-    /// included (see [`Redaction`]). A sink that needs stricter redaction adds its own with
-    /// [`SinkConfig::processor`]. A redactor that fails or panics removes the call's content
-    /// and leaves a note in `processing_errors`.
+    /// included (see [`Redaction`]). Its cut of base64 data (images, audio) runs off the
+    /// request path, as the first processor. A sink that needs stricter redaction adds its own
+    /// with [`SinkConfig::processor`]. A redactor that fails or panics removes the call's
+    /// content and leaves a note in `processing_errors`.
+    ///
+    /// Without it, calls are recorded as they were sent and answered (credentials aside).
     ///
     /// ```
     /// use llm_observability::{LlmObservabilityLayer, MemorySink, Redaction};
@@ -271,7 +274,21 @@ impl LlmObservabilityLayerBuilder {
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
-        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, self.processors);
+        // The redaction policy runs as each call ends (its span must not see what it removes);
+        // cutting base64 data, which may mean parsing megabytes, runs off the request path,
+        // before the other processors.
+        let (redaction, data_cut): (Vec<Arc<dyn Processor>>, _) = match self.redaction {
+            Some(redaction) => {
+                let (policy, cut) = redaction.split();
+                (vec![Arc::new(policy)], cut)
+            }
+            None => (Vec::new(), None),
+        };
+        let mut processors = self.processors;
+        if let Some(cut) = data_cut {
+            processors.insert(0, Arc::new(cut));
+        }
+        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, processors);
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
                 matcher: self.matcher.unwrap_or_default(),
@@ -283,12 +300,7 @@ impl LlmObservabilityLayerBuilder {
                 captured_headers,
                 propagate_trace_context: self.propagate_trace_context,
                 server_address: self.server_address,
-                redaction: Pipeline::new(
-                    self.redaction
-                        .into_iter()
-                        .map(|r| Arc::new(r) as Arc<dyn Processor>)
-                        .collect(),
-                ),
+                redaction: Pipeline::new(redaction),
                 pricing: self.pricing,
                 dispatcher,
             }),

@@ -158,6 +158,56 @@ async fn unknown_models_and_missing_usage_give_no_cost_and_say_why() {
 }
 
 #[test]
+fn the_layer_prices_calls_before_their_span_closes() {
+    let memory = MemorySink::new();
+    let spans = support::spans::with_spans(|| async {
+        let layer = LlmObservabilityLayer::builder()
+            .pricing(Pricing::built_in())
+            .sink(memory.clone())
+            .build()?;
+        let recorded = interaction("test_tool_calls/test_cached_tokens.yaml.json", 1);
+        let frames = vec![Bytes::from(recorded.response_body.clone())];
+        support::replay_tower(&layer, &recorded, frames).await;
+        support::flushed(&layer, &memory).await;
+        Ok(())
+    });
+    let span = spans.one("gen_ai");
+    let field = |name: &str| -> f64 {
+        span.fields
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not recorded: {:?}", span.fields))
+            .parse()
+            .expect("a number")
+    };
+    close(
+        field("llm_observability.cost.total_usd"),
+        0.0002025,
+        "span total",
+    );
+    close(
+        field("llm_observability.cost.cache_read_usd"),
+        0.000096,
+        "span cache read",
+    );
+    close(
+        field("llm_observability.cost.input_usd"),
+        0.0000135,
+        "span input",
+    );
+    close(
+        field("llm_observability.cost.output_usd"),
+        0.000093,
+        "span output",
+    );
+    let calls = memory.calls();
+    close(
+        calls[0].cost.as_ref().expect("priced").total_usd,
+        0.0002025,
+        "payload",
+    );
+}
+
+#[test]
 fn the_cost_is_in_the_genai_mapping_and_the_json() {
     let mut call = LlmCall::new(Endpoint::ChatCompletions);
     call.request.model = Some("gpt-4o".into());

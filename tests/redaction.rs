@@ -495,3 +495,58 @@ async fn capture_header_refuses_credentials() {
         .build()
         .is_ok());
 }
+
+/// A vision request with a 300 KB image as a data URL and an audio clip as raw base64.
+async fn vision_call(layer: &LlmObservabilityLayer, image: &str, audio: &str) {
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is in this picture?"},
+        {"type": "image_url", "image_url": {"url": image, "detail": "high"}},
+        {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}]}]});
+    let request = Request::post("http://localhost/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid");
+    support::through_json_upstream(
+        layer,
+        request,
+        r#"{"id":"chatcmpl-v","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"a cat"},"finish_reason":"stop"}],"usage":{"prompt_tokens":800,"completion_tokens":2,"total_tokens":802}}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn base64_images_and_audio_are_cut_to_a_marker_by_default_and_kept_on_request() {
+    let image = format!("data:image/jpeg;base64,{}", "/9j/4AAQSkZJRg".repeat(20_000));
+    let audio = "UklGRiQAAABXQVZF".repeat(1_000);
+    let cut = MemorySink::new();
+    let kept = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .redact(Redaction::keep_all())
+        .sink(cut.clone())
+        .build()
+        .expect("builds");
+    let keeping = LlmObservabilityLayer::builder()
+        .redact(Redaction::keep_all().keep_data())
+        .sink(kept.clone())
+        .build()
+        .expect("builds");
+    vision_call(&layer, &image, &audio).await;
+    vision_call(&keeping, &image, &audio).await;
+    let cut = support::flushed(&layer, &cut).await;
+    let kept = support::flushed(&keeping, &kept).await;
+    let content = &cut[0].request.messages.as_ref().expect("messages")[0]["content"];
+    assert_eq!(content[0]["text"], "what is in this picture?");
+    assert_eq!(
+        content[1]["image_url"],
+        json!({"url": "data:image/jpeg;base64,[280000 bytes cut]", "detail": "high"})
+    );
+    assert_eq!(
+        content[2]["input_audio"],
+        json!({"data": "[16000 bytes of base64 cut]", "format": "wav"})
+    );
+    let line = serde_json::to_string(&*cut[0]).expect("JSON");
+    assert!(line.len() < 3_000, "{} bytes", line.len());
+    let whole = &kept[0].request.messages.as_ref().expect("messages")[0]["content"];
+    assert_eq!(whole[1]["image_url"]["url"], image.as_str());
+    assert_eq!(whole[2]["input_audio"]["data"], audio.as_str());
+}

@@ -305,7 +305,7 @@ impl Pricing {
 
     /// What `call` cost, or why it cannot be said.
     pub fn cost_of(&self, call: &LlmCall) -> Result<Cost, String> {
-        let models: Vec<&str> = [
+        let mut models: Vec<&str> = [
             call.response_model.as_deref(),
             call.request.model.as_deref(),
         ]
@@ -313,6 +313,7 @@ impl Pricing {
         .flatten()
         .filter(|m| !m.is_empty())
         .collect();
+        models.dedup();
         if models.is_empty() {
             return Err("no cost: the call names no model".to_owned());
         }

@@ -9,10 +9,14 @@
 //!   names, ids, finish reasons, lengths, token counts, cost, timing, status and metadata stay;
 //! - [`custom`](Redaction::custom): your closure (after the data cut).
 //!
-//! Redaction runs as a layer [processor](crate::process) — once, after the call ended and
-//! before any sink sees it, on success, error, streamed and cancelled calls alike — or as a
-//! sink's processor ([`SinkConfig::processor`](crate::SinkConfig::processor)), on that sink's
-//! own copy. A sink's redaction can only remove more: it sees what the layer's left.
+//! Give the layer one with
+//! [`LlmObservabilityLayerBuilder::redact`](crate::LlmObservabilityLayerBuilder::redact): its
+//! policy runs once, as the call ends — before the call's span records the error message and
+//! before any processor or sink sees the call — on success, error, streamed and cancelled calls
+//! alike; its base64 cut runs off the request path, as the first processor. A `Redaction` is
+//! also a [processor](crate::process): in a sink's
+//! [`SinkConfig::processor`](crate::SinkConfig::processor) it works on that sink's own copy, and
+//! can only remove more (it sees what the layer's left).
 //!
 //! Per request, the application can ask for more with the [`Redact`] extension: this call's
 //! content redacted (as [`Redaction::content`]) whatever the processors, and/or the call kept
@@ -169,6 +173,36 @@ impl Processor for Redaction {
             }
             Policy::Custom(redact) => redact(call),
         }
+    }
+}
+
+impl Redaction {
+    /// The policy alone (no data cut), and the data limit: the layer runs the policy as the
+    /// call ends and the data cut off the request path.
+    pub(crate) fn split(self) -> (Redaction, Option<DataCut>) {
+        let cut = self.data_limit.map(DataCut);
+        (
+            Redaction {
+                policy: self.policy,
+                data_limit: None,
+            },
+            cut,
+        )
+    }
+}
+
+/// The base64 data cut of a [`Redaction`], as a processor of its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataCut(usize);
+
+impl Processor for DataCut {
+    fn name(&self) -> &str {
+        "redaction (base64 data)"
+    }
+
+    fn process(&self, call: &mut LlmCall) -> Result<(), ProcessError> {
+        cut_data(call, self.0);
+        Ok(())
     }
 }
 

@@ -266,12 +266,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let layer = if args.no_observe {
         None
     } else {
+        let (builder, cost) = args.cost.apply(LlmObservabilityLayer::builder())?;
+        totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let (mut builder, cost) = args
-            .cost
-            .apply(LlmObservabilityLayer::builder().sink(sink))?;
-        totals = Some(cost);
+        let mut builder = builder.sink(sink);
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
