@@ -17,6 +17,16 @@ use llm_observability::{
 };
 use support::Interaction;
 
+/// A global subscriber interested in every callsite, installed before any test opens a span:
+/// without it, a test with no subscriber running next to one with a scoped subscriber can leave
+/// `tracing`'s per-callsite interest cached as "never", and the recorded span goes missing.
+fn interest_in_every_span() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 /// Asserts `got` is `want` to within float rounding.
 fn close(got: f64, want: f64, what: &str) {
     assert!(
@@ -50,6 +60,7 @@ async fn priced(file_suffix: &str, index: usize) -> Arc<LlmCall> {
 
 #[tokio::test]
 async fn cached_input_tokens_are_priced_at_the_cached_rate() {
+    interest_in_every_span();
     // gpt-4o-mini-2024-07-18: 1370 input tokens of which 1280 cached, 155 output.
     let call = priced("test_tool_calls/test_cached_tokens.yaml.json", 1).await;
     let usage = call.usage.expect("usage");
@@ -88,6 +99,7 @@ async fn cached_input_tokens_are_priced_at_the_cached_rate() {
 
 #[tokio::test]
 async fn reasoning_tokens_are_output_tokens_and_are_not_added_twice() {
+    interest_in_every_span();
     // A Responses API stream of o4-mini-2025-04-16: 36 input, 518 output of which 448 reasoning.
     let call = priced("agno/fixtures/agent_run_reasoning_stream.yaml.json", 0).await;
     let usage = call.usage.expect("usage");
@@ -102,6 +114,7 @@ async fn reasoning_tokens_are_output_tokens_and_are_not_added_twice() {
 
 #[tokio::test]
 async fn embeddings_are_priced_by_input_tokens_with_the_request_model_as_fallback() {
+    interest_in_every_span();
     // The response says `text-embedding-ada-002-v2` (no price); the request said
     // `text-embedding-ada-002`: 8 tokens at 0.10 per 1M.
     let call = priced("test_embeddings/test_embeddings.yaml.json", 2).await;
@@ -116,6 +129,7 @@ async fn embeddings_are_priced_by_input_tokens_with_the_request_model_as_fallbac
 
 #[tokio::test]
 async fn azure_deployments_are_priced_by_the_response_model() {
+    interest_in_every_span();
     // Request model `openllmetry-testing` (a deployment name); response gpt-4.1-mini-2025-04-14,
     // 16 input and 24 output tokens.
     let call = priced("test_azure/test_chat_content_filtering.yaml.json", 1).await;
@@ -129,6 +143,7 @@ async fn azure_deployments_are_priced_by_the_response_model() {
 
 #[tokio::test]
 async fn unknown_models_and_missing_usage_give_no_cost_and_say_why() {
+    interest_in_every_span();
     // davinci-002 is not in the built-in table.
     let call = priced("test_completions/test_completion.yaml.json", 0).await;
     assert!(call.usage.is_some());
@@ -159,6 +174,7 @@ async fn unknown_models_and_missing_usage_give_no_cost_and_say_why() {
 
 #[test]
 fn the_layer_prices_calls_before_their_span_closes() {
+    interest_in_every_span();
     let memory = MemorySink::new();
     let spans = support::spans::with_spans(|| async {
         let layer = LlmObservabilityLayer::builder()
@@ -209,6 +225,7 @@ fn the_layer_prices_calls_before_their_span_closes() {
 
 #[test]
 fn the_cost_is_in_the_genai_mapping_and_the_json() {
+    interest_in_every_span();
     let mut call = LlmCall::new(Endpoint::ChatCompletions);
     call.request.model = Some("gpt-4o".into());
     call.usage = Some(Usage::new(1000, 100));
@@ -299,6 +316,7 @@ fn chat(model: &str, usage: Usage) -> LlmCall {
 
 #[test]
 fn a_litellm_price_file_takes_precedence_over_the_built_in_table() {
+    interest_in_every_span();
     let path = sample_file();
     let pricing = Pricing::built_in()
         .load_litellm(&path)
@@ -365,6 +383,7 @@ fn a_litellm_price_file_takes_precedence_over_the_built_in_table() {
 
 #[test]
 fn a_price_set_in_code_wins_over_the_file() {
+    interest_in_every_span();
     let pricing = Pricing::built_in()
         .litellm_json(LITELLM_SAMPLE, "file:sample")
         .expect("loads")
@@ -381,6 +400,7 @@ fn a_price_set_in_code_wins_over_the_file() {
 
 #[test]
 fn bad_price_files_are_refused_clearly() {
+    interest_in_every_span();
     let missing = Pricing::built_in().load_litellm("/nonexistent/prices.json");
     assert!(
         matches!(missing, Err(PricingError::Read { ref path, .. }) if path == "/nonexistent/prices.json"),
@@ -406,6 +426,7 @@ fn bad_price_files_are_refused_clearly() {
 
 #[test]
 fn snapshot_names_and_provider_prefixes_resolve() {
+    interest_in_every_span();
     let pricing = Pricing::built_in();
     for (name, entry) in [
         ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),

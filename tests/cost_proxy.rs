@@ -151,6 +151,25 @@ async fn redacts_prices_from_the_file_and_logs_totals_per_model_at_shutdown() {
     );
 }
 
+#[test]
+fn help_explains_the_cost_and_privacy_flags() {
+    let output = std::process::Command::new(support::proxy::PROXY)
+        .arg("--help")
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for text in [
+        "--redact <WHAT>",
+        "[redacted: N chars]",
+        "--pricing <FILE>",
+        "model_prices_and_context_window.json",
+        "per model (see --pricing)",
+    ] {
+        assert!(help.contains(text), "--help lacks {text:?}:\n{help}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreadable_price_file_stops_the_proxy_at_start() {
     let jsonl = support::proxy::temp_jsonl();

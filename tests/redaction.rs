@@ -23,6 +23,16 @@ use support::ChannelBody;
 use tower::{ServiceBuilder, ServiceExt};
 use tracing_subscriber::layer::SubscriberExt;
 
+/// A global subscriber interested in every callsite, installed before any test opens a span:
+/// without it, a test with no subscriber running next to one with a scoped subscriber can leave
+/// `tracing`'s per-callsite interest cached as "never", and the recorded span goes missing.
+fn interest_in_every_span() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 const PROMPT: &str = "SECRET_PROMPT_7f3a";
 const ANSWER: &str = "SECRET_ANSWER_91c2";
 const TOOL_DESCRIPTION: &str = "SECRET_TOOL_DOC_55e1";
@@ -283,6 +293,7 @@ fn assert_absent(haystack: &str, needles: &[&str], what: &str) {
 
 #[test]
 fn content_redaction_on_success_error_stream_and_cancel_in_every_output() {
+    interest_in_every_span();
     let (jsonl, calls, outputs) = run_all(Redaction::content());
     let memory = serde_json::to_string(&calls).expect("JSON");
     let spans_and_log = outputs.text();
@@ -369,6 +380,7 @@ fn content_redaction_on_success_error_stream_and_cancel_in_every_output() {
 
 #[test]
 fn secrets_never_reach_any_output_even_when_content_is_kept() {
+    interest_in_every_span();
     let (jsonl, calls, outputs) = run_all(Redaction::keep_all());
     let memory = serde_json::to_string(&calls).expect("JSON");
     let spans_and_log = outputs.text();
@@ -394,6 +406,7 @@ fn secrets_never_reach_any_output_even_when_content_is_kept() {
 
 #[tokio::test]
 async fn a_sink_may_redact_more_on_its_own_copy() {
+    interest_in_every_span();
     let open = MemorySink::new();
     let strict = MemorySink::new();
     let path = temp_jsonl();
@@ -431,6 +444,7 @@ async fn a_sink_may_redact_more_on_its_own_copy() {
 
 #[tokio::test]
 async fn a_request_can_ask_for_its_content_redacted_or_to_skip_sinks() {
+    interest_in_every_span();
     let memory = MemorySink::new();
     let path = temp_jsonl();
     // No redaction configured on the layer at all.
@@ -469,6 +483,7 @@ async fn a_request_can_ask_for_its_content_redacted_or_to_skip_sinks() {
 
 #[tokio::test]
 async fn capture_header_refuses_credentials() {
+    interest_in_every_span();
     for name in [
         "Authorization",
         "proxy-authorization",
@@ -516,6 +531,7 @@ async fn vision_call(layer: &LlmObservabilityLayer, image: &str, audio: &str) {
 
 #[tokio::test]
 async fn base64_images_and_audio_are_cut_to_a_marker_by_default_and_kept_on_request() {
+    interest_in_every_span();
     let image = format!("data:image/jpeg;base64,{}", "/9j/4AAQSkZJRg".repeat(20_000));
     let audio = "UklGRiQAAABXQVZF".repeat(1_000);
     let cut = MemorySink::new();

@@ -131,8 +131,10 @@ impl Redaction {
         }
     }
 
-    /// Runs `redact` on each call, after base64 data is cut. An error (or a panic) removes
-    /// the call's content, as for every processor.
+    /// Runs `redact` on each call. An error (or a panic) removes the call's content, as for
+    /// every processor. Given to the layer ([`redact`](crate::LlmObservabilityLayerBuilder::redact)),
+    /// it runs as the call ends, before base64 data is cut: keep it quick, and leave slow work
+    /// to a [processor](crate::process).
     pub fn custom(
         redact: impl Fn(&mut LlmCall) -> Result<(), ProcessError> + Send + Sync + 'static,
     ) -> Self {

@@ -122,7 +122,8 @@ Shutdown: on SIGINT (Ctrl-C) or SIGTERM the proxy stops accepting connections,
 lets the calls in flight finish (for up to --shutdown-timeout seconds), then
 cuts off those still open (each is recorded as cancelled, with its partial
 output), writes every pending record, logs how many calls it observed and, per
-sink, how many were delivered, dropped, failed or filtered out, and exits 0.
+sink, how many were delivered, dropped, failed or filtered out, then the cost
+per model (see --pricing), and exits 0.
 It exits 1 when it cannot start (--upstream not http(s)://HOST..., --jsonl not
 writable, address in use) or could not write every record in time, and 2 on a
 malformed command line.";
