@@ -40,6 +40,7 @@ mod guard;
 mod path;
 mod server;
 mod tasks;
+mod weave_flags;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -199,6 +200,8 @@ struct Args {
     /// well under the open-file limit (ulimit -n).
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    #[command(flatten)]
+    weave: weave_flags::WeaveFlags,
 }
 
 impl Args {
@@ -264,7 +267,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     } else {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = LlmObservabilityLayer::builder().sink(sink);
+        let mut builder = args
+            .weave
+            .add_sink(LlmObservabilityLayer::builder().sink(sink))?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
