@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use llm_observability::{
-    Endpoint, LlmCall, LlmObservabilityLayer, MemorySink, RequestBody, Sink, WeaveSink,
+    Endpoint, LlmCall, LlmObservabilityLayer, MemorySink, Pricing, RequestBody, Sink, WeaveSink,
 };
 use serde_json::{json, Value};
 use support::backend::Backend;
@@ -98,10 +98,12 @@ async fn replay(
     response.into_body().collect().await.expect("body");
 }
 
-/// A layer sending to `sink` and to a memory sink (for the ids and the accounting).
+/// A layer sending to `sink` and to a memory sink (for the ids and the accounting), pricing
+/// calls with the built-in OpenAI prices.
 fn layer_with(sink: WeaveSink) -> (LlmObservabilityLayer, MemorySink) {
     let memory = MemorySink::new();
     let layer = LlmObservabilityLayer::builder()
+        .pricing(Pricing::built_in())
         .sink(sink)
         .sink(memory.clone())
         .build()
@@ -220,6 +222,24 @@ async fn a_streamed_call_lands_with_inputs_assembled_output_and_usage_per_model(
     );
     assert_eq!(call["summary"]["weave"]["status"], "success");
 
+    // Cost where Weave keeps costs (summary.weave.costs), from OpenAI's list price of
+    // gpt-3.5-turbo: $0.50 / $1.50 per million input / output tokens.
+    let costs = &call["summary"]["weave"]["costs"][model];
+    let input = usage["prompt_tokens"].as_f64().expect("count") * 0.50e-6;
+    let output = usage["completion_tokens"].as_f64().expect("count") * 1.50e-6;
+    let close = |value: &Value, expected: f64| {
+        let value = value.as_f64().unwrap_or(f64::NAN);
+        assert!((value - expected).abs() < 1e-12, "{value} vs {expected}");
+    };
+    close(&costs["prompt_tokens_total_cost"], input);
+    close(&costs["completion_tokens_total_cost"], output);
+    assert_eq!(costs["prompt_token_cost_unit"], "USD");
+    assert_eq!(costs["completion_token_cost_unit"], "USD");
+    assert_eq!(costs["pricing_source"], "built-in");
+    assert_eq!(costs["provider_id"], "openai");
+    assert_eq!(costs["requests"], 1);
+    assert_eq!(costs["prompt_tokens"], usage["prompt_tokens"]);
+
     // Timing, attributes.
     let started = time::OffsetDateTime::parse(
         call["started_at"].as_str().expect("started_at"),
@@ -277,6 +297,11 @@ async fn a_4xx_call_lands_with_its_exception() {
         json!({"success": 0, "error": 1})
     );
     assert_eq!(call["summary"].get("usage"), None);
+    assert_eq!(
+        call["summary"]["weave"].get("costs"),
+        None,
+        "no usage, no cost"
+    );
     assert_eq!(call["attributes"]["error.type"], error["error"]["type"]);
     assert_eq!(call["inputs"]["model"], "gpt-4o-mini");
 }

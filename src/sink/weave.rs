@@ -19,6 +19,7 @@
 //! | `output` | the response; a stream assembled into the non-streaming shape |
 //! | `summary.usage` | `{model: {requests, prompt_tokens, completion_tokens, total_tokens}}`, keyed by the model that answered |
 //! | `summary.status_counts` | `{"success": n, "error": n}`, as Weave's client writes it |
+//! | `summary.weave.costs` | when the call has a [`cost`](LlmCall::cost) (a pricing processor ran): `{model: {prompt_tokens_total_cost, completion_tokens_total_cost, ..._unit: "USD", provider_id, pricing_source, requests, prompt_tokens, ...}}`, the shape of Weave's `LLMCostSchema` |
 //! | `exception` | for failed and cancelled calls: a JSON string `{"type", "message", ...}` |
 //! | `attributes` | the OpenTelemetry GenAI attributes ([`genai`](crate::genai)) and `llm_observability` (status, HTTP status, span id, metadata, ...) |
 //!
@@ -672,7 +673,38 @@ fn summary(call: &LlmCall) -> Value {
         "status_counts".into(),
         json!({ "success": 1 - failed, "error": failed }),
     );
+    if let (Some(cost), Some(model)) = (&call.cost, model) {
+        summary.insert(
+            "weave".into(),
+            json!({ "costs": { model: cost_entry(call, cost) } }),
+        );
+    }
     Value::Object(summary)
+}
+
+/// The call's cost in the shape of Weave's `LLMCostSchema` (what its server puts in
+/// `summary.weave.costs` when it prices a call): the usage, the prompt and completion totals in
+/// USD, the provider, and where the prices came from.
+fn cost_entry(call: &LlmCall, cost: &crate::Cost) -> Value {
+    let mut entry = match usage_entry(call.usage.as_ref()) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    entry.remove("prompt_tokens_details");
+    entry.remove("completion_tokens_details");
+    entry.insert(
+        "prompt_tokens_total_cost".into(),
+        (cost.input_usd + cost.cache_read_usd).into(),
+    );
+    entry.insert(
+        "completion_tokens_total_cost".into(),
+        cost.output_usd.into(),
+    );
+    entry.insert("prompt_token_cost_unit".into(), "USD".into());
+    entry.insert("completion_token_cost_unit".into(), "USD".into());
+    entry.insert("provider_id".into(), call.provider.clone().into());
+    entry.insert("pricing_source".into(), cost.pricing_source.clone().into());
+    Value::Object(entry)
 }
 
 /// Weave's exception string (`{"type", "message"}` as JSON, like its Python client writes)
@@ -746,6 +778,21 @@ mod tests {
         assert_eq!(end.exception, None);
         let (start, _) = records(&call, "me/proj", false);
         assert_eq!(start.parent_id, None);
+    }
+
+    #[test]
+    fn cost_goes_where_weave_puts_costs() {
+        let mut call = sample();
+        call.cost = Some(crate::Cost::new(0.25, 0.5, 1.0, "built-in"));
+        let (_, end) = records(&call, "me/proj", true);
+        let costs = &end.summary["weave"]["costs"]["gpt-4o-mini-2024-07-18"];
+        assert_eq!(costs["prompt_tokens_total_cost"], json!(0.75));
+        assert_eq!(costs["completion_tokens_total_cost"], json!(1.0));
+        assert_eq!(costs["prompt_tokens"], 12);
+        assert_eq!(costs["requests"], 1);
+        assert_eq!(costs["prompt_token_cost_unit"], "USD");
+        assert_eq!(costs["provider_id"], "openai");
+        assert_eq!(costs["pricing_source"], "built-in");
     }
 
     #[test]

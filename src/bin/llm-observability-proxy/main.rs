@@ -35,6 +35,7 @@ mod accept;
 mod answer;
 mod body_timeout;
 mod connection;
+mod cost_flags;
 mod forward;
 mod guard;
 mod path;
@@ -202,6 +203,8 @@ struct Args {
     max_connections: u64,
     #[command(flatten)]
     weave: weave_flags::WeaveFlags,
+    #[command(flatten)]
+    cost: cost_flags::CostFlags,
 }
 
 impl Args {
@@ -262,14 +265,15 @@ fn init_logging() {
 async fn run(args: Args) -> Result<(), BoxError> {
     let upstream = Upstream::parse(&args.upstream)?;
     let forward = Forward::new(upstream)?;
+    let mut totals = None;
     let layer = if args.no_observe {
         None
     } else {
+        let (builder, cost) = args.cost.apply(LlmObservabilityLayer::builder())?;
+        totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = args
-            .weave
-            .add_sink(LlmObservabilityLayer::builder().sink(sink))?;
+        let mut builder = args.weave.add_sink(builder.sink(sink))?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
@@ -295,6 +299,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     };
     let drained = layer.dispatcher().shutdown(deadline).await;
     report(&layer.dispatcher().stats());
+    totals.iter().for_each(cost_flags::CostTotals::report);
     Ok(drained?)
 }
 
