@@ -235,7 +235,12 @@ async fn a_streamed_call_lands_with_inputs_assembled_output_and_usage_per_model(
     close(&costs["completion_tokens_total_cost"], output);
     assert_eq!(costs["prompt_token_cost_unit"], "USD");
     assert_eq!(costs["completion_token_cost_unit"], "USD");
-    assert_eq!(costs["pricing_source"], "built-in");
+    assert_eq!(costs["pricing_level"], "llm-observability");
+    assert_eq!(costs["pricing_level_id"], "built-in");
+    assert_eq!(
+        costs["effective_date"],
+        llm_observability::process::pricing::BUILT_IN_AS_OF
+    );
     assert_eq!(costs["provider_id"], "openai");
     assert_eq!(costs["requests"], 1);
     assert_eq!(costs["prompt_tokens"], usage["prompt_tokens"]);

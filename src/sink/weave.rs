@@ -19,7 +19,7 @@
 //! | `output` | the response; a stream assembled into the non-streaming shape |
 //! | `summary.usage` | `{model: {requests, prompt_tokens, completion_tokens, total_tokens}}`, keyed by the model that answered |
 //! | `summary.status_counts` | `{"success": n, "error": n}`, as Weave's client writes it |
-//! | `summary.weave.costs` | when the call has a [`cost`](LlmCall::cost) (a pricing processor ran): `{model: {prompt_tokens_total_cost, completion_tokens_total_cost, ..._unit: "USD", provider_id, pricing_source, requests, prompt_tokens, ...}}`, the shape of Weave's `LLMCostSchema` |
+//! | `summary.weave.costs` | when the call has a [`cost`](LlmCall::cost) (a pricing processor ran): `{model: {prompt_tokens_total_cost, completion_tokens_total_cost, ..._unit: "USD", provider_id, pricing_level_id: <pricing source>, requests, prompt_tokens, ...}}`, every key of Weave's `LLMCostSchema` |
 //! | `exception` | for failed and cancelled calls: a JSON string `{"type", "message", ...}` |
 //! | `attributes` | the OpenTelemetry GenAI attributes ([`genai`](crate::genai)) and `llm_observability` (status, HTTP status, span id, metadata, ...) |
 //!
@@ -683,8 +683,11 @@ fn summary(call: &LlmCall) -> Value {
 }
 
 /// The call's cost in the shape of Weave's `LLMCostSchema` (what its server puts in
-/// `summary.weave.costs` when it prices a call): the usage, the prompt and completion totals in
-/// USD, the provider, and where the prices came from.
+/// `summary.weave.costs` when it prices a call; its reader wants every key, `null` allowed):
+/// the usage, the prompt and completion totals in USD, the provider, and where the prices came
+/// from (`pricing_level` `llm-observability`, `pricing_level_id` the
+/// [`pricing_source`](crate::Cost::pricing_source), `effective_date` the built-in table's date).
+/// Per-token rates are left `null`: a call's cost may mix cached and uncached rates.
 fn cost_entry(call: &LlmCall, cost: &crate::Cost) -> Value {
     let mut entry = match usage_entry(call.usage.as_ref()) {
         Value::Object(map) => map,
@@ -692,18 +695,25 @@ fn cost_entry(call: &LlmCall, cost: &crate::Cost) -> Value {
     };
     entry.remove("prompt_tokens_details");
     entry.remove("completion_tokens_details");
-    entry.insert(
-        "prompt_tokens_total_cost".into(),
-        (cost.input_usd + cost.cache_read_usd).into(),
-    );
-    entry.insert(
-        "completion_tokens_total_cost".into(),
-        cost.output_usd.into(),
-    );
-    entry.insert("prompt_token_cost_unit".into(), "USD".into());
-    entry.insert("completion_token_cost_unit".into(), "USD".into());
-    entry.insert("provider_id".into(), call.provider.clone().into());
-    entry.insert("pricing_source".into(), cost.pricing_source.clone().into());
+    let effective_date =
+        (cost.pricing_source == "built-in").then_some(crate::process::pricing::BUILT_IN_AS_OF);
+    let fields = json!({
+        "prompt_tokens_total_cost": cost.input_usd + cost.cache_read_usd,
+        "completion_tokens_total_cost": cost.output_usd,
+        "prompt_token_cost": null,
+        "completion_token_cost": null,
+        "prompt_token_cost_unit": "USD",
+        "completion_token_cost_unit": "USD",
+        "effective_date": effective_date,
+        "provider_id": call.provider,
+        "pricing_level": "llm-observability",
+        "pricing_level_id": cost.pricing_source,
+        "created_at": null,
+        "created_by": null,
+    });
+    if let Value::Object(fields) = fields {
+        entry.extend(fields);
+    }
     Value::Object(entry)
 }
 
@@ -792,7 +802,12 @@ mod tests {
         assert_eq!(costs["requests"], 1);
         assert_eq!(costs["prompt_token_cost_unit"], "USD");
         assert_eq!(costs["provider_id"], "openai");
-        assert_eq!(costs["pricing_source"], "built-in");
+        assert_eq!(costs["pricing_level_id"], "built-in");
+        assert_eq!(
+            costs["effective_date"],
+            crate::process::pricing::BUILT_IN_AS_OF
+        );
+        assert_eq!(costs.as_object().unwrap().len(), 16, "{costs:#}");
     }
 
     #[test]
