@@ -428,7 +428,10 @@ async fn the_key_is_sent_and_a_refused_key_is_counted_and_named() {
         .build()
         .expect("sink");
     let call = Arc::new(LlmCall::new(Endpoint::ChatCompletions));
-    let error = sink.export(&[call.clone()]).await.expect_err("refused");
+    let error = sink
+        .export(std::slice::from_ref(&call))
+        .await
+        .expect_err("refused");
     assert!(!error.is_retryable());
     assert!(error.message().contains("401"), "{error}");
     assert!(
@@ -498,7 +501,7 @@ async fn answers_map_to_transient_and_permanent_errors() {
 
     let (url, _) = stub(vec![(429, Some("7"), r#"{"detail":"slow down"}"#)]).await;
     let error = sink_at(&url)
-        .export(&[call.clone()])
+        .export(std::slice::from_ref(&call))
         .await
         .expect_err("429");
     assert!(error.is_retryable());
@@ -510,7 +513,7 @@ async fn answers_map_to_transient_and_permanent_errors() {
 
     let (url, _) = stub(vec![(503, None, "")]).await;
     let error = sink_at(&url)
-        .export(&[call.clone()])
+        .export(std::slice::from_ref(&call))
         .await
         .expect_err("503");
     assert!(error.is_retryable());
@@ -518,7 +521,7 @@ async fn answers_map_to_transient_and_permanent_errors() {
 
     let (url, _) = stub(vec![(403, None, r#"{"detail":"forbidden"}"#)]).await;
     let error = sink_at(&url)
-        .export(&[call.clone()])
+        .export(std::slice::from_ref(&call))
         .await
         .expect_err("403");
     assert!(!error.is_retryable());
@@ -529,7 +532,7 @@ async fn answers_map_to_transient_and_permanent_errors() {
 
     let (url, _) = stub(vec![(400, None, r#"{"detail":"op_name too long"}"#)]).await;
     let error = sink_at(&url)
-        .export(&[call.clone()])
+        .export(std::slice::from_ref(&call))
         .await
         .expect_err("400");
     assert!(!error.is_retryable());
