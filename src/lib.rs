@@ -113,6 +113,9 @@ pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,
 };
+#[cfg(feature = "weave")]
+#[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
+pub use sink::{WeaveError, WeaveSink, WeaveSinkBuilder};
 pub use trace_context::{IdError, SpanId, TraceContext, TraceId, TRACEPARENT};
 
 #[cfg(doctest)]

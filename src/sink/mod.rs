@@ -48,12 +48,18 @@ mod jsonl;
 mod log;
 mod memory;
 pub mod ndjson;
+#[cfg(feature = "weave")]
+#[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
+pub mod weave;
 
 pub use config::{CallFilter, DispatcherConfig, DispatcherConfigBuilder, SinkConfig};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};
 pub use jsonl::JsonlSink;
 pub use log::LogSink;
 pub use memory::MemorySink;
+#[cfg(feature = "weave")]
+#[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
+pub use weave::{WeaveError, WeaveSink, WeaveSinkBuilder};
 
 /// A destination for [`LlmCall`] payloads.
 ///

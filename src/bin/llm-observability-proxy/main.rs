@@ -41,6 +41,7 @@ mod guard;
 mod path;
 mod server;
 mod tasks;
+mod weave_flags;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -202,6 +203,8 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
     #[command(flatten)]
+    weave: weave_flags::WeaveFlags,
+    #[command(flatten)]
     cost: cost_flags::CostFlags,
 }
 
@@ -271,7 +274,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = builder.sink(sink);
+        let mut builder = args.weave.add_sink(builder.sink(sink))?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
