@@ -105,6 +105,9 @@ pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;
 pub use service::{LlmObservabilityService, ResponseFuture};
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use sink::otlp::{OtlpError, OtlpSink, OtlpSinkBuilder};
 pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,
