@@ -112,6 +112,9 @@ pub use service::{LlmObservabilityService, ResponseFuture};
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use sink::otlp::{OtlpError, OtlpSink, OtlpSinkBuilder};
+#[cfg(feature = "mlflow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow")))]
+pub use sink::otlp::mlflow::{MlflowError, MlflowSink, MlflowSinkBuilder};
 pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,

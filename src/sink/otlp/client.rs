@@ -1,17 +1,21 @@
-//! The HTTP client under `opentelemetry-otlp`: reqwest (rustls with ring, webpki roots) that
-//! sets the sink's headers and remembers how the last request ended, so the sink can tell the
-//! dispatcher a refusal from an outage and pass on `Retry-After`.
+//! The HTTP client of this module's exporters: hyper with rustls (ring, the Mozilla roots from
+//! webpki-roots — no system provider or certificate store needed, nothing installed
+//! process-wide). Under `opentelemetry-otlp` it sets the sink's headers and remembers how the
+//! last request ended, so the sink can tell the dispatcher a refusal from an outage and pass
+//! on `Retry-After`.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use opentelemetry_http::{HttpClient, HttpError};
-
-use super::OtlpError;
 
 /// How much of an error answer is kept for the message.
 const BODY_EXCERPT: usize = 512;
@@ -31,41 +35,99 @@ pub(super) enum Outcome {
     Failed { error: String },
 }
 
-pub(super) struct ReportingClient {
-    client: reqwest::Client,
-    headers: RwLock<Vec<(HeaderName, HeaderValue)>>,
-    outcome: Mutex<Option<Outcome>>,
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpFailure {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Request(String),
 }
 
-impl fmt::Debug for ReportingClient {
+/// A hyper client with rustls and a per-request timeout (the whole exchange, body included).
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Http {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReportingClient").finish_non_exhaustive()
+        f.debug_struct("Http")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
-/// A TLS configuration with ring and the Mozilla roots (webpki-roots): no system provider or
-/// certificate store is needed.
 fn tls() -> Result<rustls::ClientConfig, rustls::Error> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    .with_no_client_auth())
 }
 
-/// A reqwest client for the exporters of this module (also MLflow's REST calls).
-pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, OtlpError> {
-    let mut builder = reqwest::Client::builder().timeout(timeout);
-    if let Ok(config) = tls() {
-        builder = builder.tls_backend_preconfigured(config);
+/// The text of an error and its causes.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = inner.source();
     }
-    builder.build().map_err(OtlpError::HttpClient)
+    text
+}
+
+impl Http {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let connector = match tls() {
+            Ok(config) => builder.with_tls_config(config),
+            // Only a provider without safe protocol versions fails: not ring.
+            Err(_) => builder.with_webpki_roots(),
+        }
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+        Http {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(connector),
+            timeout,
+        }
+    }
+
+    /// Sends `request`; reads at most 1 MiB of the answer.
+    pub(crate) async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpFailure> {
+        let exchange = async {
+            let response = self
+                .client
+                .request(request.map(Full::new))
+                .await
+                .map_err(|e| HttpFailure::Request(chain(&e)))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, BODY_LIMIT)
+                .collect()
+                .await
+                .map_err(|e| HttpFailure::Request(format!("reading the answer failed: {}", chain(&*e))))?
+                .to_bytes();
+            Ok(Response::from_parts(parts, body))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(HttpFailure::Timeout(self.timeout)))
+    }
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -76,19 +138,6 @@ pub(crate) fn retry_after(value: &HeaderValue) -> Option<Duration> {
     }
     let when = httpdate::parse_http_date(text).ok()?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-/// Reads at most [`BODY_LIMIT`] bytes of a response.
-pub(crate) async fn read_limited(mut response: reqwest::Response) -> Result<Bytes, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = BODY_LIMIT.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
-            break;
-        }
-    }
-    Ok(Bytes::from(body))
 }
 
 /// The first [`BODY_EXCERPT`] bytes of an answer, as text on one line.
@@ -102,16 +151,26 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
     text
 }
 
+/// The client given to `opentelemetry-otlp`.
+pub(super) struct ReportingClient {
+    http: Http,
+    headers: RwLock<Vec<(HeaderName, HeaderValue)>>,
+    outcome: Mutex<Option<Outcome>>,
+}
+
+impl fmt::Debug for ReportingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportingClient").finish_non_exhaustive()
+    }
+}
+
 impl ReportingClient {
-    pub(super) fn new(
-        headers: Vec<(HeaderName, HeaderValue)>,
-        timeout: Duration,
-    ) -> Result<Self, OtlpError> {
-        Ok(ReportingClient {
-            client: http_client(timeout)?,
+    pub(super) fn new(headers: Vec<(HeaderName, HeaderValue)>, timeout: Duration) -> Self {
+        ReportingClient {
+            http: Http::new(timeout),
             headers: RwLock::new(headers),
             outcome: Mutex::new(None),
-        })
+        }
     }
 
     pub(super) fn set_header(&self, name: HeaderName, value: HeaderValue) {
@@ -132,68 +191,39 @@ impl ReportingClient {
     }
 }
 
-/// The text of an error and its causes.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let more = inner.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = inner.source();
-    }
-    text
-}
-
 #[async_trait]
 impl HttpClient for ReportingClient {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let (mut parts, body) = request.into_parts();
+    async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         {
             let headers = self.headers.read().unwrap_or_else(PoisonError::into_inner);
             for (name, value) in headers.iter() {
-                parts.headers.insert(name.clone(), value.clone());
+                request.headers_mut().insert(name.clone(), value.clone());
             }
         }
-        let request = reqwest::Request::try_from(Request::from_parts(parts, body))?;
-        let response = match self.client.execute(request).await {
-            Ok(response) => response,
-            Err(error) => {
-                let text = if error.is_timeout() {
-                    format!("timed out ({})", chain(&error))
-                } else {
-                    chain(&error)
-                };
-                self.record(Outcome::Failed { error: text });
-                return Err(error.into());
-            }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = match read_limited(response).await {
-            Ok(body) => body,
-            Err(error) => {
-                self.record(Outcome::Failed {
-                    error: format!("reading the answer failed: {}", chain(&error)),
+        match self.http.send(request).await {
+            Ok(response) => {
+                let status = response.status();
+                self.record(Outcome::Status {
+                    status: status.as_u16(),
+                    retry_after: response
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(retry_after),
+                    body: if status.is_success() {
+                        String::new()
+                    } else {
+                        excerpt(response.body())
+                    },
                 });
-                return Err(error.into());
+                Ok(response)
             }
-        };
-        self.record(Outcome::Status {
-            status: status.as_u16(),
-            retry_after: headers.get(http::header::RETRY_AFTER).and_then(retry_after),
-            body: if status.is_success() {
-                String::new()
-            } else {
-                excerpt(&body)
-            },
-        });
-        let mut answer = Response::new(body);
-        *answer.status_mut() = status;
-        *answer.headers_mut() = headers;
-        Ok(answer)
+            Err(failure) => {
+                self.record(Outcome::Failed {
+                    error: failure.to_string(),
+                });
+                Err(failure.into())
+            }
+        }
     }
 }
 

@@ -20,6 +20,9 @@
 
 mod client;
 mod config;
+#[cfg(feature = "mlflow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow")))]
+pub mod mlflow;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -72,9 +75,6 @@ pub enum OtlpError {
         /// Its value.
         value: String,
     },
-    /// The HTTP client could not be made.
-    #[error("cannot create the HTTP client")]
-    HttpClient(#[source] reqwest::Error),
     /// `opentelemetry-otlp` refused the configuration.
     #[error("cannot create the OTLP exporter")]
     Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
@@ -97,6 +97,8 @@ pub struct OtlpSink {
     message_content: bool,
     hooks: Vec<SpanAttributesHook>,
     scope: InstrumentationScope,
+    /// Leave each span's parent out (MLflow's `root_spans`).
+    pub(crate) root_spans: bool,
     /// `SpanExporter::export` must not run concurrently.
     export_lock: tokio::sync::Mutex<()>,
 }
@@ -215,9 +217,10 @@ impl OtlpSink {
         span_events.events = events;
         SpanData {
             span_context,
-            parent_span_id: trace
-                .parent_span_id
-                .map_or(SpanId::INVALID, |p| SpanId::from_bytes(p.to_bytes())),
+            parent_span_id: match trace.parent_span_id {
+                Some(parent) if !self.root_spans => SpanId::from_bytes(parent.to_bytes()),
+                _ => SpanId::INVALID,
+            },
             parent_span_is_remote: false,
             span_kind: SpanKind::Client,
             name: Cow::Owned(genai::span_name(call)),
@@ -412,7 +415,7 @@ impl OtlpSinkBuilder {
     pub fn build(self) -> Result<OtlpSink, OtlpError> {
         let env = |name: &str| (self.env)(name).filter(|v| !v.trim().is_empty());
         let settings = config::resolve(&self, &env)?;
-        let client = Arc::new(ReportingClient::new(settings.headers, settings.timeout)?);
+        let client = Arc::new(ReportingClient::new(settings.headers, settings.timeout));
         let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -435,6 +438,7 @@ impl OtlpSinkBuilder {
             scope: InstrumentationScope::builder("llm-observability")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
+            root_spans: false,
             export_lock: tokio::sync::Mutex::new(()),
         })
     }
