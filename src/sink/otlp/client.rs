@@ -109,7 +109,10 @@ impl Http {
     }
 
     /// Sends `request`; reads at most 1 MiB of the answer.
-    pub(crate) async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpFailure> {
+    pub(crate) async fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<Bytes>, HttpFailure> {
         let exchange = async {
             let response = self
                 .client
@@ -120,7 +123,9 @@ impl Http {
             let body = Limited::new(body, BODY_LIMIT)
                 .collect()
                 .await
-                .map_err(|e| HttpFailure::Request(format!("reading the answer failed: {}", chain(&*e))))?
+                .map_err(|e| {
+                    HttpFailure::Request(format!("reading the answer failed: {}", chain(&*e)))
+                })?
                 .to_bytes();
             Ok(Response::from_parts(parts, body))
         };

@@ -161,7 +161,9 @@ impl MlflowSink {
             return Err(self.rest_error(status, &body, &self.by_name_url(name)));
         }
         let url = format!("{}/api/2.0/mlflow/experiments/create", self.tracking_uri);
-        let (status, body) = self.send("POST", &url, Some(json!({ "name": name }))).await?;
+        let (status, body) = self
+            .send("POST", &url, Some(json!({ "name": name })))
+            .await?;
         if status.is_success() {
             tracing::info!(target: "llm_observability", sink = "mlflow", experiment = name, "created the MLflow experiment");
             return experiment_id(&body, &url);
@@ -456,7 +458,10 @@ fn json_attribute(key: &'static str, json: &Value) -> KeyValue {
 
 /// The `mlflow.*` attributes (and `user.id` / `session.id`) of a call.
 fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValue>) {
-    attributes.push(json_attribute(MLFLOW_SPAN_TYPE, &json!(span_type(call.endpoint))));
+    attributes.push(json_attribute(
+        MLFLOW_SPAN_TYPE,
+        &json!(span_type(call.endpoint)),
+    ));
     attributes.push(json_attribute(MLFLOW_MESSAGE_FORMAT, &json!("openai")));
     if let Some(model) = call.request.model.as_ref().or(call.response_model.as_ref()) {
         attributes.push(json_attribute(MLFLOW_LLM_MODEL, &json!(model)));
@@ -467,9 +472,12 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
         let counts = [
             ("input_tokens", usage.input_tokens),
             ("output_tokens", usage.output_tokens),
-            ("total_tokens", usage.total_tokens.or_else(|| {
-                Some(usage.input_tokens?.saturating_add(usage.output_tokens?))
-            })),
+            (
+                "total_tokens",
+                usage
+                    .total_tokens
+                    .or_else(|| Some(usage.input_tokens?.saturating_add(usage.output_tokens?))),
+            ),
             ("cache_read_input_tokens", usage.cached_input_tokens),
         ];
         for (key, count) in counts {
@@ -478,7 +486,10 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
             }
         }
         if !tokens.is_empty() {
-            attributes.push(json_attribute(MLFLOW_CHAT_TOKEN_USAGE, &Value::Object(tokens)));
+            attributes.push(json_attribute(
+                MLFLOW_CHAT_TOKEN_USAGE,
+                &Value::Object(tokens),
+            ));
         }
     }
     if let Some(cost) = &call.cost {
@@ -509,7 +520,8 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
             attributes.push(json_attribute(MLFLOW_CHAT_TOOLS, &tools));
         }
     }
-    let user = metadata_string(call, &["user_id", "user.id", "user"]).or(call.request.user.as_deref());
+    let user =
+        metadata_string(call, &["user_id", "user.id", "user"]).or(call.request.user.as_deref());
     if let Some(user) = user {
         attributes.push(KeyValue::new("user.id", user.to_owned()));
     }
@@ -552,24 +564,44 @@ mod tests {
         call.request.model = Some("gpt-4.1".into());
         call.request.max_tokens = Some(10);
         call.request.input = Some(json!("hi").into());
-        call.request.tools = Some(json!([{"type": "function", "name": "f", "parameters": {}}]).into());
+        call.request.tools =
+            Some(json!([{"type": "function", "name": "f", "parameters": {}}]).into());
         call.usage = Some(Usage::new(3, 4));
         call.cost = Some(Cost::new(0.5, 0.25, 1.0, "built-in"));
         call.metadata.insert("user_id".into(), json!("u-1"));
         call.metadata.insert("session_id".into(), json!("s-1"));
         let mut attributes = Vec::new();
         mlflow_attributes(&call, true, &mut attributes);
-        assert_eq!(find(&attributes, MLFLOW_SPAN_TYPE).unwrap(), "\"CHAT_MODEL\"");
+        assert_eq!(
+            find(&attributes, MLFLOW_SPAN_TYPE).unwrap(),
+            "\"CHAT_MODEL\""
+        );
         assert_eq!(find(&attributes, MLFLOW_LLM_MODEL).unwrap(), "\"gpt-4.1\"");
-        let inputs: Value = serde_json::from_str(&find(&attributes, MLFLOW_SPAN_INPUTS).unwrap()).unwrap();
-        assert_eq!(inputs, json!({"model": "gpt-4.1", "max_output_tokens": 10, "input": "hi",
-            "tools": [{"type": "function", "name": "f", "parameters": {}}]}));
-        let tools: Value = serde_json::from_str(&find(&attributes, MLFLOW_CHAT_TOOLS).unwrap()).unwrap();
-        assert_eq!(tools, json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]));
-        let usage: Value = serde_json::from_str(&find(&attributes, MLFLOW_CHAT_TOKEN_USAGE).unwrap()).unwrap();
-        assert_eq!(usage, json!({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}));
-        let cost: Value = serde_json::from_str(&find(&attributes, MLFLOW_LLM_COST).unwrap()).unwrap();
-        assert_eq!(cost, json!({"input_cost": 0.75, "output_cost": 1.0, "total_cost": 1.75}));
+        let inputs: Value =
+            serde_json::from_str(&find(&attributes, MLFLOW_SPAN_INPUTS).unwrap()).unwrap();
+        assert_eq!(
+            inputs,
+            json!({"model": "gpt-4.1", "max_output_tokens": 10, "input": "hi",
+            "tools": [{"type": "function", "name": "f", "parameters": {}}]})
+        );
+        let tools: Value =
+            serde_json::from_str(&find(&attributes, MLFLOW_CHAT_TOOLS).unwrap()).unwrap();
+        assert_eq!(
+            tools,
+            json!([{"type": "function", "function": {"name": "f", "parameters": {}}}])
+        );
+        let usage: Value =
+            serde_json::from_str(&find(&attributes, MLFLOW_CHAT_TOKEN_USAGE).unwrap()).unwrap();
+        assert_eq!(
+            usage,
+            json!({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7})
+        );
+        let cost: Value =
+            serde_json::from_str(&find(&attributes, MLFLOW_LLM_COST).unwrap()).unwrap();
+        assert_eq!(
+            cost,
+            json!({"input_cost": 0.75, "output_cost": 1.0, "total_cost": 1.75})
+        );
         assert_eq!(find(&attributes, "user.id").unwrap(), "u-1");
         assert_eq!(find(&attributes, "session.id").unwrap(), "s-1");
 
