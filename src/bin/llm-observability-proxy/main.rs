@@ -38,6 +38,7 @@ mod connection;
 mod cost_flags;
 mod forward;
 mod guard;
+mod otlp_flags;
 mod path;
 mod server;
 mod tasks;
@@ -202,6 +203,8 @@ struct Args {
     max_connections: u64,
     #[command(flatten)]
     cost: cost_flags::CostFlags,
+    #[command(flatten)]
+    otlp: otlp_flags::OtlpFlags,
 }
 
 impl Args {
@@ -270,7 +273,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = builder.sink(sink);
+        let mut builder = args.otlp.apply(builder.sink(sink))?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
