@@ -25,6 +25,13 @@ use http::StatusCode;
 use crate::payload::{CallError, CallStatus, LlmCall, RequestRecord};
 use crate::span::*;
 
+mod content;
+pub use content::{
+    content_attributes, input_messages, output_messages, system_instructions, tool_definitions,
+    GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_DEFINITIONS,
+};
+
 /// A typed attribute value, as OpenTelemetry has them.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

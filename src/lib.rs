@@ -109,6 +109,12 @@ pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;
 pub use service::{LlmObservabilityService, ResponseFuture};
+#[cfg(feature = "mlflow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow")))]
+pub use sink::otlp::mlflow::{MlflowError, MlflowSink, MlflowSinkBuilder};
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use sink::otlp::{OtlpError, OtlpSink, OtlpSinkBuilder};
 pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,

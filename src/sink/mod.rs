@@ -51,6 +51,9 @@ pub mod ndjson;
 #[cfg(feature = "weave")]
 #[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
 pub mod weave;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 
 pub use config::{CallFilter, DispatcherConfig, DispatcherConfigBuilder, SinkConfig};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod backend;
+#[cfg(feature = "otlp")]
+pub mod otlp_receiver;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod reqwest_fixture;

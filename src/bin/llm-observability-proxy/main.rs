@@ -38,6 +38,7 @@ mod connection;
 mod cost_flags;
 mod forward;
 mod guard;
+mod otlp_flags;
 mod path;
 mod server;
 mod tasks;
@@ -206,6 +207,8 @@ struct Args {
     weave: weave_flags::WeaveFlags,
     #[command(flatten)]
     cost: cost_flags::CostFlags,
+    #[command(flatten)]
+    otlp: otlp_flags::OtlpFlags,
 }
 
 impl Args {
@@ -274,7 +277,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = args.weave.add_sink(builder.sink(sink))?;
+        let builder = args.weave.add_sink(builder.sink(sink))?;
+        let mut builder = args.otlp.apply(builder)?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
