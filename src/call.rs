@@ -23,7 +23,8 @@ use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
 use crate::openai::endpoint::{Endpoint, EndpointMatcher};
 use crate::openai::request::decode_request;
 use crate::payload::{
-    milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, SCHEMA_VERSION,
+    milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, UsageSource,
+    SCHEMA_VERSION,
 };
 use crate::scrub::Secrets;
 use crate::sink::Dispatcher;
@@ -43,6 +44,9 @@ pub(crate) struct Observer {
     pub(crate) propagate_trace_context: bool,
     /// `server.address` of every call, instead of the request's URI or `Host` header.
     pub(crate) server_address: Option<String>,
+    /// [`StreamUsage::Ask`](crate::StreamUsage::Ask): streamed chat requests get
+    /// `include_usage`, and their responses lose what it added.
+    pub(crate) ask_stream_usage: bool,
     pub(crate) dispatcher: Dispatcher,
 }
 
@@ -267,6 +271,11 @@ impl InFlightCall {
             response: decoded.summary.response,
             response_model: decoded.summary.model,
             response_id: decoded.summary.id,
+            usage_source: if decoded.summary.usage.is_some() {
+                UsageSource::Provider
+            } else {
+                UsageSource::Missing
+            },
             usage: decoded.summary.usage,
             finish_reasons: decoded.summary.finish_reasons,
             status,

@@ -11,6 +11,7 @@ use crate::process::Processor;
 use crate::service::LlmObservabilityService;
 use crate::sink::dispatcher::SinkPlan;
 use crate::sink::{Dispatcher, DispatcherConfig, Sink, SinkConfig};
+use crate::stream_usage::StreamUsage;
 
 /// Default limit on the request bytes kept for decoding (8 MiB).
 pub const DEFAULT_REQUEST_CAPTURE_LIMIT: usize = 8 << 20;
@@ -92,6 +93,7 @@ pub struct LlmObservabilityLayerBuilder {
     response_limit: Option<usize>,
     captured_headers: Vec<(String, String)>,
     dispatcher: DispatcherConfig,
+    stream_usage: StreamUsage,
 }
 
 impl std::fmt::Debug for LlmObservabilityLayerBuilder {
@@ -197,6 +199,16 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
+    /// What to do about streamed chat completions that do not ask for their usage (default
+    /// [`StreamUsage::Off`]): [`StreamUsage::Ask`] asks the provider and restores the bytes
+    /// the client expects (the one setting that changes bytes on the wire);
+    /// [`StreamUsage::Estimate`] (feature `estimate-usage`) counts tokens off the request path.
+    /// See [`StreamUsage`] for each one's trade-offs.
+    pub fn stream_usage(mut self, stream_usage: StreamUsage) -> Self {
+        self.stream_usage = stream_usage;
+        self
+    }
+
     /// Builds the layer. The sink workers start on the current Tokio runtime, or, when built
     /// outside one, on the runtime of the first call (or `flush`/`shutdown`).
     pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
@@ -210,7 +222,13 @@ impl LlmObservabilityLayerBuilder {
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
-        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, self.processors);
+        let mut processors = self.processors;
+        #[cfg(feature = "estimate-usage")]
+        if self.stream_usage == StreamUsage::Estimate {
+            // First, so that the processors after it (pricing) see the counts.
+            processors.insert(0, Arc::new(crate::stream_usage::estimate::EstimateUsage::new()));
+        }
+        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, processors);
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
                 matcher: self.matcher.unwrap_or_default(),
@@ -222,6 +240,7 @@ impl LlmObservabilityLayerBuilder {
                 captured_headers,
                 propagate_trace_context: self.propagate_trace_context,
                 server_address: self.server_address,
+                ask_stream_usage: self.stream_usage == StreamUsage::Ask,
                 dispatcher,
             }),
         })

@@ -86,6 +86,7 @@ pub mod process;
 mod reqwest;
 mod scrub;
 mod service;
+mod stream_usage;
 pub mod sink;
 pub mod span;
 mod trace_context;
@@ -100,7 +101,13 @@ pub use layer::{
 };
 pub use metadata::CallMetadata;
 pub use openai::endpoint::{Endpoint, EndpointMatcher};
-pub use payload::{CallError, CallStatus, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION};
+pub use payload::{
+    CallError, CallStatus, LlmCall, RequestRecord, Timing, Usage, UsageSource, SCHEMA_VERSION,
+};
+pub use stream_usage::StreamUsage;
+#[cfg(feature = "estimate-usage")]
+#[cfg_attr(docsrs, doc(cfg(feature = "estimate-usage")))]
+pub use stream_usage::estimate::EstimateUsage;
 pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;

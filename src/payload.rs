@@ -76,6 +76,10 @@ pub struct LlmCall {
     pub response_id: Option<String>,
     /// Token usage, or `null` when the response did not report it.
     pub usage: Option<Usage>,
+    /// Where [`usage`](Self::usage) came from: the provider's response, an estimate (see
+    /// [`StreamUsage::Estimate`](crate::StreamUsage::Estimate)), or nowhere (`usage` is null).
+    #[serde(default)]
+    pub usage_source: UsageSource,
     /// Finish reason per choice, in choice order (Responses API: the response status).
     pub finish_reasons: Vec<String>,
     /// How the call ended.
@@ -124,6 +128,7 @@ impl LlmCall {
             response_model: None,
             response_id: None,
             usage: None,
+            usage_source: UsageSource::Missing,
             finish_reasons: Vec::new(),
             status: CallStatus::Success,
             http_status: Some(200),
@@ -286,6 +291,37 @@ impl Usage {
             output_tokens: Some(output_tokens),
             total_tokens: Some(input_tokens.saturating_add(output_tokens)),
             ..Usage::default()
+        }
+    }
+}
+
+/// Where a call's [`usage`](LlmCall::usage) came from (`usage_source` in the JSON).
+///
+/// ```
+/// use llm_observability::UsageSource;
+/// assert_eq!(serde_json::to_string(&UsageSource::Estimated).unwrap(), r#""estimated""#);
+/// assert_eq!(UsageSource::default(), UsageSource::Missing);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// The provider reported it (the response's `usage`, or a stream's usage chunk).
+    Provider,
+    /// Counted by this crate with the model's tokenizer, as the response reported none
+    /// ([`StreamUsage::Estimate`](crate::StreamUsage::Estimate)).
+    Estimated,
+    /// Nobody: `usage` is null.
+    #[default]
+    Missing,
+}
+
+impl UsageSource {
+    /// The source as written in the JSON payload.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Provider => "provider",
+            UsageSource::Estimated => "estimated",
+            UsageSource::Missing => "missing",
         }
     }
 }

@@ -39,6 +39,7 @@ mod forward;
 mod guard;
 mod path;
 mod server;
+mod streamusage_flags;
 mod tasks;
 
 use std::io::IsTerminal;
@@ -199,6 +200,8 @@ struct Args {
     /// well under the open-file limit (ulimit -n).
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    #[command(flatten)]
+    stream_usage: streamusage_flags::StreamUsageFlags,
 }
 
 impl Args {
@@ -264,7 +267,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     } else {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = LlmObservabilityLayer::builder().sink(sink);
+        let mut builder = args
+            .stream_usage
+            .apply(LlmObservabilityLayer::builder().sink(sink));
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
