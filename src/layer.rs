@@ -222,11 +222,15 @@ impl LlmObservabilityLayerBuilder {
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
+        #[cfg_attr(not(feature = "estimate-usage"), allow(unused_mut))]
         let mut processors = self.processors;
         #[cfg(feature = "estimate-usage")]
         if self.stream_usage == StreamUsage::Estimate {
             // First, so that the processors after it (pricing) see the counts.
-            processors.insert(0, Arc::new(crate::stream_usage::estimate::EstimateUsage::new()));
+            processors.insert(
+                0,
+                Arc::new(crate::stream_usage::estimate::EstimateUsage::new()),
+            );
         }
         let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, processors);
         Ok(LlmObservabilityLayer {

@@ -86,9 +86,9 @@ pub mod process;
 mod reqwest;
 mod scrub;
 mod service;
-mod stream_usage;
 pub mod sink;
 pub mod span;
+mod stream_usage;
 mod trace_context;
 
 pub use async_trait::async_trait;
@@ -104,10 +104,6 @@ pub use openai::endpoint::{Endpoint, EndpointMatcher};
 pub use payload::{
     CallError, CallStatus, LlmCall, RequestRecord, Timing, Usage, UsageSource, SCHEMA_VERSION,
 };
-pub use stream_usage::StreamUsage;
-#[cfg(feature = "estimate-usage")]
-#[cfg_attr(docsrs, doc(cfg(feature = "estimate-usage")))]
-pub use stream_usage::estimate::EstimateUsage;
 pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;
@@ -116,6 +112,10 @@ pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,
 };
+#[cfg(feature = "estimate-usage")]
+#[cfg_attr(docsrs, doc(cfg(feature = "estimate-usage")))]
+pub use stream_usage::estimate::EstimateUsage;
+pub use stream_usage::StreamUsage;
 pub use trace_context::{IdError, SpanId, TraceContext, TraceId, TRACEPARENT};
 
 #[cfg(doctest)]

@@ -192,7 +192,6 @@ impl<S, B: Body<Data = Bytes>> Reading<S, B> {
             ..ReadOutcome::partial(trailers, true, None)
         })
     }
-
 }
 
 /// How reading a request body ended.
@@ -348,11 +347,12 @@ fn strippable<R>(response: &Response<R>) -> bool {
     let identity = headers
         .get(http::header::CONTENT_ENCODING)
         .is_none_or(|e| e.as_bytes().eq_ignore_ascii_case(b"identity"));
-    let event_stream = headers
-        .get(http::header::CONTENT_TYPE)
-        .is_none_or(|t| {
-            t.to_str()
-                .is_ok_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
-        });
+    let event_stream = headers.get(http::header::CONTENT_TYPE).is_none_or(|t| {
+        t.to_str().is_ok_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
+    });
     response.status().is_success() && identity && event_stream
 }

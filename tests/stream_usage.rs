@@ -13,8 +13,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use llm_observability::{
-    EstimateUsage, LlmCall, LlmObservabilityLayer, MemorySink, Processor, RequestBody,
-    StreamUsage, Usage, UsageSource,
+    EstimateUsage, LlmCall, LlmObservabilityLayer, MemorySink, Processor, RequestBody, StreamUsage,
+    Usage, UsageSource,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -124,7 +124,10 @@ fn the_constructed_pair_matches_a_stream_recorded_without_the_option() {
     assert!(!recorded.contains("usage"));
     let expected_shape: Vec<_> = chunk_keys(&expected).into_iter().collect();
     for keys in chunk_keys(recorded) {
-        assert!(expected_shape.contains(&keys), "{keys:?} not in {expected_shape:?}");
+        assert!(
+            expected_shape.contains(&keys),
+            "{keys:?} not in {expected_shape:?}"
+        );
     }
     assert!(recorded.ends_with("data: [DONE]\n\n") && expected.ends_with("data: [DONE]\n\n"));
 }
@@ -168,11 +171,7 @@ fn replay(
         let exchange = support::replay_tower(layer, &interaction, frames).await;
         let calls = support::flushed(layer, memory).await;
         let call = calls.last().expect("one payload").clone();
-        (
-            exchange.response_body,
-            exchange.upstream_request_body,
-            call,
-        )
+        (exchange.response_body, exchange.upstream_request_body, call)
     })
 }
 
@@ -258,7 +257,10 @@ fn ask_leaves_requests_that_chose_and_other_streams_alone() {
     assert!(String::from_utf8_lossy(&upstream).contains(r#""include_usage":true"#));
     assert_eq!(got, deepseek.response_body.as_bytes());
     let usage = call.usage.unwrap();
-    assert_eq!((usage.input_tokens, usage.output_tokens), (Some(12), Some(89)));
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens),
+        (Some(12), Some(89))
+    );
 }
 
 #[test]
@@ -280,18 +282,27 @@ fn off_by_default_nothing_changes() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let call = runtime.block_on(async {
         let (layer, memory) = support::memory_layer();
-        let exchange =
-            support::replay_tower(&layer, plain, vec![Bytes::from(plain.response_body.clone())])
-                .await;
+        let exchange = support::replay_tower(
+            &layer,
+            plain,
+            vec![Bytes::from(plain.response_body.clone())],
+        )
+        .await;
         assert_eq!(exchange.response_body, plain.response_body.as_bytes());
         support::flushed(&layer, &memory).await[0].clone()
     });
-    assert_eq!((call.usage, call.usage_source), (None, UsageSource::Missing));
+    assert_eq!(
+        (call.usage, call.usage_source),
+        (None, UsageSource::Missing)
+    );
 }
+
+/// What the upstream got: its `Content-Length` header and its body.
+type Seen = (Option<String>, Bytes);
 
 #[tokio::test]
 async fn ask_fixes_content_length_and_strips_the_response_head() {
-    let seen: Arc<Mutex<Vec<(Option<String>, Bytes)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let upstream_seen = seen.clone();
     let served = with_option().response_body.clone();
     let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
@@ -321,7 +332,10 @@ async fn ask_fixes_content_length_and_strips_the_response_head() {
         .body(Full::new(Bytes::from(body.clone())))
         .unwrap();
     let response = service.oneshot(request).await.unwrap();
-    assert!(response.headers().get(http::header::CONTENT_LENGTH).is_none());
+    assert!(response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .is_none());
     let got = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(
         std::str::from_utf8(&got).unwrap(),
@@ -407,7 +421,11 @@ fn the_estimate_lands_within_a_few_tokens_of_the_providers_counts() {
         assert!(input.abs() <= 3, "{name}: input off by {input}");
         assert!(output.abs() <= 3, "{name}: output off by {output}");
     }
-    assert!(checked >= 8, "checked {checked} calls:\n{}", report.join("\n"));
+    assert!(
+        checked >= 8,
+        "checked {checked} calls:\n{}",
+        report.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -426,7 +444,10 @@ async fn estimate_mode_fills_a_stream_without_usage_and_leaves_bytes_alone() {
     )
     .await;
     assert_eq!(exchange.response_body, plain.response_body.as_bytes());
-    assert_eq!(exchange.upstream_request_body, plain.request_body.as_bytes());
+    assert_eq!(
+        exchange.upstream_request_body,
+        plain.request_body.as_bytes()
+    );
     let call = support::flushed(&layer, &memory).await[0].clone();
     assert_eq!(call.usage_source, UsageSource::Estimated);
     let usage = call.usage.unwrap();

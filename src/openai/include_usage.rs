@@ -474,7 +474,11 @@ data: {\"choices\":[]}\n\n\
 data: [DONE]\n\n";
         assert_eq!(strip_all(&[with]), without);
         for cut in 0..with.len() {
-            assert_eq!(strip_all(&[&with[..cut], &with[cut..]]), without, "cut at {cut}");
+            assert_eq!(
+                strip_all(&[&with[..cut], &with[cut..]]),
+                without,
+                "cut at {cut}"
+            );
         }
     }
 

@@ -74,7 +74,9 @@ impl Processor for EstimateUsage {
             .or(call.request.model.as_deref())
             .unwrap_or_default();
         let Some(bpe) = Encoding::for_model(model).bpe() else {
-            return Err(ProcessError::new("the tokenizer's data could not be loaded"));
+            return Err(ProcessError::new(
+                "the tokenizer's data could not be loaded",
+            ));
         };
         let counter = Counter { bpe, model };
         let Some((input, output)) = counter.estimate(call) else {
@@ -143,7 +145,6 @@ impl Encoding {
     }
 }
 
-
 struct Counter<'a> {
     bpe: &'static CoreBPE,
     model: &'a str,
@@ -198,9 +199,7 @@ impl Counter<'_> {
             Endpoint::Embeddings => {
                 let input = match request.input.as_deref()? {
                     // One string, a list of strings, a list of token ids, or lists of them.
-                    Value::Array(items) if items.iter().all(Value::is_number) => {
-                        items.len() as u64
-                    }
+                    Value::Array(items) if items.iter().all(Value::is_number) => items.len() as u64,
                     Value::Array(items) => items
                         .iter()
                         .map(|item| match item {
@@ -376,7 +375,13 @@ mod tests {
 
     #[test]
     fn models_pick_their_encoding() {
-        for model in ["gpt-4o-mini-2024-07-18", "openai/gpt-4.1", "o3-mini", "gpt-5", "x"] {
+        for model in [
+            "gpt-4o-mini-2024-07-18",
+            "openai/gpt-4.1",
+            "o3-mini",
+            "gpt-5",
+            "x",
+        ] {
             assert_eq!(Encoding::for_model(model), Encoding::O200k, "{model}");
         }
         for model in [
