@@ -533,3 +533,77 @@ mod proxy_flag {
         assert!(lines[0]["usage"].is_null());
     }
 }
+
+/// The recorded streamed chat completions.
+fn recorded_chat_streams() -> Vec<&'static Interaction> {
+    interactions()
+        .iter()
+        .filter(|i| {
+            i.uri.contains("/chat/completions")
+                && i.request_json().is_some_and(|r| r["stream"] == json!(true))
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Ask on every recorded chat stream, on any split: a stream with nothing the option
+    /// added (Azure's empty-choices first chunk, tool-call deltas, DeepSeek's usage in the last
+    /// content chunk) reaches the client byte for byte; the payload is the one a plain layer
+    /// makes of the same stream.
+    #[test]
+    fn ask_leaves_every_other_recorded_stream_byte_identical(
+        pick in any::<prop::sample::Index>(),
+        sizes in prop::collection::vec(1usize..300, 1..24),
+    ) {
+        let streams = recorded_chat_streams();
+        prop_assert!(streams.len() >= 8, "{} streams", streams.len());
+        let interaction = streams[pick.index(streams.len())];
+        let body = interaction.response_body.as_bytes();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (got, upstream, call) = runtime.block_on(async {
+            let (layer, memory) = ask_layer();
+            let exchange =
+                support::replay_tower(&layer, interaction, support::split(body, &sizes)).await;
+            let call = support::flushed(&layer, &memory).await[0].clone();
+            (exchange.response_body, exchange.upstream_request_body, call)
+        });
+        prop_assert_eq!(&got[..], body, "{}", interaction.name());
+        let asked = interaction.request_json().unwrap()["stream_options"]["include_usage"].is_boolean();
+        let sent: Value = serde_json::from_slice(&upstream).unwrap();
+        prop_assert_eq!(sent["stream_options"]["include_usage"].is_boolean(), true);
+        if !asked {
+            prop_assert_eq!(&sent["stream_options"]["include_usage"], &json!(true));
+        }
+        let plain = payload_of(interaction);
+        prop_assert_eq!(call.usage, plain.usage);
+        prop_assert_eq!(&call.response, &plain.response);
+    }
+}
+
+#[tokio::test]
+async fn ask_passes_a_body_over_the_capture_limit_unchanged() {
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .sink(memory.clone())
+        .stream_usage(StreamUsage::Ask)
+        .request_capture_limit(64)
+        .build()
+        .unwrap();
+    let mut interaction = with_option().clone();
+    interaction.request_body = request_without_option(with_option());
+    assert!(interaction.request_body.len() > 64);
+    interaction.content_type = "text/event-stream".into();
+    let served = interaction.response_body.clone();
+    let exchange =
+        support::replay_tower(&layer, &interaction, vec![Bytes::from(served.clone())]).await;
+    assert_eq!(
+        exchange.upstream_request_body,
+        interaction.request_body.as_bytes()
+    );
+    assert_eq!(exchange.response_body, served.as_bytes());
+    let call = support::flushed(&layer, &memory).await[0].clone();
+    assert!(call.truncated);
+    assert_eq!(call.usage_source, UsageSource::Provider);
+}
