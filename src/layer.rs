@@ -27,6 +27,14 @@ pub enum BuildError {
     /// a valid header name.
     #[error("{0:?} is not a valid header name")]
     InvalidHeaderName(String),
+    /// A setting needs a cargo feature this build was made without.
+    #[error("{setting} needs the cargo feature {feature:?}")]
+    FeatureDisabled {
+        /// The setting, e.g. `StreamUsage::Estimate`.
+        setting: &'static str,
+        /// The feature it needs.
+        feature: &'static str,
+    },
 }
 
 /// Tower layer that records every OpenAI-shaped call passing through it.
@@ -224,13 +232,18 @@ impl LlmObservabilityLayerBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         #[cfg_attr(not(feature = "estimate-usage"), allow(unused_mut))]
         let mut processors = self.processors;
-        #[cfg(feature = "estimate-usage")]
         if self.stream_usage == StreamUsage::Estimate {
             // First, so that the processors after it (pricing) see the counts.
+            #[cfg(feature = "estimate-usage")]
             processors.insert(
                 0,
                 Arc::new(crate::stream_usage::estimate::EstimateUsage::new()),
             );
+            #[cfg(not(feature = "estimate-usage"))]
+            return Err(BuildError::FeatureDisabled {
+                setting: "StreamUsage::Estimate",
+                feature: "estimate-usage",
+            });
         }
         let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, processors);
         Ok(LlmObservabilityLayer {

@@ -57,9 +57,9 @@ pub enum StreamUsage {
     /// never on the request path; the tokenizer is loaded once, on first use. The bytes are
     /// untouched. Counts land within a few tokens of the provider's for text; images, audio,
     /// hidden reasoning tokens and other providers' tokenizers are not counted
-    /// (`usage_source: "estimated"`). Needs the `estimate-usage` feature.
-    #[cfg(feature = "estimate-usage")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "estimate-usage")))]
+    /// (`usage_source: "estimated"`). Needs the `estimate-usage` feature: without it,
+    /// [`build`](crate::LlmObservabilityLayerBuilder::build) fails with
+    /// [`BuildError::FeatureDisabled`](crate::BuildError::FeatureDisabled).
     Estimate,
 }
 
