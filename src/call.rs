@@ -23,7 +23,8 @@ use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
 use crate::openai::endpoint::{Endpoint, EndpointMatcher};
 use crate::openai::request::decode_request;
 use crate::payload::{
-    milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, SCHEMA_VERSION,
+    milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, UsageSource,
+    SCHEMA_VERSION,
 };
 use crate::process::pricing::Pricing;
 use crate::process::redact::{self, Redact};
@@ -50,6 +51,12 @@ pub(crate) struct Observer {
     pub(crate) redaction: Pipeline,
     /// The layer's prices, applied as the call ends, so its span carries the cost.
     pub(crate) pricing: Option<Pricing>,
+    /// Usage is estimated after the call ([`StreamUsage::Estimate`](crate::StreamUsage)): a
+    /// call that ends without usage is priced then, not now.
+    pub(crate) price_estimated_later: bool,
+    /// [`StreamUsage::Ask`](crate::StreamUsage::Ask): streamed chat requests get
+    /// `include_usage`, and their responses lose what it added.
+    pub(crate) ask_stream_usage: bool,
     pub(crate) dispatcher: Dispatcher,
 }
 
@@ -281,6 +288,11 @@ impl InFlightCall {
             response: decoded.summary.response,
             response_model: decoded.summary.model,
             response_id: decoded.summary.id,
+            usage_source: if decoded.summary.usage.is_some() {
+                UsageSource::Provider
+            } else {
+                UsageSource::Missing
+            },
             usage: decoded.summary.usage,
             cost: None,
             finish_reasons: decoded.summary.finish_reasons,
@@ -311,7 +323,8 @@ impl InFlightCall {
         if call.status == CallStatus::Error {
             self.secrets.scrub_call(&mut call);
         }
-        if let Some(pricing) = &self.observer.pricing {
+        let usage_comes_later = self.observer.price_estimated_later && call.usage.is_none();
+        if let (Some(pricing), false) = (&self.observer.pricing, usage_comes_later) {
             // A few table lookups; never fails (a missing price is a note).
             let _ = pricing.process(&mut call);
         }

@@ -14,6 +14,7 @@ use crate::scrub;
 use crate::service::LlmObservabilityService;
 use crate::sink::dispatcher::SinkPlan;
 use crate::sink::{Dispatcher, DispatcherConfig, Sink, SinkConfig};
+use crate::stream_usage::StreamUsage;
 
 /// Default limit on the request bytes kept for decoding (8 MiB).
 pub const DEFAULT_REQUEST_CAPTURE_LIMIT: usize = 8 << 20;
@@ -39,6 +40,14 @@ pub enum BuildError {
          caller without being a secret instead"
     )]
     SecretHeader(String),
+    /// A setting needs a cargo feature this build was made without.
+    #[error("{setting} needs the cargo feature {feature:?}")]
+    FeatureDisabled {
+        /// The setting, e.g. `StreamUsage::Estimate`.
+        setting: &'static str,
+        /// The feature it needs.
+        feature: &'static str,
+    },
 }
 
 /// Tower layer that records every OpenAI-shaped call passing through it.
@@ -107,6 +116,7 @@ pub struct LlmObservabilityLayerBuilder {
     redaction: Option<Redaction>,
     pricing: Option<Pricing>,
     dispatcher: DispatcherConfig,
+    stream_usage: StreamUsage,
 }
 
 impl std::fmt::Debug for LlmObservabilityLayerBuilder {
@@ -258,6 +268,16 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
+    /// What to do about streamed chat completions that do not ask for their usage (default
+    /// [`StreamUsage::Off`]): [`StreamUsage::Ask`] asks the provider and restores the bytes
+    /// the client expects (the one setting that changes bytes on the wire);
+    /// [`StreamUsage::Estimate`] (feature `estimate-usage`) counts tokens off the request path.
+    /// See [`StreamUsage`] for each one's trade-offs.
+    pub fn stream_usage(mut self, stream_usage: StreamUsage) -> Self {
+        self.stream_usage = stream_usage;
+        self
+    }
+
     /// Builds the layer. The sink workers start on the current Tokio runtime, or, when built
     /// outside one, on the runtime of the first call (or `flush`/`shutdown`).
     pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
@@ -288,6 +308,26 @@ impl LlmObservabilityLayerBuilder {
         if let Some(cut) = data_cut {
             processors.insert(0, Arc::new(cut));
         }
+        let estimate_usage = self.stream_usage == StreamUsage::Estimate;
+        if estimate_usage {
+            // First, so that the processors after it see the counts; a call without usage is
+            // priced once its usage is estimated (the layer's pricing skips it as it ends).
+            #[cfg(feature = "estimate-usage")]
+            {
+                processors.insert(
+                    0,
+                    Arc::new(crate::stream_usage::estimate::EstimateUsage::new()),
+                );
+                if let Some(pricing) = self.pricing.clone() {
+                    processors.insert(1, Arc::new(EstimatedUsagePricing(pricing)));
+                }
+            }
+            #[cfg(not(feature = "estimate-usage"))]
+            return Err(BuildError::FeatureDisabled {
+                setting: "StreamUsage::Estimate",
+                feature: "estimate-usage",
+            });
+        }
         let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, processors);
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
@@ -302,8 +342,27 @@ impl LlmObservabilityLayerBuilder {
                 server_address: self.server_address,
                 redaction: Pipeline::new(redaction),
                 pricing: self.pricing,
+                price_estimated_later: estimate_usage,
+                ask_stream_usage: self.stream_usage == StreamUsage::Ask,
                 dispatcher,
             }),
         })
+    }
+}
+
+/// The layer's [`Pricing`] for calls whose usage [`StreamUsage::Estimate`] filled in after they
+/// ended (the layer prices every other call as it ends).
+#[cfg(feature = "estimate-usage")]
+#[derive(Debug)]
+struct EstimatedUsagePricing(Pricing);
+
+#[cfg(feature = "estimate-usage")]
+impl Processor for EstimatedUsagePricing {
+    fn process(&self, call: &mut crate::LlmCall) -> Result<(), crate::ProcessError> {
+        if call.usage_source == crate::UsageSource::Estimated {
+            self.0.process(call)
+        } else {
+            Ok(())
+        }
     }
 }

@@ -88,6 +88,7 @@ mod scrub;
 mod service;
 pub mod sink;
 pub mod span;
+mod stream_usage;
 mod trace_context;
 
 pub use async_trait::async_trait;
@@ -101,7 +102,7 @@ pub use layer::{
 pub use metadata::CallMetadata;
 pub use openai::endpoint::{Endpoint, EndpointMatcher};
 pub use payload::{
-    CallError, CallStatus, Cost, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION,
+    CallError, CallStatus, Cost, LlmCall, RequestRecord, Timing, Usage, UsageSource, SCHEMA_VERSION,
 };
 pub use process::pricing::{ModelPrice, Pricing, PricingError};
 pub use process::redact::{Redact, Redaction};
@@ -122,6 +123,10 @@ pub use sink::{
 #[cfg(feature = "weave")]
 #[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
 pub use sink::{WeaveError, WeaveSink, WeaveSinkBuilder};
+#[cfg(feature = "estimate-usage")]
+#[cfg_attr(docsrs, doc(cfg(feature = "estimate-usage")))]
+pub use stream_usage::estimate::EstimateUsage;
+pub use stream_usage::StreamUsage;
 pub use trace_context::{IdError, SpanId, TraceContext, TraceId, TRACEPARENT};
 
 #[cfg(doctest)]

@@ -82,6 +82,10 @@ pub struct LlmCall {
     /// [`processing_errors`](LlmCall::processing_errors) says which).
     #[serde(default)]
     pub cost: Option<Cost>,
+    /// Where [`usage`](Self::usage) came from: the provider's response, an estimate (see
+    /// [`StreamUsage::Estimate`](crate::StreamUsage::Estimate)), or nowhere (`usage` is null).
+    #[serde(default)]
+    pub usage_source: UsageSource,
     /// Finish reason per choice, in choice order (Responses API: the response status).
     pub finish_reasons: Vec<String>,
     /// How the call ended.
@@ -136,6 +140,7 @@ impl LlmCall {
             response_id: None,
             usage: None,
             cost: None,
+            usage_source: UsageSource::Missing,
             finish_reasons: Vec::new(),
             status: CallStatus::Success,
             http_status: Some(200),
@@ -349,6 +354,37 @@ impl Cost {
             cache_read_usd,
             total_usd: input_usd + cache_read_usd + output_usd,
             pricing_source: pricing_source.into(),
+        }
+    }
+}
+
+/// Where a call's [`usage`](LlmCall::usage) came from (`usage_source` in the JSON).
+///
+/// ```
+/// use llm_observability::UsageSource;
+/// assert_eq!(serde_json::to_string(&UsageSource::Estimated).unwrap(), r#""estimated""#);
+/// assert_eq!(UsageSource::default(), UsageSource::Missing);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// The provider reported it (the response's `usage`, or a stream's usage chunk).
+    Provider,
+    /// Counted by this crate with the model's tokenizer, as the response reported none
+    /// ([`StreamUsage::Estimate`](crate::StreamUsage::Estimate)).
+    Estimated,
+    /// Nobody: `usage` is null.
+    #[default]
+    Missing,
+}
+
+impl UsageSource {
+    /// The source as written in the JSON payload.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Provider => "provider",
+            UsageSource::Estimated => "estimated",
+            UsageSource::Missing => "missing",
         }
     }
 }

@@ -58,7 +58,8 @@ async fn run_with(case: Case, layer: LlmObservabilityLayer, memory: MemorySink) 
         .iter()
         .map(|f| (f.data_ref().cloned(), f.trailers_ref().cloned()))
         .collect();
-    let frames = std::sync::Mutex::new(Some(case.frames));
+    // Shared: the layer's service needs a `Clone` inner service.
+    let frames = std::sync::Arc::new(std::sync::Mutex::new(Some(case.frames)));
     let content_type = case.content_type;
     let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
         let frames = frames.lock().unwrap().take().unwrap_or_default();

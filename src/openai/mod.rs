@@ -4,6 +4,7 @@
 pub(crate) mod assemble;
 pub(crate) mod decoder;
 pub(crate) mod endpoint;
+pub(crate) mod include_usage;
 pub(crate) mod indexed;
 pub(crate) mod request;
 pub(crate) mod response;

@@ -48,12 +48,12 @@ mod jsonl;
 mod log;
 mod memory;
 pub mod ndjson;
-#[cfg(feature = "weave")]
-#[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
-pub mod weave;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
+#[cfg(feature = "weave")]
+#[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
+pub mod weave;
 
 pub use config::{CallFilter, DispatcherConfig, DispatcherConfigBuilder, SinkConfig};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};

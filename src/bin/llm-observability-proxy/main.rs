@@ -41,6 +41,7 @@ mod guard;
 mod otlp_flags;
 mod path;
 mod server;
+mod streamusage_flags;
 mod tasks;
 mod weave_flags;
 
@@ -209,6 +210,8 @@ struct Args {
     cost: cost_flags::CostFlags,
     #[command(flatten)]
     otlp: otlp_flags::OtlpFlags,
+    #[command(flatten)]
+    stream_usage: streamusage_flags::StreamUsageFlags,
 }
 
 impl Args {
@@ -278,7 +281,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
         let builder = args.weave.add_sink(builder.sink(sink))?;
-        let mut builder = args.otlp.apply(builder)?;
+        let mut builder = args.stream_usage.apply(args.otlp.apply(builder)?);
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
