@@ -44,6 +44,9 @@ pub(crate) struct Observer {
     /// `server.address` of every call, instead of the request's URI or `Host` header.
     pub(crate) server_address: Option<String>,
     pub(crate) dispatcher: Dispatcher,
+    /// Metrics recorded as each call ends, before it is queued (a full queue cannot drop them).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::GenAiMetrics>,
 }
 
 impl Observer {
@@ -289,6 +292,10 @@ impl InFlightCall {
         self.span.record_outcome(&call);
         // The span closes here (the request capture dropped its clone when the request ended).
         drop(std::mem::replace(&mut self.span, CallSpan::none()));
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.observer.metrics {
+            metrics.record(&call);
+        }
         self.observer.dispatcher.dispatch(Arc::new(call));
     }
 

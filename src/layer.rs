@@ -92,6 +92,8 @@ pub struct LlmObservabilityLayerBuilder {
     response_limit: Option<usize>,
     captured_headers: Vec<(String, String)>,
     dispatcher: DispatcherConfig,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::GenAiMetrics>,
 }
 
 impl std::fmt::Debug for LlmObservabilityLayerBuilder {
@@ -197,6 +199,15 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
+    /// Records GenAI client metrics for every call through the `metrics` facade (see
+    /// [`metrics`](crate::metrics)), synchronously as the call ends, before it is queued.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, metrics: crate::metrics::GenAiMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Builds the layer. The sink workers start on the current Tokio runtime, or, when built
     /// outside one, on the runtime of the first call (or `flush`/`shutdown`).
     pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
@@ -223,6 +234,8 @@ impl LlmObservabilityLayerBuilder {
                 propagate_trace_context: self.propagate_trace_context,
                 server_address: self.server_address,
                 dispatcher,
+                #[cfg(feature = "metrics")]
+                metrics: self.metrics,
             }),
         })
     }
