@@ -447,10 +447,10 @@ impl GenAiMetrics {
                     histogram!(TOKEN_USAGE, tokens).record(count as f64);
                 }
             }
-            if let Some(cached) = usage.cached_input_tokens.filter(|&c| c > 0) {
+            if let Some(cached) = usage.cached_input_tokens {
                 counter!(CACHED_INPUT_TOKENS, labels.clone()).increment(cached);
             }
-            if let Some(reasoning) = usage.reasoning_tokens.filter(|&r| r > 0) {
+            if let Some(reasoning) = usage.reasoning_tokens {
                 counter!(REASONING_TOKENS, labels).increment(reasoning);
             }
         }

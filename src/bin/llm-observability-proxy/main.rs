@@ -37,6 +37,7 @@ mod body_timeout;
 mod connection;
 mod forward;
 mod guard;
+mod metrics_flags;
 mod path;
 mod server;
 mod tasks;
@@ -199,6 +200,8 @@ struct Args {
     /// well under the open-file limit (ulimit -n).
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    #[command(flatten)]
+    metrics: metrics_flags::MetricsFlags,
 }
 
 impl Args {
@@ -270,7 +273,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
             // server.address is the host alone: an IPv6 address without its brackets.
             builder = builder.server_address(host.trim_start_matches('[').trim_end_matches(']'));
         }
-        Some(builder.build()?)
+        let (builder, metrics) = args.metrics.apply(builder)?;
+        let layer = builder.build()?;
+        metrics_flags::serve(metrics, &layer).await?;
+        Some(layer)
     };
     let service = proxy_service(forward, layer.clone(), args.body_limits());
     // Listen for the signals before announcing the address, so a signal sent right after start-up
