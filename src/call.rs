@@ -271,6 +271,7 @@ impl InFlightCall {
             response_model: decoded.summary.model,
             response_id: decoded.summary.id,
             usage: decoded.summary.usage,
+            cost: None,
             finish_reasons: decoded.summary.finish_reasons,
             status,
             http_status: self.http_status,

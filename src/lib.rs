@@ -103,7 +103,9 @@ pub use layer::{
 };
 pub use metadata::CallMetadata;
 pub use openai::endpoint::{Endpoint, EndpointMatcher};
-pub use payload::{CallError, CallStatus, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION};
+pub use payload::{
+    CallError, CallStatus, Cost, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION,
+};
 pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;
