@@ -221,7 +221,14 @@ impl LlmObservabilityLayerBuilder {
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
-        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, self.processors);
+        #[allow(unused_mut)]
+        let mut processors = self.processors;
+        // Cost is known after the processors (pricing): a last one records it.
+        #[cfg(feature = "metrics")]
+        if let (Some(metrics), false) = (&self.metrics, processors.is_empty()) {
+            processors.push(Arc::new(metrics.cost_processor()));
+        }
+        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, processors);
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
                 matcher: self.matcher.unwrap_or_default(),

@@ -25,10 +25,16 @@
 //! | [`REQUESTS`] `llm_observability.requests` (`llm_observability.status`, `error.type`) | counter | `llm_observability_requests_total` |
 //! | [`CACHED_INPUT_TOKENS`] `llm_observability.usage.cached_input_tokens` | counter | `llm_observability_usage_cached_input_tokens_total` |
 //! | [`REASONING_TOKENS`] `llm_observability.usage.reasoning_tokens` | counter | `llm_observability_usage_reasoning_tokens_total` |
+//! | [`COST`] `llm_observability.cost.nano_usd` (when a pricing processor set [`LlmCall::cost`]) | counter, 10⁻⁹ USD | `llm_observability_cost_nano_usd_total` |
 //!
 //! They are recorded **synchronously where the finished call is handed to the dispatcher**,
 //! before its bounded `try_send`: a full queue, a slow sink or a shutdown can drop a payload
-//! but never its metrics. Recording takes no await and no contended lock (label values are
+//! but never its metrics. The cost is the exception: it is only known once the layer's
+//! [processors](crate::process) (a pricing processor) have run, off the request path, so it is
+//! recorded by a last processor the layer adds when it has processors and metrics. A call
+//! dropped because the processing queue was full is counted in [`SINK_CALLS`] `dropped`, and
+//! its cost is not recorded. The facade's counters are integers: the cost counts
+//! nano-dollars (divide by 10⁹ in queries), exact to 10⁻⁹ USD per call. Recording takes no await and no contended lock (label values are
 //! looked up in a read-copy-update set, see below); the cost per call is measured in
 //! `benches/metrics.rs`.
 //!
@@ -89,6 +95,9 @@ pub const REQUESTS: &str = "llm_observability.requests";
 pub const CACHED_INPUT_TOKENS: &str = "llm_observability.usage.cached_input_tokens";
 /// `llm_observability.usage.reasoning_tokens`: output tokens spent on reasoning (counter).
 pub const REASONING_TOKENS: &str = "llm_observability.usage.reasoning_tokens";
+/// `llm_observability.cost.nano_usd`: what calls cost, in 10⁻⁹ US dollars (counter; the
+/// facade's counters are integers).
+pub const COST: &str = "llm_observability.cost.nano_usd";
 /// `llm_observability.dispatcher.observed_calls`: calls handed to the dispatcher (counter).
 pub const DISPATCHER_OBSERVED: &str = "llm_observability.dispatcher.observed_calls";
 /// `llm_observability.sink.calls`: calls per `sink` and `outcome` (counter).
@@ -355,6 +364,11 @@ impl GenAiMetrics {
             "Output tokens spent on reasoning."
         );
         describe_counter!(
+            COST,
+            Unit::Count,
+            "Cost of GenAI calls in nano-dollars (1e-9 USD), when a pricing processor priced them."
+        );
+        describe_counter!(
             DISPATCHER_OBSERVED,
             Unit::Count,
             "Finished calls handed to the dispatcher."
@@ -456,6 +470,26 @@ impl GenAiMetrics {
         }
     }
 
+    /// Records the call's [cost](crate::Cost) on [`COST`], when it has one. The layer does it
+    /// after its processors ran (see the [module docs](self)); [`record`](Self::record) does
+    /// not, so a call is never counted twice.
+    pub fn record_cost(&self, call: &LlmCall) {
+        let Some(cost) = &call.cost else {
+            return;
+        };
+        if !(cost.total_usd.is_finite() && cost.total_usd >= 0.0) {
+            return;
+        }
+        self.inner.described.call_once(|| self.describe());
+        let nano = (cost.total_usd * 1e9).round() as u64;
+        counter!(COST, self.call_labels(call)).increment(nano);
+    }
+
+    /// The processor that records the cost after the layer's other processors.
+    pub(crate) fn cost_processor(&self) -> CostRecorder {
+        CostRecorder(self.clone())
+    }
+
     /// Records the dispatcher's health from [`Dispatcher::stats`]: calls observed, and per
     /// sink its outcomes and pending calls. Call it before rendering a scrape, or on a timer.
     pub fn record_dispatcher(&self, dispatcher: &Dispatcher) {
@@ -482,6 +516,21 @@ impl GenAiMetrics {
             gauge!(SINK_PENDING, vec![label(SINK, name)])
                 .set(stats.observed.saturating_sub(sink.accounted()) as f64);
         }
+    }
+}
+
+/// Records each call's cost once the processors before it (pricing) have run.
+#[derive(Debug)]
+pub(crate) struct CostRecorder(GenAiMetrics);
+
+impl crate::process::Processor for CostRecorder {
+    fn name(&self) -> &str {
+        "metrics (cost)"
+    }
+
+    fn process(&self, call: &mut LlmCall) -> Result<(), crate::process::ProcessError> {
+        self.0.record_cost(call);
+        Ok(())
     }
 }
 

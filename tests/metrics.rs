@@ -446,3 +446,39 @@ async fn user_labels_only_by_opt_in() {
     }
     assert!(!exposition.contains("carol"));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn cost_is_counted_once_priced() {
+    let (recorder, handle) = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let metrics = GenAiMetrics::new();
+    let memory = MemorySink::new();
+    // Stands in for a pricing processor: $0.25 input, $0.125 cached, $0.5 output per call.
+    let layer = LlmObservabilityLayer::builder()
+        .processor(|call: &mut LlmCall| {
+            call.cost = Some(llm_observability::Cost::new(0.25, 0.125, 0.5, "test"));
+            Ok(())
+        })
+        .sink(memory.clone())
+        .metrics(metrics.clone())
+        .build()
+        .expect("in a runtime");
+    let streamed = interaction("test_streaming_with_api_usage_capture", 0);
+    for _ in 0..3 {
+        support::replay_tower(&layer, &streamed, frames(&streamed)).await;
+    }
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 3);
+    assert!(calls.iter().all(|c| c.cost.is_some()));
+    let exposition = handle.render();
+    promtool_check(&exposition);
+    // 3 x $0.875, in nano-dollars.
+    assert_eq!(
+        sample(
+            &exposition,
+            "llm_observability_cost_nano_usd_total",
+            &[("gen_ai_request_model", "deepseek-chat")]
+        ),
+        2_625_000_000.0
+    );
+}
