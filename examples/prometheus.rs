@@ -27,7 +27,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The app: the mock OpenAI API behind `layer`, and `GET /metrics` (outside the layer), which
 /// records the dispatcher's health and renders everything `handle`'s recorder holds.
-pub fn app(layer: &LlmObservabilityLayer, metrics: GenAiMetrics, handle: PrometheusHandle) -> Router {
+pub fn app(
+    layer: &LlmObservabilityLayer,
+    metrics: GenAiMetrics,
+    handle: PrometheusHandle,
+) -> Router {
     let observed = layer.clone();
     let scrape = move || {
         let (observed, metrics, handle) = (observed.clone(), metrics.clone(), handle.clone());
@@ -109,7 +113,10 @@ async fn main() -> Result<(), BoxError> {
     let base = format!("http://{local}");
     known_calls(&base).await?;
     layer.dispatcher().flush(Duration::from_secs(5)).await?;
-    let exposition = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let exposition = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
     println!("{exposition}");
     if once {
         layer.dispatcher().shutdown(Duration::from_secs(5)).await?;

@@ -122,20 +122,8 @@ pub const DEFAULT_LABEL_CAP: usize = 100;
 
 /// The conventions' bucket boundaries for [`TOKEN_USAGE`].
 pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
-    1.0,
-    4.0,
-    16.0,
-    64.0,
-    256.0,
-    1024.0,
-    4096.0,
-    16384.0,
-    65536.0,
-    262144.0,
-    1048576.0,
-    4194304.0,
-    16777216.0,
-    67108864.0,
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
 ];
 
 /// The conventions' bucket boundaries for [`OPERATION_DURATION`] and [`TIME_TO_FIRST_CHUNK`]
@@ -433,10 +421,7 @@ impl GenAiMetrics {
 
         let mut requests = Vec::with_capacity(labels.len() + 2);
         requests.extend(labels.iter().cloned());
-        requests.push(label(
-            STATUS,
-            SharedString::const_str(call.status.as_str()),
-        ));
+        requests.push(label(STATUS, SharedString::const_str(call.status.as_str())));
         requests.extend(error_type.iter().cloned());
         counter!(REQUESTS, requests).increment(1);
 

@@ -28,9 +28,7 @@ use support::backend::Backend;
 use support::Interaction;
 
 fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
-    let recorder = prometheus_builder()
-        .expect("buckets")
-        .build_recorder();
+    let recorder = prometheus_builder().expect("buckets").build_recorder();
     let handle = recorder.handle();
     (recorder, handle)
 }
@@ -154,17 +152,35 @@ async fn exposition_after_recorded_calls_passes_promtool() {
     };
     let (stream, cache, error) = (find("deepseek-chat"), find("gpt-4o-mini"), find("gpt-4"));
     let usage = stream.usage.expect("the stream reported usage");
-    assert_eq!((usage.input_tokens, usage.output_tokens), (Some(12), Some(89)));
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens),
+        (Some(12), Some(89))
+    );
     let model = [("gen_ai_request_model", "deepseek-chat")];
     let input = [model[0], ("gen_ai_token_type", "input")];
     let output = [model[0], ("gen_ai_token_type", "output")];
-    assert_eq!(sample(&exposition, "gen_ai_client_token_usage_sum", &input), 12.0);
-    assert_eq!(sample(&exposition, "gen_ai_client_token_usage_sum", &output), 89.0);
-    assert_eq!(sample(&exposition, "gen_ai_client_token_usage_count", &output), 1.0);
+    assert_eq!(
+        sample(&exposition, "gen_ai_client_token_usage_sum", &input),
+        12.0
+    );
+    assert_eq!(
+        sample(&exposition, "gen_ai_client_token_usage_sum", &output),
+        89.0
+    );
+    assert_eq!(
+        sample(&exposition, "gen_ai_client_token_usage_count", &output),
+        1.0
+    );
     // 89 output tokens fall in the (64, 256] bucket of the conventions' boundaries.
     let le = |bound: &'static str| [model[0], ("gen_ai_token_type", "output"), ("le", bound)];
-    assert_eq!(sample(&exposition, "gen_ai_client_token_usage_bucket", &le("64")), 0.0);
-    assert_eq!(sample(&exposition, "gen_ai_client_token_usage_bucket", &le("256")), 1.0);
+    assert_eq!(
+        sample(&exposition, "gen_ai_client_token_usage_bucket", &le("64")),
+        0.0
+    );
+    assert_eq!(
+        sample(&exposition, "gen_ai_client_token_usage_bucket", &le("256")),
+        1.0
+    );
     let seconds = sample(
         &exposition,
         "gen_ai_client_operation_duration_seconds_sum",
@@ -203,12 +219,18 @@ async fn exposition_after_recorded_calls_passes_promtool() {
         ("llm_observability_status", "error"),
         ("error_type", error_type),
     ];
-    assert_eq!(sample(&exposition, "llm_observability_requests_total", &failure), 1.0);
+    assert_eq!(
+        sample(&exposition, "llm_observability_requests_total", &failure),
+        1.0
+    );
     assert_eq!(
         sample(
             &exposition,
             "gen_ai_client_operation_duration_seconds_count",
-            &[("gen_ai_request_model", "gpt-4"), ("error_type", error_type)]
+            &[
+                ("gen_ai_request_model", "gpt-4"),
+                ("error_type", error_type)
+            ]
         ),
         1.0
     );
@@ -216,16 +238,34 @@ async fn exposition_after_recorded_calls_passes_promtool() {
         ("gen_ai_request_model", "deepseek-chat"),
         ("llm_observability_status", "success"),
     ];
-    assert_eq!(sample(&exposition, "llm_observability_requests_total", &success), 1.0);
+    assert_eq!(
+        sample(&exposition, "llm_observability_requests_total", &success),
+        1.0
+    );
     // The dispatcher's health.
     assert_eq!(
-        sample(&exposition, "llm_observability_dispatcher_observed_calls_total", &[]),
+        sample(
+            &exposition,
+            "llm_observability_dispatcher_observed_calls_total",
+            &[]
+        ),
         3.0
     );
     let delivered = [("sink", "memory"), ("outcome", "delivered")];
-    assert_eq!(sample(&exposition, "llm_observability_sink_calls_total", &delivered), 3.0);
     assert_eq!(
-        sample(&exposition, "llm_observability_sink_pending_calls", &[("sink", "memory")]),
+        sample(
+            &exposition,
+            "llm_observability_sink_calls_total",
+            &delivered
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            "llm_observability_sink_pending_calls",
+            &[("sink", "memory")]
+        ),
         0.0
     );
 }
@@ -303,20 +343,37 @@ async fn prometheus_scrapes_the_example_app() {
     let failed = find("does-not-exist");
 
     for (call, kind, count) in [
-        (&streamed, "input", streamed.usage.and_then(|u| u.input_tokens)),
-        (&streamed, "output", streamed.usage.and_then(|u| u.output_tokens)),
+        (
+            &streamed,
+            "input",
+            streamed.usage.and_then(|u| u.input_tokens),
+        ),
+        (
+            &streamed,
+            "output",
+            streamed.usage.and_then(|u| u.output_tokens),
+        ),
         (&plain, "input", plain.usage.and_then(|u| u.input_tokens)),
         (&plain, "output", plain.usage.and_then(|u| u.output_tokens)),
     ] {
         let count = count.expect("the mock reports usage") as f64;
         assert!(count > 0.0);
         let model = call.request.model.as_deref().expect("model");
-        let selector =
-            format!("{{gen_ai_request_model=\"{model}\",gen_ai_token_type=\"{kind}\"}}");
-        until_scraped(&api, &format!("gen_ai_client_token_usage_sum{selector}"), count, 0.0)
-            .await;
-        until_scraped(&api, &format!("gen_ai_client_token_usage_count{selector}"), 1.0, 0.0)
-            .await;
+        let selector = format!("{{gen_ai_request_model=\"{model}\",gen_ai_token_type=\"{kind}\"}}");
+        until_scraped(
+            &api,
+            &format!("gen_ai_client_token_usage_sum{selector}"),
+            count,
+            0.0,
+        )
+        .await;
+        until_scraped(
+            &api,
+            &format!("gen_ai_client_token_usage_count{selector}"),
+            1.0,
+            0.0,
+        )
+        .await;
     }
     for call in [&streamed, &plain, &failed] {
         let model = call.request.model.as_deref().expect("model");
@@ -371,7 +428,8 @@ async fn ten_thousand_models_keep_the_series_capped() {
     let (layer, _memory) = layer_with(&metrics);
     const REPLY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
     for i in 0..10_000 {
-        let body = format!(r#"{{"model":"model-{i}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let body =
+            format!(r#"{{"model":"model-{i}","messages":[{{"role":"user","content":"hi"}}]}}"#);
         let request = Request::post("http://api.example.test/v1/chat/completions")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
