@@ -101,7 +101,7 @@ async fn main() -> Result<(), BoxError> {
     // 2. The layer records metrics for every call (and payloads to its sinks, here the log).
     let metrics = GenAiMetrics::new();
     let layer = LlmObservabilityLayer::builder()
-        .sink(LogSink::default())
+        .sink(LogSink)
         .metrics(metrics.clone())
         .build()?;
     // 3. Serve the API and /metrics.
