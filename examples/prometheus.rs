@@ -98,6 +98,16 @@ async fn main() -> Result<(), BoxError> {
 
     // 1. A Prometheus recorder with the GenAI buckets and Prometheus naming, installed globally.
     let handle = genai_metrics::prometheus_builder()?.install_recorder()?;
+    // The exporter keeps histogram samples until its upkeep folds them into buckets: run it
+    // every few seconds, scraped or not.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     // 2. The layer records metrics for every call (and payloads to its sinks, here the log).
     let metrics = GenAiMetrics::new();
     let layer = LlmObservabilityLayer::builder()

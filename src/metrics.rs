@@ -526,7 +526,8 @@ impl crate::process::Processor for CostRecorder {
 ///
 /// ```
 /// let handle = llm_observability::metrics::prometheus_builder()?.install_recorder()?;
-/// // serve `handle.render()` on GET /metrics
+/// // serve `handle.render()` on GET /metrics, and call `handle.run_upkeep()` every few seconds:
+/// // the exporter keeps histogram samples until its upkeep folds them into the buckets.
 /// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
 /// ```
 #[cfg(feature = "prometheus")]

@@ -68,6 +68,16 @@ pub(crate) async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {} for metrics: {e}", endpoint.addr))?;
     tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    // The exporter keeps histogram samples until its upkeep folds them into the buckets: run it
+    // even when nobody scrapes, so memory stays flat.
+    let upkeep = endpoint.handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let layer = layer.clone();
     tokio::spawn(async move {
         loop {
