@@ -1,4 +1,4 @@
-//! GenAI client metrics through the [`metrics`](::metrics) facade (feature `metrics`), so the
+//! GenAI client metrics through the [`metrics`](https://docs.rs/metrics/0.24) facade (feature `metrics`), so the
 //! application's own recorder — Prometheus, StatsD, OpenTelemetry — receives them.
 //!
 //! ```
