@@ -25,16 +25,15 @@
 //! | [`REQUESTS`] `llm_observability.requests` (`llm_observability.status`, `error.type`) | counter | `llm_observability_requests_total` |
 //! | [`CACHED_INPUT_TOKENS`] `llm_observability.usage.cached_input_tokens` | counter | `llm_observability_usage_cached_input_tokens_total` |
 //! | [`REASONING_TOKENS`] `llm_observability.usage.reasoning_tokens` | counter | `llm_observability_usage_reasoning_tokens_total` |
-//! | [`COST`] `llm_observability.cost.nano_usd` (when a pricing processor set [`LlmCall::cost`]) | counter, 10⁻⁹ USD | `llm_observability_cost_nano_usd_total` |
+//! | [`COST`] `llm_observability.cost.nano_usd` (when [`LlmCall::cost`] is known) | counter, 10⁻⁹ USD | `llm_observability_cost_nano_usd_total` |
 //!
 //! They are recorded **synchronously where the finished call is handed to the dispatcher**,
 //! before its bounded `try_send`: a full queue, a slow sink or a shutdown can drop a payload
-//! but never its metrics. The cost is the exception: it is only known once the layer's
-//! [processors](crate::process) (a pricing processor) have run, off the request path, so it is
-//! recorded by a last processor the layer adds when it has processors and metrics. A call
-//! dropped because the processing queue was full is counted in [`SINK_CALLS`] `dropped`, and
-//! its cost is not recorded. The facade's counters are integers: the cost counts
-//! nano-dollars (divide by 10⁹ in queries), exact to 10⁻⁹ USD per call. Recording takes no await and no contended lock (label values are
+//! but never its metrics. The cost is that of the layer's
+//! [`pricing`](crate::LlmObservabilityLayerBuilder::pricing), applied as the call ends and
+//! before this point (a cost set later, by a processor, is not counted here). The facade's
+//! counters are integers: the cost counts nano-dollars (divide by 10⁹ in queries), exact to
+//! 10⁻⁹ USD per call. Recording takes no await and no contended lock (label values are
 //! looked up in a read-copy-update set, see below); the cost per call is measured in
 //! `benches/metrics.rs`.
 //!
@@ -354,7 +353,7 @@ impl GenAiMetrics {
         describe_counter!(
             COST,
             Unit::Count,
-            "Cost of GenAI calls in nano-dollars (1e-9 USD), when a pricing processor priced them."
+            "Cost of GenAI calls in nano-dollars (1e-9 USD), when their price was known."
         );
         describe_counter!(
             DISPATCHER_OBSERVED,
@@ -430,6 +429,13 @@ impl GenAiMetrics {
         duration.extend(error_type);
         histogram!(OPERATION_DURATION, duration).record(call.timing.duration_ms / 1000.0);
 
+        if let Some(cost) = call
+            .cost
+            .as_ref()
+            .filter(|c| c.total_usd.is_finite() && c.total_usd >= 0.0)
+        {
+            counter!(COST, labels.clone()).increment((cost.total_usd * 1e9).round() as u64);
+        }
         if let Some(ttft) = call.timing.time_to_first_token_ms {
             histogram!(TIME_TO_FIRST_CHUNK, labels.clone()).record(ttft / 1000.0);
         }
@@ -453,26 +459,6 @@ impl GenAiMetrics {
                 counter!(REASONING_TOKENS, labels).increment(reasoning);
             }
         }
-    }
-
-    /// Records the call's [cost](crate::Cost) on [`COST`], when it has one. The layer does it
-    /// after its processors ran (see the [module docs](self)); [`record`](Self::record) does
-    /// not, so a call is never counted twice.
-    pub fn record_cost(&self, call: &LlmCall) {
-        let Some(cost) = &call.cost else {
-            return;
-        };
-        if !(cost.total_usd.is_finite() && cost.total_usd >= 0.0) {
-            return;
-        }
-        self.inner.described.call_once(|| self.describe());
-        let nano = (cost.total_usd * 1e9).round() as u64;
-        counter!(COST, self.call_labels(call)).increment(nano);
-    }
-
-    /// The processor that records the cost after the layer's other processors.
-    pub(crate) fn cost_processor(&self) -> CostRecorder {
-        CostRecorder(self.clone())
     }
 
     /// Records the dispatcher's health from [`Dispatcher::stats`]: calls observed, and per
@@ -501,21 +487,6 @@ impl GenAiMetrics {
             gauge!(SINK_PENDING, vec![label(SINK, name)])
                 .set(stats.observed.saturating_sub(sink.accounted()) as f64);
         }
-    }
-}
-
-/// Records each call's cost once the processors before it (pricing) have run.
-#[derive(Debug)]
-pub(crate) struct CostRecorder(GenAiMetrics);
-
-impl crate::process::Processor for CostRecorder {
-    fn name(&self) -> &str {
-        "metrics (cost)"
-    }
-
-    fn process(&self, call: &mut LlmCall) -> Result<(), crate::process::ProcessError> {
-        self.0.record_cost(call);
-        Ok(())
     }
 }
 

@@ -110,6 +110,10 @@ pub struct LlmCall {
     pub processing_errors: Vec<String>,
     /// User-supplied metadata (request extensions, captured headers).
     pub metadata: Map<String, Value>,
+    /// Sinks this call must not reach (names), from the request's
+    /// [`Redact`](crate::process::redact::Redact) extension. Not part of the JSON.
+    #[serde(skip)]
+    pub(crate) skip_sinks: Vec<String>,
 }
 
 impl LlmCall {
@@ -142,6 +146,7 @@ impl LlmCall {
             decode_errors: Vec::new(),
             processing_errors: Vec::new(),
             metadata: Map::new(),
+            skip_sinks: Vec::new(),
         }
     }
 

@@ -506,17 +506,18 @@ async fn user_labels_only_by_opt_in() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn cost_is_counted_once_priced() {
+async fn cost_of_priced_calls_is_counted() {
     let (recorder, handle) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
     let metrics = GenAiMetrics::new();
     let memory = MemorySink::new();
-    // Stands in for a pricing processor: $0.25 input, $0.125 cached, $0.5 output per call.
+    // $1 per million input tokens, $2 per million output tokens.
+    let pricing = llm_observability::Pricing::empty().with_price(
+        "deepseek-chat",
+        llm_observability::ModelPrice::per_million(1.0, None, 2.0),
+    );
     let layer = LlmObservabilityLayer::builder()
-        .processor(|call: &mut LlmCall| {
-            call.cost = Some(llm_observability::Cost::new(0.25, 0.125, 0.5, "test"));
-            Ok(())
-        })
+        .pricing(pricing)
         .sink(memory.clone())
         .metrics(metrics.clone())
         .build()
@@ -527,16 +528,17 @@ async fn cost_is_counted_once_priced() {
     }
     let calls = support::flushed(&layer, &memory).await;
     assert_eq!(calls.len(), 3);
-    assert!(calls.iter().all(|c| c.cost.is_some()));
+    let cost = calls[0].cost.as_ref().expect("priced").total_usd;
+    // 12 input and 89 output tokens: 12 x $1e-6 + 89 x $2e-6 = $0.00019 per call.
+    assert!((cost - 0.000_19).abs() < 1e-12, "{cost}");
     let exposition = handle.render();
     promtool_check(&exposition);
-    // 3 x $0.875, in nano-dollars.
     assert_eq!(
         sample(
             &exposition,
             "llm_observability_cost_nano_usd_total",
             &[("gen_ai_request_model", "deepseek-chat")]
         ),
-        2_625_000_000.0
+        3.0 * 190_000.0
     );
 }
