@@ -58,6 +58,9 @@ pub(crate) struct Observer {
     /// `include_usage`, and their responses lose what it added.
     pub(crate) ask_stream_usage: bool,
     pub(crate) dispatcher: Dispatcher,
+    /// Metrics recorded as each call ends, before it is queued (a full queue cannot drop them).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::GenAiMetrics>,
 }
 
 impl Observer {
@@ -331,6 +334,10 @@ impl InFlightCall {
         self.span.record_outcome(&call);
         // The span closes here (the request capture dropped its clone when the request ended).
         drop(std::mem::replace(&mut self.span, CallSpan::none()));
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.observer.metrics {
+            metrics.record(&call);
+        }
         self.observer.dispatcher.dispatch(Arc::new(call));
     }
 

@@ -117,6 +117,8 @@ pub struct LlmObservabilityLayerBuilder {
     pricing: Option<Pricing>,
     dispatcher: DispatcherConfig,
     stream_usage: StreamUsage,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::GenAiMetrics>,
 }
 
 impl std::fmt::Debug for LlmObservabilityLayerBuilder {
@@ -278,6 +280,16 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
+    /// Records GenAI client metrics for every call through the `metrics` facade (see
+    /// [`metrics`](crate::metrics)), synchronously as the call ends (after its redaction and
+    /// [`pricing`](Self::pricing)), before it is queued.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, metrics: crate::metrics::GenAiMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Builds the layer. The sink workers start on the current Tokio runtime, or, when built
     /// outside one, on the runtime of the first call (or `flush`/`shutdown`).
     pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
@@ -345,6 +357,8 @@ impl LlmObservabilityLayerBuilder {
                 price_estimated_later: estimate_usage,
                 ask_stream_usage: self.stream_usage == StreamUsage::Ask,
                 dispatcher,
+                #[cfg(feature = "metrics")]
+                metrics: self.metrics,
             }),
         })
     }

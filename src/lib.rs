@@ -79,6 +79,9 @@ pub mod internals;
 mod json;
 mod layer;
 mod metadata;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod openai;
 mod payload;
 pub mod process;

@@ -470,13 +470,23 @@ async fn estimate_mode_with_pricing_prices_the_estimated_usage() {
     support::replay_tower(&layer, plain, vec![plain.response_body.clone().into()]).await;
     let call = support::flushed(&layer, &memory).await[0].clone();
     assert_eq!(call.usage_source, UsageSource::Estimated);
-    assert!(call.processing_errors.is_empty(), "{:?}", call.processing_errors);
+    assert!(
+        call.processing_errors.is_empty(),
+        "{:?}",
+        call.processing_errors
+    );
     let usage = call.usage.clone().unwrap();
     let (input, output) = (usage.input_tokens.unwrap(), usage.output_tokens.unwrap());
     // gpt-3.5-turbo's built-in prices: $0.50 and $1.50 per million input and output tokens.
-    let cost = call.cost.clone().expect("priced once the usage was estimated");
+    let cost = call
+        .cost
+        .clone()
+        .expect("priced once the usage was estimated");
     let expected = (input as f64 * 0.50 + output as f64 * 1.50) / 1e6;
-    assert!((cost.total_usd - expected).abs() < 1e-12, "{cost:?} vs {expected}");
+    assert!(
+        (cost.total_usd - expected).abs() < 1e-12,
+        "{cost:?} vs {expected}"
+    );
     assert_eq!(cost.pricing_source, "built-in");
 }
 

@@ -38,6 +38,7 @@ mod connection;
 mod cost_flags;
 mod forward;
 mod guard;
+mod metrics_flags;
 mod otlp_flags;
 mod path;
 mod server;
@@ -207,6 +208,8 @@ struct Args {
     #[command(flatten)]
     weave: weave_flags::WeaveFlags,
     #[command(flatten)]
+    metrics: metrics_flags::MetricsFlags,
+    #[command(flatten)]
     cost: cost_flags::CostFlags,
     #[command(flatten)]
     otlp: otlp_flags::OtlpFlags,
@@ -287,7 +290,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
             // server.address is the host alone: an IPv6 address without its brackets.
             builder = builder.server_address(host.trim_start_matches('[').trim_end_matches(']'));
         }
-        Some(builder.build()?)
+        let (builder, metrics) = args.metrics.apply(builder)?;
+        let layer = builder.build()?;
+        metrics_flags::serve(metrics, &layer).await?;
+        Some(layer)
     };
     let service = proxy_service(forward, layer.clone(), args.body_limits());
     // Listen for the signals before announcing the address, so a signal sent right after start-up
