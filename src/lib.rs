@@ -109,6 +109,9 @@ pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,
 };
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use sink::{WebhookError, WebhookFormat, WebhookSink, WebhookSinkBuilder};
 pub use trace_context::{IdError, SpanId, TraceContext, TraceId, TRACEPARENT};
 
 #[cfg(doctest)]

@@ -48,12 +48,18 @@ mod jsonl;
 mod log;
 mod memory;
 pub mod ndjson;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+mod webhook;
 
 pub use config::{CallFilter, DispatcherConfig, DispatcherConfigBuilder, SinkConfig};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};
 pub use jsonl::JsonlSink;
 pub use log::LogSink;
 pub use memory::MemorySink;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use webhook::{WebhookError, WebhookFormat, WebhookSink, WebhookSinkBuilder};
 
 /// A destination for [`LlmCall`] payloads.
 ///
