@@ -109,6 +109,9 @@ pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,
 };
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sink::{PostgresError, PostgresSink, PostgresSinkBuilder};
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use sink::{WebhookError, WebhookFormat, WebhookSink, WebhookSinkBuilder};

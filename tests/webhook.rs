@@ -39,7 +39,11 @@ impl Receiver {
     }
 }
 
-async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     receiver.seen.lock().unwrap().push((headers, body));
     let answer = receiver
         .script
@@ -168,7 +172,10 @@ async fn a_500_then_success_delivers_the_batch_once() {
 
     let requests = receiver.requests();
     assert_eq!(requests.len(), 2, "one failed attempt, one retry");
-    assert_eq!(requests[0].1, requests[1].1, "the retry carries the same batch");
+    assert_eq!(
+        requests[0].1, requests[1].1,
+        "the retry carries the same batch"
+    );
     assert_eq!(decode_array(&requests[1].1), owned(&calls));
 }
 
@@ -229,7 +236,11 @@ async fn a_receiver_that_never_answers_times_out_and_counts_failed() {
     let layer = layer(sink, config);
     let stats = send(&layer, &calls).await;
     assert_eq!((stats.delivered, stats.failed), (0, 4));
-    assert_eq!(receiver.requests().len(), 2, "the first attempt and one retry");
+    assert_eq!(
+        receiver.requests().len(),
+        2,
+        "the first attempt and one retry"
+    );
 }
 
 #[tokio::test]

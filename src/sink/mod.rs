@@ -48,6 +48,9 @@ mod jsonl;
 mod log;
 mod memory;
 pub mod ndjson;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 mod webhook;
@@ -57,6 +60,9 @@ pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};
 pub use jsonl::JsonlSink;
 pub use log::LogSink;
 pub use memory::MemorySink;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresError, PostgresSink, PostgresSinkBuilder};
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use webhook::{WebhookError, WebhookFormat, WebhookSink, WebhookSinkBuilder};
