@@ -42,6 +42,9 @@ use async_trait::async_trait;
 
 use crate::payload::LlmCall;
 
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+mod archive;
 mod config;
 pub(crate) mod dispatcher;
 mod jsonl;
@@ -55,6 +58,9 @@ pub mod postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 mod webhook;
 
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use archive::{ArchiveError, ArchiveSink, ArchiveSinkBuilder};
 pub use config::{CallFilter, DispatcherConfig, DispatcherConfigBuilder, SinkConfig};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};
 pub use jsonl::JsonlSink;

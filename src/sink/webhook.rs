@@ -49,7 +49,7 @@ pub enum WebhookError {
 /// seen before as harmless: after a timeout the same batch may arrive twice (each call has a
 /// unique [`id`](LlmCall::id)).
 ///
-/// `https://` URLs use rustls (ring) with the bundled webpki roots.
+/// `https://` URLs use rustls with the system's root certificates.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -170,17 +170,7 @@ impl WebhookSinkBuilder {
             value.set_sensitive(true);
             headers.append(name, value);
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| WebhookError::Client(Box::new(e)))?
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth();
         let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
             .build()
