@@ -39,6 +39,7 @@ mod forward;
 mod guard;
 mod path;
 mod server;
+mod storage_flags;
 mod tasks;
 
 use std::io::IsTerminal;
@@ -160,6 +161,8 @@ struct Args {
     /// against a bare forwarder.
     #[arg(long)]
     no_observe: bool,
+    #[command(flatten)]
+    storage: storage_flags::StorageFlags,
     /// Seconds to wait on SIGINT/SIGTERM, for calls in flight and then for pending records.
     ///
     /// Calls still open when it runs out are cut off and recorded as cancelled. Writing the
@@ -219,6 +222,7 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    storage_flags::install_crypto_provider();
     let args = Args::parse();
     init_logging();
     match run(args).await {
@@ -265,6 +269,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
         let mut builder = LlmObservabilityLayer::builder().sink(sink);
+        builder = storage_flags::add_sinks(&args.storage, builder).await?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
