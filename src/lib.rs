@@ -100,7 +100,11 @@ pub use layer::{
 };
 pub use metadata::CallMetadata;
 pub use openai::endpoint::{Endpoint, EndpointMatcher};
-pub use payload::{CallError, CallStatus, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION};
+pub use payload::{
+    CallError, CallStatus, Cost, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION,
+};
+pub use process::pricing::{ModelPrice, Pricing, PricingError};
+pub use process::redact::{Redact, Redaction};
 pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;

@@ -160,7 +160,10 @@ async fn rows_read_back_equal_the_payloads() {
             row.get::<_, Option<i64>>("reasoning_tokens"),
             tokens(usage.reasoning_tokens)
         );
-        assert_eq!(row.get::<_, Option<f64>>("cost_usd"), None);
+        assert_eq!(
+            row.get::<_, Option<f64>>("cost_usd"),
+            call.cost.as_ref().map(|c| c.total_usd)
+        );
         assert_eq!(row.get::<_, f64>("duration_ms"), call.timing.duration_ms);
         assert_eq!(
             row.get::<_, Option<f64>>("ttft_ms"),
@@ -314,6 +317,7 @@ async fn the_readme_queries_answer_from_the_rows() {
     // Spend by model, user and day: calls, tokens and cost summed.
     let rows = client.query(&queries[0], &[]).await.unwrap();
     let mut expected: BTreeMap<(String, String, String), (i64, i64, i64)> = BTreeMap::new();
+    let mut spend: BTreeMap<(String, String, String), Option<f64>> = BTreeMap::new();
     for call in &calls {
         let key = (
             call.timing.start_time.date().to_string(),
@@ -321,6 +325,10 @@ async fn the_readme_queries_answer_from_the_rows() {
             call.metadata["user_id"].as_str().unwrap().to_owned(),
         );
         let usage = call.usage.unwrap_or_default();
+        let cost = spend.entry(key.clone()).or_default();
+        if let Some(c) = &call.cost {
+            *cost = Some(cost.unwrap_or(0.0) + c.total_usd);
+        }
         let entry = expected.entry(key).or_default();
         entry.0 += 1;
         entry.1 += usage.input_tokens.unwrap_or(0) as i64;

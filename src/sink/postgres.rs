@@ -478,8 +478,8 @@ impl Row {
 }
 
 /// The call's cost in US dollars, when a pricing processor has set one.
-fn cost_usd(_call: &LlmCall) -> Option<f64> {
-    None
+fn cost_usd(call: &LlmCall) -> Option<f64> {
+    call.cost.as_ref().map(|cost| cost.total_usd)
 }
 
 /// A metadata value under the first of `keys` present, as text (a string as it is, a number

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llm_observability::{
-    CallError, CallStatus, DispatcherConfig, Endpoint, LlmCall, Timing, Usage,
+    CallError, CallStatus, Cost, DispatcherConfig, Endpoint, LlmCall, Timing, Usage,
 };
 use serde_json::json;
 
-/// `count` calls: models, providers, statuses, users and sessions vary; times are whole
+/// `count` calls: models, providers, statuses, users, sessions and costs vary; times are whole
 /// microseconds (what PostgreSQL keeps) an hour apart at most.
 pub fn sample_calls(count: usize) -> Vec<Arc<LlmCall>> {
     // 2026-03-04T05:06:07.123456Z
@@ -41,6 +41,15 @@ pub fn sample_calls(count: usize) -> Vec<Arc<LlmCall>> {
                 usage.reasoning_tokens = (i % 3 == 2).then_some(7);
                 call.usage = Some(usage);
                 call.finish_reasons = vec!["stop".to_owned()];
+                // Priced, except every seventh call (a model without a price).
+                if i % 7 != 6 {
+                    call.cost = Some(Cost::new(
+                        0.000_25 * (i + 1) as f64,
+                        0.000_01 * i as f64,
+                        0.001 * (i % 4) as f64,
+                        "built-in",
+                    ));
+                }
             }
             call.metadata.insert("user_id".into(), json!(format!("user-{}", i % 4)));
             call.metadata.insert("session_id".into(), json!(format!("session-{}", i % 3)));

@@ -35,6 +35,7 @@ mod accept;
 mod answer;
 mod body_timeout;
 mod connection;
+mod cost_flags;
 mod forward;
 mod guard;
 mod path;
@@ -122,7 +123,8 @@ Shutdown: on SIGINT (Ctrl-C) or SIGTERM the proxy stops accepting connections,
 lets the calls in flight finish (for up to --shutdown-timeout seconds), then
 cuts off those still open (each is recorded as cancelled, with its partial
 output), writes every pending record, logs how many calls it observed and, per
-sink, how many were delivered, dropped, failed or filtered out, and exits 0.
+sink, how many were delivered, dropped, failed or filtered out, then the cost
+per model (see --pricing), and exits 0.
 It exits 1 when it cannot start (--upstream not http(s)://HOST..., --jsonl not
 writable, address in use) or could not write every record in time, and 2 on a
 malformed command line.";
@@ -202,6 +204,8 @@ struct Args {
     /// well under the open-file limit (ulimit -n).
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    #[command(flatten)]
+    cost: cost_flags::CostFlags,
 }
 
 impl Args {
@@ -263,12 +267,15 @@ fn init_logging() {
 async fn run(args: Args) -> Result<(), BoxError> {
     let upstream = Upstream::parse(&args.upstream)?;
     let forward = Forward::new(upstream)?;
+    let mut totals = None;
     let layer = if args.no_observe {
         None
     } else {
+        let (builder, cost) = args.cost.apply(LlmObservabilityLayer::builder())?;
+        totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = LlmObservabilityLayer::builder().sink(sink);
+        let mut builder = builder.sink(sink);
         builder = storage_flags::add_sinks(&args.storage, builder).await?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
@@ -295,6 +302,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     };
     let drained = layer.dispatcher().shutdown(deadline).await;
     report(&layer.dispatcher().stats());
+    totals.iter().for_each(cost_flags::CostTotals::report);
     Ok(drained?)
 }
 
