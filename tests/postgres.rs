@@ -349,12 +349,15 @@ async fn the_readme_queries_answer_from_the_rows() {
         })
         .collect();
     assert_eq!(got, expected);
+    assert!(spend.values().any(Option::is_some));
     for row in &rows {
-        assert_eq!(
-            row.get::<_, Option<f64>>("cost_usd"),
-            None,
-            "no pricing ran"
-        );
+        let day: time::Date = row.get("day");
+        let key = (day.to_string(), row.get("model"), row.get("user_id"));
+        let got: Option<f64> = row.get("cost_usd");
+        match (got, spend[&key]) {
+            (Some(got), Some(want)) => assert!((got - want).abs() < 1e-12, "{key:?}: {got} {want}"),
+            (got, want) => assert_eq!(got, want, "{key:?}"),
+        }
     }
 
     // The slowest calls, slowest first.

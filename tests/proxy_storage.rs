@@ -184,3 +184,28 @@ async fn an_unreachable_postgres_stops_the_proxy_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--postgres"), "{stderr}");
 }
+
+#[test]
+fn help_explains_the_storage_flags() {
+    let output = std::process::Command::new(support::proxy::PROXY)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--postgres <URL>",
+        "--postgres-table <NAME>",
+        "--archive <URL>",
+        "--archive-gzip",
+        "--archive-max-age <SECS>",
+        "--archive-max-bytes <BYTES>",
+        "--webhook <URL>",
+        "--webhook-header <HEADER>",
+        "--webhook-format <FORMAT>",
+        "--webhook-gzip",
+        "--webhook-timeout <SECS>",
+    ] {
+        assert!(help.contains(flag), "--help mentions {flag}:\n{help}");
+    }
+}

@@ -41,12 +41,14 @@ pub fn sample_calls(count: usize) -> Vec<Arc<LlmCall>> {
                 usage.reasoning_tokens = (i % 3 == 2).then_some(7);
                 call.usage = Some(usage);
                 call.finish_reasons = vec!["stop".to_owned()];
-                // Priced, except every seventh call (a model without a price).
+                // Priced, except every seventh call (a model without a price). Binary
+                // fractions: serde_json (without `float_roundtrip`) reads some decimals back
+                // one unit in the last place off, which would hide what these tests check.
                 if i % 7 != 6 {
                     call.cost = Some(Cost::new(
-                        0.000_25 * (i + 1) as f64,
-                        0.000_01 * i as f64,
-                        0.001 * (i % 4) as f64,
+                        (i + 1) as f64 / 4096.0,
+                        i as f64 / 65536.0,
+                        (i % 4) as f64 / 1024.0,
                         "built-in",
                     ));
                 }
