@@ -26,7 +26,7 @@ pub(crate) struct StorageFlags {
     /// Also archive calls as NDJSON objects: s3://bucket/prefix (settings from AWS_* variables,
     /// e.g. AWS_ENDPOINT and AWS_ALLOW_HTTP=true for an S3-compatible store) or file:///dir.
     ///
-    /// Objects are named prefix/yyyy/mm/dd/hh/<uuid>.jsonl[.gz] and written once they hold
+    /// Objects are named prefix/yyyy/mm/dd/hh/UUID.jsonl[.gz] and written once they hold
     /// --archive-max-bytes or their first call is --archive-max-age old, and at shutdown.
     #[arg(long, value_name = "URL")]
     archive: Option<String>,
