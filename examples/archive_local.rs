@@ -40,7 +40,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if path.is_dir() {
                 pending.push(path);
             } else {
-                println!("{} ({} bytes)", path.display(), std::fs::metadata(&path)?.len());
+                println!(
+                    "{} ({} bytes)",
+                    path.display(),
+                    std::fs::metadata(&path)?.len()
+                );
             }
         }
     }
