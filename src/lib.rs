@@ -119,13 +119,22 @@ pub use sink::otlp::mlflow::{MlflowError, MlflowSink, MlflowSinkBuilder};
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use sink::otlp::{OtlpError, OtlpSink, OtlpSinkBuilder};
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use sink::{ArchiveError, ArchiveSink, ArchiveSinkBuilder};
 pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,
 };
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sink::{PostgresError, PostgresSink, PostgresSinkBuilder};
 #[cfg(feature = "weave")]
 #[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
 pub use sink::{WeaveError, WeaveSink, WeaveSinkBuilder};
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use sink::{WebhookError, WebhookFormat, WebhookSink, WebhookSinkBuilder};
 #[cfg(feature = "estimate-usage")]
 #[cfg_attr(docsrs, doc(cfg(feature = "estimate-usage")))]
 pub use stream_usage::estimate::EstimateUsage;

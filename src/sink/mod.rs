@@ -42,6 +42,9 @@ use async_trait::async_trait;
 
 use crate::payload::LlmCall;
 
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+mod archive;
 mod config;
 pub(crate) mod dispatcher;
 mod jsonl;
@@ -51,18 +54,33 @@ pub mod ndjson;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "weave")]
 #[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
 pub mod weave;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+mod webhook;
 
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use archive::{ArchiveError, ArchiveSink, ArchiveSinkBuilder};
 pub use config::{CallFilter, DispatcherConfig, DispatcherConfigBuilder, SinkConfig};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};
 pub use jsonl::JsonlSink;
 pub use log::LogSink;
 pub use memory::MemorySink;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresError, PostgresSink, PostgresSinkBuilder};
 #[cfg(feature = "weave")]
 #[cfg_attr(docsrs, doc(cfg(feature = "weave")))]
 pub use weave::{WeaveError, WeaveSink, WeaveSinkBuilder};
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use webhook::{WebhookError, WebhookFormat, WebhookSink, WebhookSinkBuilder};
 
 /// A destination for [`LlmCall`] payloads.
 ///

@@ -24,6 +24,72 @@ pub struct Backend {
     pub port: u16,
     /// Its state directory (removed on drop).
     pub workdir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// Runs `NAME.sh serve PORT WORKDIR` in its own process group and waits for its `READY`.
+fn spawn(
+    name: &str,
+    port: u16,
+    workdir: &Path,
+    env: &[(String, String)],
+    ready_within: Duration,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(workdir.join("server.log"))
+        .expect("create the log");
+    let mut child = Command::new("bash")
+        .arg(script(name))
+        .arg("serve")
+        .arg(port.to_string())
+        .arg(workdir)
+        .env("LLM_OBS_TEST_PID", std::process::id().to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start backend {name}: {error}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut said_ready = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !said_ready && line.trim() == "READY" {
+                said_ready = true;
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    let deadline = Instant::now() + ready_within;
+    loop {
+        if ready_rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+            return child;
+        }
+        let failure = if let Ok(Some(status)) = child.try_wait() {
+            format!("backend {name} exited ({status}) before it was ready")
+        } else if Instant::now() > deadline {
+            format!("backend {name} was not ready within {ready_within:?}")
+        } else {
+            continue;
+        };
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.wait();
+        panic!("{failure}:\n{}", log_tail(workdir));
+    }
+}
+
+/// The last 60 lines the server wrote to its log.
+fn log_tail(workdir: &Path) -> String {
+    let text = std::fs::read_to_string(workdir.join("server.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 fn script(name: &str) -> PathBuf {
@@ -68,55 +134,51 @@ impl Backend {
             std::env::temp_dir().join(format!("llm-obs-{name}-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&workdir);
         std::fs::create_dir_all(&workdir).expect("create the backend's work directory");
-        let log = std::fs::File::create(workdir.join("server.log")).expect("create the log");
-        let mut child = Command::new("bash")
-            .arg(script(name))
-            .arg("serve")
-            .arg(port.to_string())
-            .arg(&workdir)
-            .env("LLM_OBS_TEST_PID", std::process::id().to_string())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start backend {name}: {error}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut said_ready = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !said_ready && line.trim() == "READY" {
-                    said_ready = true;
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        let mut backend = Backend {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn(name, port, &workdir, &env, ready_within);
+        Backend {
             name: name.to_owned(),
             child,
             port,
             workdir,
-        };
-        let deadline = Instant::now() + ready_within;
-        loop {
-            if ready_rx.recv_timeout(Duration::from_millis(200)).is_ok() {
-                return backend;
-            }
-            if let Ok(Some(status)) = backend.child.try_wait() {
-                panic!(
-                    "backend {name} exited ({status}) before it was ready:\n{}",
-                    backend.log_tail()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "backend {name} was not ready within {ready_within:?}:\n{}",
-                    backend.log_tail()
-                );
-            }
+            env,
         }
+    }
+
+    /// Stops the server (as on drop, keeping its work directory), then serves the same work
+    /// directory on the same port again and waits for `READY`: a server restart.
+    pub fn restart(&mut self, ready_within: Duration) {
+        self.stop();
+        self.serve_again(ready_within);
+    }
+
+    /// Serves the same work directory on the same port again, after [`Backend::stop`].
+    pub fn serve_again(&mut self, ready_within: Duration) {
+        self.child = spawn(
+            &self.name,
+            self.port,
+            &self.workdir,
+            &self.env,
+            ready_within,
+        );
+    }
+
+    /// Stops the server (SIGTERM to its process group, SIGKILL after 15 s), keeping its work
+    /// directory; [`Backend::serve_again`] starts it again.
+    pub fn stop(&mut self) {
+        self.signal_group("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.signal_group("-KILL");
+        let _ = self.child.wait();
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -126,9 +188,7 @@ impl Backend {
 
     /// The last 60 lines the server wrote to its log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.workdir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        log_tail(&self.workdir)
     }
 
     /// The backend's state directory.
@@ -146,16 +206,7 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        self.signal_group("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.signal_group("-KILL");
-        let _ = self.child.wait();
+        self.stop();
         if std::thread::panicking() {
             eprintln!("backend {} log (end):\n{}", self.name, self.log_tail());
         }

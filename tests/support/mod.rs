@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod reqwest_fixture;
 pub mod sinks;
 pub mod spans;
+pub mod storage;
 
 use std::convert::Infallible;
 use std::path::PathBuf;

@@ -42,6 +42,7 @@ mod metrics_flags;
 mod otlp_flags;
 mod path;
 mod server;
+mod storage_flags;
 mod streamusage_flags;
 mod tasks;
 mod weave_flags;
@@ -166,6 +167,8 @@ struct Args {
     /// against a bare forwarder.
     #[arg(long)]
     no_observe: bool,
+    #[command(flatten)]
+    storage: storage_flags::StorageFlags,
     /// Seconds to wait on SIGINT/SIGTERM, for calls in flight and then for pending records.
     ///
     /// Calls still open when it runs out are cut off and recorded as cancelled. Writing the
@@ -235,6 +238,7 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    storage_flags::install_crypto_provider();
     let args = Args::parse();
     init_logging();
     match run(args).await {
@@ -284,7 +288,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
         let builder = args.weave.add_sink(builder.sink(sink))?;
-        let mut builder = args.stream_usage.apply(args.otlp.apply(builder)?);
+        let builder = args.stream_usage.apply(args.otlp.apply(builder)?);
+        let mut builder = storage_flags::add_sinks(&args.storage, builder).await?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
