@@ -64,10 +64,8 @@ impl Backend {
     pub fn start_with(name: &str, ready_within: Duration, env: &[(&str, &str)]) -> Backend {
         install(name);
         let port = free_port();
-        let workdir = std::env::temp_dir().join(format!(
-            "llm-obs-{name}-{}-{port}",
-            std::process::id()
-        ));
+        let workdir =
+            std::env::temp_dir().join(format!("llm-obs-{name}-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&workdir);
         std::fs::create_dir_all(&workdir).expect("create the backend's work directory");
         let log = std::fs::File::create(workdir.join("server.log")).expect("create the log");
