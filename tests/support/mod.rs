@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod calls;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod reqwest_fixture;

@@ -38,6 +38,7 @@ mod connection;
 mod forward;
 mod guard;
 mod path;
+mod presets_flags;
 mod server;
 mod tasks;
 
@@ -199,6 +200,8 @@ struct Args {
     /// well under the open-file limit (ulimit -n).
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    #[command(flatten)]
+    presets: presets_flags::PresetFlags,
 }
 
 impl Args {
@@ -264,7 +267,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     } else {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = LlmObservabilityLayer::builder().sink(sink);
+        let mut builder = args.presets.add_sinks(LlmObservabilityLayer::builder().sink(sink))?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.

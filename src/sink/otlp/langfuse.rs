@@ -1,7 +1,21 @@
-//! Langfuse: the attributes Langfuse reads from an OTLP span to make it a *generation* with
-//! model, parameters, usage, cost, time to first token, input and output, user, session,
-//! trace name and tags. A pure function of [`LlmCall`], sent next to the GenAI attributes
-//! of [`genai`](crate::genai) that every OTLP span carries.
+//! The Langfuse preset: an [`OtlpSink`] that sends to Langfuse's OTLP endpoint
+//! (`{host}/api/public/otel/v1/traces`) with Basic authentication (public key : secret key) and
+//! the header `x-langfuse-ingestion-version: 4`, and adds the attributes Langfuse reads to
+//! make each call a *generation* with model, parameters, usage, cost, time to first token,
+//! input and output, user, session, trace name and tags.
+//!
+//! ```no_run
+//! use llm_observability::{LlmObservabilityLayer, OtlpSink};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_HOST from the environment:
+//! let langfuse = OtlpSink::langfuse().build()?;
+//! let layer = LlmObservabilityLayer::builder().sink(langfuse).build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! The attributes are a pure function of [`LlmCall`] ([`attributes`]), sent next to the GenAI
+//! attributes of [`genai`](crate::genai) that every OTLP span carries.
 //!
 //! Names are those of Langfuse's OTLP ingestion (`langfuse.observation.*`, `langfuse.trace.*`,
 //! `user.id`, `session.id`). Langfuse counts usage in separate buckets: `input` excludes the
@@ -24,14 +38,178 @@
 //! ```
 
 use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
 
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 
 use super::presets::{self, PresetAttribute, RESERVED_METADATA};
+use super::{OtlpError, OtlpSink, OtlpSinkBuilder};
 use crate::genai::{self, AttributeValue};
 use crate::openai::endpoint::Endpoint;
 use crate::payload::{CallStatus, LlmCall};
+
+/// Langfuse Cloud (EU region), the host when neither [`LangfuseBuilder::host`] nor
+/// `LANGFUSE_HOST` says otherwise.
+pub const DEFAULT_HOST: &str = "https://cloud.langfuse.com";
+/// The OTLP path under a Langfuse host.
+pub const TRACES_PATH: &str = "/api/public/otel/v1/traces";
+/// The header that selects Langfuse's ingestion version, and the version sent.
+pub const INGESTION_VERSION_HEADER: (&str, &str) = ("x-langfuse-ingestion-version", "4");
+
+/// Why the Langfuse preset could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LangfuseError {
+    /// A key was neither given nor in the environment.
+    #[error("the Langfuse {which} key is missing: set {variable} or call LangfuseBuilder::{which}_key")]
+    MissingKey {
+        /// `public` or `secret`.
+        which: &'static str,
+        /// The environment variable that would have given it.
+        variable: &'static str,
+    },
+    /// The OTLP sink refused the configuration (e.g. a host that is not an http(s) URL).
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
+}
+
+/// Configures the Langfuse preset; made by [`OtlpSink::langfuse`].
+///
+/// Defaults: host `LANGFUSE_HOST` (or `LANGFUSE_BASE_URL`), else [`DEFAULT_HOST`]; keys
+/// `LANGFUSE_PUBLIC_KEY` and `LANGFUSE_SECRET_KEY`; message content on. Everything else of
+/// the [`OtlpSinkBuilder`] through [`configure`](Self::configure).
+pub struct LangfuseBuilder {
+    host: Option<String>,
+    public_key: Option<String>,
+    secret_key: Option<String>,
+    message_content: bool,
+    otlp: OtlpSinkBuilder,
+    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl fmt::Debug for LangfuseBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LangfuseBuilder")
+            .field("host", &self.host)
+            .field("public_key", &self.public_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "[set]"))
+            .field("message_content", &self.message_content)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtlpSink {
+    /// The Langfuse preset (host and keys from the environment unless set on the builder).
+    pub fn langfuse() -> LangfuseBuilder {
+        LangfuseBuilder {
+            host: None,
+            public_key: None,
+            secret_key: None,
+            message_content: true,
+            otlp: OtlpSink::builder().name("langfuse"),
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
+    }
+}
+
+impl LangfuseBuilder {
+    /// The Langfuse base URL, e.g. `https://cloud.langfuse.com`, `https://us.cloud.langfuse.com`
+    /// or a self-hosted `http://localhost:3000`.
+    pub fn host(mut self, url: impl Into<String>) -> Self {
+        self.host = Some(url.into());
+        self
+    }
+
+    /// The project's public key (`pk-lf-...`).
+    pub fn public_key(mut self, key: impl Into<String>) -> Self {
+        self.public_key = Some(key.into());
+        self
+    }
+
+    /// The project's secret key (`sk-lf-...`).
+    pub fn secret_key(mut self, key: impl Into<String>) -> Self {
+        self.secret_key = Some(key.into());
+        self
+    }
+
+    /// Whether input and output are sent (default: on). Off, the generations keep model,
+    /// parameters, usage, cost, timing, level, user, session and tags.
+    pub fn message_content(mut self, on: bool) -> Self {
+        self.message_content = on;
+        self
+    }
+
+    /// Changes the underlying [`OtlpSinkBuilder`]: timeout, gzip, service name, more hooks.
+    pub fn configure(mut self, change: impl FnOnce(OtlpSinkBuilder) -> OtlpSinkBuilder) -> Self {
+        self.otlp = change(self.otlp);
+        self
+    }
+
+    /// Reads `LANGFUSE_*` settings through `lookup` instead of the process environment (for
+    /// tests).
+    #[doc(hidden)]
+    pub fn environment(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.env = Arc::new(lookup);
+        self
+    }
+
+    /// Builds the sink: fails when a key is missing or the host is not an http(s) URL.
+    pub fn build(self) -> Result<OtlpSink, LangfuseError> {
+        let env = |name: &str| (self.env)(name).filter(|v| !v.trim().is_empty());
+        let host = self
+            .host
+            .or_else(|| env("LANGFUSE_HOST"))
+            .or_else(|| env("LANGFUSE_BASE_URL"))
+            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let public_key = self
+            .public_key
+            .or_else(|| env("LANGFUSE_PUBLIC_KEY"))
+            .ok_or(LangfuseError::MissingKey {
+                which: "public",
+                variable: "LANGFUSE_PUBLIC_KEY",
+            })?;
+        let secret_key = self
+            .secret_key
+            .or_else(|| env("LANGFUSE_SECRET_KEY"))
+            .ok_or(LangfuseError::MissingKey {
+                which: "secret",
+                variable: "LANGFUSE_SECRET_KEY",
+            })?;
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", public_key.trim(), secret_key.trim()));
+        let content = self.message_content;
+        let sink = self
+            .otlp
+            .endpoint(traces_endpoint(&host))
+            .header("authorization", format!("Basic {credentials}"))
+            .header(INGESTION_VERSION_HEADER.0, INGESTION_VERSION_HEADER.1)
+            .span_attributes(move |call, attributes| {
+                attributes.extend(
+                    self::attributes(call, content)
+                        .into_iter()
+                        .map(|a| a.into_key_value()),
+                );
+            })
+            .build()?;
+        Ok(sink)
+    }
+}
+
+/// `{host}/api/public/otel/v1/traces`, or `host` itself when it is that URL already.
+fn traces_endpoint(host: &str) -> String {
+    let host = host.trim().trim_end_matches('/');
+    if host.ends_with(TRACES_PATH) {
+        host.to_owned()
+    } else {
+        format!("{host}{TRACES_PATH}")
+    }
+}
 
 /// `langfuse.observation.type`: `generation` (`embedding` for embeddings calls).
 pub const OBSERVATION_TYPE: &str = "langfuse.observation.type";
@@ -306,6 +484,51 @@ mod tests {
 
     fn parsed(attributes: &[PresetAttribute<'_>], key: &str) -> Option<Value> {
         text(attributes, key).map(|t| serde_json::from_str(t).expect("JSON attribute"))
+    }
+
+    #[test]
+    fn endpoint_and_keys() {
+        assert_eq!(
+            traces_endpoint("https://cloud.langfuse.com/"),
+            "https://cloud.langfuse.com/api/public/otel/v1/traces"
+        );
+        assert_eq!(
+            traces_endpoint("http://lf:3000/api/public/otel/v1/traces"),
+            "http://lf:3000/api/public/otel/v1/traces"
+        );
+        let none = OtlpSink::langfuse().environment(|_| None).build();
+        assert!(matches!(
+            none,
+            Err(LangfuseError::MissingKey { which: "public", .. })
+        ));
+        let half = OtlpSink::langfuse()
+            .environment(|name| (name == "LANGFUSE_PUBLIC_KEY").then(|| "pk-lf-1".to_owned()))
+            .build();
+        let error = half.expect_err("no secret key");
+        assert!(error.to_string().contains("LANGFUSE_SECRET_KEY"), "{error}");
+        let sink = OtlpSink::langfuse()
+            .environment(|name| match name {
+                "LANGFUSE_PUBLIC_KEY" => Some("pk-lf-1".into()),
+                "LANGFUSE_SECRET_KEY" => Some("sk-lf-1".into()),
+                "LANGFUSE_HOST" => Some("http://127.0.0.1:3000".into()),
+                _ => None,
+            })
+            .build()
+            .expect("configured from the environment");
+        assert_eq!(
+            sink.endpoint(),
+            "http://127.0.0.1:3000/api/public/otel/v1/traces"
+        );
+        let sink = OtlpSink::langfuse()
+            .environment(|_| None)
+            .public_key("pk")
+            .secret_key("sk")
+            .build()
+            .expect("configured in code");
+        assert_eq!(
+            sink.endpoint(),
+            "https://cloud.langfuse.com/api/public/otel/v1/traces"
+        );
     }
 
     #[test]

@@ -43,6 +43,19 @@ impl<'a> PresetAttribute<'a> {
         Self::new(key, AttributeValue::Float(value))
     }
 
+    /// As an OpenTelemetry `KeyValue`, for the [span attributes hook](super::OtlpSinkBuilder::span_attributes).
+    pub fn into_key_value(self) -> opentelemetry::KeyValue {
+        let mut pair = super::key_value(crate::genai::Attribute {
+            key: "",
+            value: self.value,
+        });
+        pair.key = match self.key {
+            Cow::Borrowed(key) => opentelemetry::Key::from_static_str(key),
+            Cow::Owned(key) => opentelemetry::Key::from(key),
+        };
+        pair
+    }
+
     /// A JSON value as its compact text.
     pub(crate) fn json(key: impl Into<Cow<'static, str>>, value: &Value) -> Self {
         Self::str(key, value.to_string())
