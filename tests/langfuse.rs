@@ -131,10 +131,10 @@ async fn a_streamed_generation_with_every_langfuse_attribute_and_both_headers() 
         json_attribute(&span, "langfuse.observation.model.parameters"),
         json!({"stream": true})
     );
-    // Usage as the recorded stream reported it: 12 in, 89 out, 101 in all.
+    // Usage as the recorded stream reported it: 12 in (0 from the cache), 89 out, 101 in all.
     assert_eq!(
         json_attribute(&span, "langfuse.observation.usage_details"),
-        json!({"input": 12, "output": 89, "total": 101})
+        json!({"input": 12, "input_cached_tokens": 0, "output": 89, "total": 101})
     );
     // Time to first token, as the time the first token came.
     let start = span.string("langfuse.observation.completion_start_time").expect("set");
@@ -230,13 +230,15 @@ async fn a_failed_call_is_an_error_level_generation() {
     let receiver = OtlpReceiver::start().await;
     let (layer, memory) = layer(&receiver);
     let interaction = fixture("test_exception_event_recorded_on_lm_error.yaml", 0);
-    let (_call, span) = replay(&receiver, &layer, &memory, &interaction, CallMetadata::new()).await;
+    let (call, span) = replay(&receiver, &layer, &memory, &interaction, CallMetadata::new()).await;
     let recorded: Value = serde_json::from_str(&interaction.response_body).expect("JSON");
     assert_eq!(span.string("langfuse.observation.level"), Some("ERROR"));
-    assert_eq!(
-        span.string("langfuse.observation.status_message"),
-        recorded["error"]["message"].as_str()
-    );
+    // The error message as recorded, with the API key it echoed scrubbed.
+    let message = span.string("langfuse.observation.status_message").expect("set");
+    assert_eq!(Some(message), call.error.as_ref().and_then(|e| e.message.as_deref()));
+    assert!(message.starts_with("Incorrect API key provided"), "{message}");
+    assert!(recorded["error"]["message"].as_str().unwrap().contains("sk-fake-key"));
+    assert!(!message.contains("sk-fake-key"), "{message}");
     assert_eq!(span.string("langfuse.observation.type"), Some("generation"));
     let output = json_attribute(&span, "langfuse.observation.output");
     assert_eq!(output["error"]["type"], recorded["error"]["type"]);
