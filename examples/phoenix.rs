@@ -30,8 +30,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .next()
         .unwrap_or_else(|| "llm-observability-example".to_owned());
 
-    // With the `phoenix` feature reqwest is built with rustls and no crypto provider of its own.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let upstream = mock_upstream::start().await?;
     let url = format!("{}/chat/completions", upstream.base_url());
 

@@ -25,6 +25,9 @@ use crate::openai::request::decode_request;
 use crate::payload::{
     milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, SCHEMA_VERSION,
 };
+use crate::process::pricing::Pricing;
+use crate::process::redact::{self, Redact};
+use crate::process::{Pipeline, Processor};
 use crate::scrub::Secrets;
 use crate::sink::Dispatcher;
 use crate::span::{self, CallSpan};
@@ -43,6 +46,10 @@ pub(crate) struct Observer {
     pub(crate) propagate_trace_context: bool,
     /// `server.address` of every call, instead of the request's URI or `Host` header.
     pub(crate) server_address: Option<String>,
+    /// The layer's redaction, applied as the call ends, before its span and any sink see it.
+    pub(crate) redaction: Pipeline,
+    /// The layer's prices, applied as the call ends, so its span carries the cost.
+    pub(crate) pricing: Option<Pricing>,
     pub(crate) dispatcher: Dispatcher,
 }
 
@@ -86,7 +93,12 @@ impl Observer {
             started_wall,
             server_address,
             metadata,
-            secrets: Secrets::from_headers(headers, self.captured_headers.iter().map(|(h, _)| h)),
+            secrets: Secrets::from_headers(
+                headers,
+                uri,
+                self.captured_headers.iter().map(|(h, _)| h),
+            ),
+            redact: extensions.get::<Redact>().cloned(),
             request: RequestState::Unknown,
             http_status: None,
             response_head: None,
@@ -141,6 +153,8 @@ pub(crate) struct InFlightCall {
     metadata: Map<String, Value>,
     /// Header values an error message must not repeat.
     secrets: Secrets,
+    /// The request's [`Redact`] extension.
+    redact: Option<Redact>,
     request: RequestState,
     http_status: Option<u16>,
     response_head: Option<Instant>,
@@ -268,6 +282,7 @@ impl InFlightCall {
             response_model: decoded.summary.model,
             response_id: decoded.summary.id,
             usage: decoded.summary.usage,
+            cost: None,
             finish_reasons: decoded.summary.finish_reasons,
             status,
             http_status: self.http_status,
@@ -282,9 +297,23 @@ impl InFlightCall {
             },
             processing_errors: Vec::new(),
             metadata: std::mem::take(&mut self.metadata),
+            skip_sinks: Vec::new(),
         };
+        if let Some(redact) = self.redact.take() {
+            // What the application asked for this call, before anything else sees it.
+            if redact.content {
+                redact::redact_content(&mut call);
+            }
+            call.skip_sinks = redact.skip_sinks;
+        }
+        // Panic-contained: a failing redactor removes the content and leaves a note.
+        self.observer.redaction.run(&mut call);
         if call.status == CallStatus::Error {
             self.secrets.scrub_call(&mut call);
+        }
+        if let Some(pricing) = &self.observer.pricing {
+            // A few table lookups; never fails (a missing price is a note).
+            let _ = pricing.process(&mut call);
         }
         self.span.record_outcome(&call);
         // The span closes here (the request capture dropped its clone when the request ended).

@@ -25,6 +25,13 @@ use http::StatusCode;
 use crate::payload::{CallError, CallStatus, LlmCall, RequestRecord};
 use crate::span::*;
 
+mod content;
+pub use content::{
+    content_attributes, input_messages, output_messages, system_instructions, tool_definitions,
+    GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_DEFINITIONS,
+};
+
 /// A typed attribute value, as OpenTelemetry has them.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -153,7 +160,8 @@ pub fn request_attributes(request: &RequestRecord) -> Vec<Attribute<'_>> {
     attributes
 }
 
-/// How the call ended: `gen_ai.response.*`, `gen_ai.usage.*` and, on failure, `error.type`.
+/// How the call ended: `gen_ai.response.*`, `gen_ai.usage.*`, the cost
+/// ([`cost_attributes`]) and, on failure, `error.type`.
 pub fn outcome_attributes(call: &LlmCall) -> Vec<Attribute<'_>> {
     let mut attributes = Vec::with_capacity(8);
     if let Some(model) = &call.response_model {
@@ -188,6 +196,7 @@ pub fn outcome_attributes(call: &LlmCall) -> Vec<Attribute<'_>> {
             }
         }
     }
+    attributes.extend(cost_attributes(call));
     if let Some(ttft) = call.timing.time_to_first_token_ms {
         attributes.push(float(GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttft / 1000.0));
     }
@@ -195,6 +204,33 @@ pub fn outcome_attributes(call: &LlmCall) -> Vec<Attribute<'_>> {
         attributes.push(string(ERROR_TYPE, error_type));
     }
     attributes
+}
+
+/// The call's [cost](crate::Cost) in US dollars, when a pricing processor set it:
+/// `llm_observability.cost.{total_usd, input_usd, output_usd, cache_read_usd}` as doubles
+/// (crate-specific names: the conventions have no cost attribute). Empty when `cost` is null.
+///
+/// ```
+/// use llm_observability::genai::{self, AttributeValue};
+/// use llm_observability::{Cost, Endpoint, LlmCall};
+///
+/// let mut call = LlmCall::new(Endpoint::ChatCompletions);
+/// assert!(genai::cost_attributes(&call).is_empty());
+/// call.cost = Some(Cost::new(0.25, 0.125, 0.5, "built-in"));
+/// let attributes = genai::cost_attributes(&call);
+/// assert_eq!(attributes[0].key, "llm_observability.cost.total_usd");
+/// assert_eq!(attributes[0].value, AttributeValue::Float(0.875));
+/// ```
+pub fn cost_attributes(call: &LlmCall) -> Vec<Attribute<'static>> {
+    let Some(cost) = &call.cost else {
+        return Vec::new();
+    };
+    vec![
+        float(LLM_OBSERVABILITY_COST_TOTAL_USD, cost.total_usd),
+        float(LLM_OBSERVABILITY_COST_INPUT_USD, cost.input_usd),
+        float(LLM_OBSERVABILITY_COST_OUTPUT_USD, cost.output_usd),
+        float(LLM_OBSERVABILITY_COST_CACHE_READ_USD, cost.cache_read_usd),
+    ]
 }
 
 /// The `error.type` of a call that ended with `status`: the error's type, else its code, else
@@ -302,6 +338,30 @@ mod tests {
             Some(AttributeValue::Str("gpt-4o-2024-08-06".into()))
         );
         assert_eq!(at(ERROR_TYPE), None);
+        assert_eq!(
+            at(LLM_OBSERVABILITY_COST_TOTAL_USD),
+            None,
+            "no cost, no attribute"
+        );
+        call.cost = Some(crate::Cost::new(0.5, 0.25, 2.0, "built-in"));
+        let attributes = super::attributes(&call);
+        let at = |key| value(&attributes, key).cloned();
+        assert_eq!(
+            at(LLM_OBSERVABILITY_COST_TOTAL_USD),
+            Some(AttributeValue::Float(2.75))
+        );
+        assert_eq!(
+            at(LLM_OBSERVABILITY_COST_INPUT_USD),
+            Some(AttributeValue::Float(0.5))
+        );
+        assert_eq!(
+            at(LLM_OBSERVABILITY_COST_CACHE_READ_USD),
+            Some(AttributeValue::Float(0.25))
+        );
+        assert_eq!(
+            at(LLM_OBSERVABILITY_COST_OUTPUT_USD),
+            Some(AttributeValue::Float(2.0))
+        );
         assert_eq!(span_name(&call), "chat gpt-4o");
     }
 

@@ -7,7 +7,10 @@ use tower_layer::Layer;
 
 use crate::call::Observer;
 use crate::openai::endpoint::EndpointMatcher;
-use crate::process::Processor;
+use crate::process::pricing::Pricing;
+use crate::process::redact::Redaction;
+use crate::process::{Pipeline, Processor};
+use crate::scrub;
 use crate::service::LlmObservabilityService;
 use crate::sink::dispatcher::SinkPlan;
 use crate::sink::{Dispatcher, DispatcherConfig, Sink, SinkConfig};
@@ -26,6 +29,16 @@ pub enum BuildError {
     /// a valid header name.
     #[error("{0:?} is not a valid header name")]
     InvalidHeaderName(String),
+    /// A name given to [`capture_header`](LlmObservabilityLayerBuilder::capture_header) is that
+    /// of a credential (`Authorization`, `Proxy-Authorization`, `api-key`, `x-api-key`,
+    /// cookies, or a name containing auth, token, key, secret or password): such a header
+    /// is never recorded.
+    #[error(
+        "header {0:?} carries credentials and is never recorded (names containing auth, token, \
+         key, secret, password or cookie are refused); capture a header that identifies the \
+         caller without being a secret instead"
+    )]
+    SecretHeader(String),
 }
 
 /// Tower layer that records every OpenAI-shaped call passing through it.
@@ -91,6 +104,8 @@ pub struct LlmObservabilityLayerBuilder {
     request_limit: Option<usize>,
     response_limit: Option<usize>,
     captured_headers: Vec<(String, String)>,
+    redaction: Option<Redaction>,
+    pricing: Option<Pricing>,
     dispatcher: DispatcherConfig,
 }
 
@@ -140,6 +155,50 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
+    /// Redacts every call as it ends, before its span records it and before any processor or
+    /// sink sees it — on success, error, streamed and cancelled calls alike, the error message
+    /// included (see [`Redaction`]). Its cut of base64 data (images, audio) runs off the
+    /// request path, as the first processor. A sink that needs stricter redaction adds its own
+    /// with [`SinkConfig::processor`]. A redactor that fails or panics removes the call's
+    /// content and leaves a note in `processing_errors`.
+    ///
+    /// Without it, calls are recorded as they were sent and answered (credentials aside).
+    ///
+    /// ```
+    /// use llm_observability::{LlmObservabilityLayer, MemorySink, Redaction};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = LlmObservabilityLayer::builder()
+    ///     .redact(Redaction::content())
+    ///     .sink(MemorySink::new())
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn redact(mut self, redaction: Redaction) -> Self {
+        self.redaction = Some(redaction);
+        self
+    }
+
+    /// Prices every call as it ends ([`LlmCall::cost`](crate::LlmCall::cost)), from its usage
+    /// and `pricing`'s table (a few table lookups), so the call's span carries the cost as well
+    /// as every sink. To price off the request path instead, or for one sink only, add the
+    /// [`Pricing`] as a [`processor`](Self::processor).
+    ///
+    /// ```
+    /// use llm_observability::{LlmObservabilityLayer, MemorySink, Pricing};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = LlmObservabilityLayer::builder()
+    ///     .pricing(Pricing::built_in())
+    ///     .sink(MemorySink::new())
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn pricing(mut self, pricing: Pricing) -> Self {
+        self.pricing = Some(pricing);
+        self
+    }
+
     /// Client side: sets the `traceparent` header of each outgoing LLM request to the call's
     /// span, so the upstream (e.g. another service with this layer, or the proxy) continues
     /// the same trace. Off by default, as it adds a header to the request.
@@ -184,7 +243,9 @@ impl LlmObservabilityLayerBuilder {
 
     /// Copies request header `header` (when present and text) into the payload's metadata under
     /// `key`. Headers are otherwise never recorded. [`build`](Self::build) fails with
-    /// [`BuildError::InvalidHeaderName`] when `header` is not a header name.
+    /// [`BuildError::InvalidHeaderName`] when `header` is not a header name, and with
+    /// [`BuildError::SecretHeader`] when it names a credential (`Authorization`, `api-key`,
+    /// `Cookie`, or any name containing auth, token, key, secret, password or cookie).
     pub fn capture_header(mut self, header: &str, key: impl Into<String>) -> Self {
         self.captured_headers.push((header.to_owned(), key.into()));
         self
@@ -205,12 +266,29 @@ impl LlmObservabilityLayerBuilder {
             .into_iter()
             .map(
                 |(header, key)| match HeaderName::from_bytes(header.as_bytes()) {
+                    Ok(_) if scrub::is_secret_name(&header) => {
+                        Err(BuildError::SecretHeader(header))
+                    }
                     Ok(name) => Ok((name, key)),
                     Err(_) => Err(BuildError::InvalidHeaderName(header)),
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
-        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, self.processors);
+        // The redaction policy runs as each call ends (its span must not see what it removes);
+        // cutting base64 data, which may mean parsing megabytes, runs off the request path,
+        // before the other processors.
+        let (redaction, data_cut): (Vec<Arc<dyn Processor>>, _) = match self.redaction {
+            Some(redaction) => {
+                let (policy, cut) = redaction.split();
+                (vec![Arc::new(policy)], cut)
+            }
+            None => (Vec::new(), None),
+        };
+        let mut processors = self.processors;
+        if let Some(cut) = data_cut {
+            processors.insert(0, Arc::new(cut));
+        }
+        let dispatcher = Dispatcher::start(self.sinks, self.dispatcher, processors);
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
                 matcher: self.matcher.unwrap_or_default(),
@@ -222,6 +300,8 @@ impl LlmObservabilityLayerBuilder {
                 captured_headers,
                 propagate_trace_context: self.propagate_trace_context,
                 server_address: self.server_address,
+                redaction: Pipeline::new(redaction),
+                pricing: self.pricing,
                 dispatcher,
             }),
         })

@@ -100,11 +100,21 @@ pub use layer::{
 };
 pub use metadata::CallMetadata;
 pub use openai::endpoint::{Endpoint, EndpointMatcher};
-pub use payload::{CallError, CallStatus, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION};
+pub use payload::{
+    CallError, CallStatus, Cost, LlmCall, RequestRecord, Timing, Usage, SCHEMA_VERSION,
+};
+pub use process::pricing::{ModelPrice, Pricing, PricingError};
+pub use process::redact::{Redact, Redaction};
 pub use process::{ProcessError, Processor};
 #[cfg(feature = "reqwest")]
 pub use reqwest::LlmObservabilityMiddleware;
 pub use service::{LlmObservabilityService, ResponseFuture};
+#[cfg(feature = "mlflow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mlflow")))]
+pub use sink::otlp::mlflow::{MlflowError, MlflowSink, MlflowSinkBuilder};
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use sink::otlp::{OtlpError, OtlpSink, OtlpSinkBuilder};
 pub use sink::{
     CallFilter, DispatchError, Dispatcher, DispatcherConfig, DispatcherStats, JsonlSink, LogSink,
     MemorySink, Sink, SinkConfig, SinkError, SinkStats,

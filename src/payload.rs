@@ -76,6 +76,12 @@ pub struct LlmCall {
     pub response_id: Option<String>,
     /// Token usage, or `null` when the response did not report it.
     pub usage: Option<Usage>,
+    /// What the call cost in US dollars, set by a pricing
+    /// [processor](crate::process); `null` when no pricing processor ran,
+    /// or when the model's price or the usage was unknown (then a note in
+    /// [`processing_errors`](LlmCall::processing_errors) says which).
+    #[serde(default)]
+    pub cost: Option<Cost>,
     /// Finish reason per choice, in choice order (Responses API: the response status).
     pub finish_reasons: Vec<String>,
     /// How the call ended.
@@ -98,11 +104,16 @@ pub struct LlmCall {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decode_errors: Vec<String>,
     /// Problems met by [processors](crate::process): a processor that failed or panicked, and
-    /// that the call's content was removed because of it.
+    /// that the call's content was removed because of it; or a note a processor left (e.g. why
+    /// [`cost`](LlmCall::cost) is null).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processing_errors: Vec<String>,
     /// User-supplied metadata (request extensions, captured headers).
     pub metadata: Map<String, Value>,
+    /// Sinks this call must not reach (names), from the request's
+    /// [`Redact`](crate::process::redact::Redact) extension. Not part of the JSON.
+    #[serde(skip)]
+    pub(crate) skip_sinks: Vec<String>,
 }
 
 impl LlmCall {
@@ -124,6 +135,7 @@ impl LlmCall {
             response_model: None,
             response_id: None,
             usage: None,
+            cost: None,
             finish_reasons: Vec::new(),
             status: CallStatus::Success,
             http_status: Some(200),
@@ -134,6 +146,7 @@ impl LlmCall {
             decode_errors: Vec::new(),
             processing_errors: Vec::new(),
             metadata: Map::new(),
+            skip_sinks: Vec::new(),
         }
     }
 
@@ -286,6 +299,56 @@ impl Usage {
             output_tokens: Some(output_tokens),
             total_tokens: Some(input_tokens.saturating_add(output_tokens)),
             ..Usage::default()
+        }
+    }
+}
+
+/// What a call cost, in US dollars, from its [`Usage`] and a model's prices.
+///
+/// `input_usd` prices the input tokens that were *not* read from the prompt cache, at the
+/// model's input rate; `cache_read_usd` the cached input tokens, at its cached-input rate;
+/// `output_usd` the output tokens (reasoning tokens included: OpenAI counts them in the output
+/// already); `total_usd` is their sum.
+///
+/// ```
+/// use llm_observability::Cost;
+/// let cost: Cost = serde_json::from_str(
+///     r#"{"input_usd":0.0003,"output_usd":0.0006,"cache_read_usd":0.0,"total_usd":0.0009,
+///         "pricing_source":"built-in"}"#,
+/// ).unwrap();
+/// assert_eq!(cost.total_usd, 0.0009);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Cost {
+    /// Input tokens not read from the cache, at the input rate.
+    pub input_usd: f64,
+    /// Output tokens (reasoning tokens included), at the output rate.
+    pub output_usd: f64,
+    /// Input tokens read from the prompt cache, at the cached-input rate.
+    pub cache_read_usd: f64,
+    /// `input_usd + cache_read_usd + output_usd`.
+    pub total_usd: f64,
+    /// Where the prices came from: `built-in` (the crate's table), `file:<path>` (a LiteLLM
+    /// `model_prices_and_context_window.json`), `override` (a price set in code), or what a
+    /// custom price source says.
+    pub pricing_source: String,
+}
+
+impl Cost {
+    /// A cost from its three parts (the total is their sum).
+    pub fn new(
+        input_usd: f64,
+        cache_read_usd: f64,
+        output_usd: f64,
+        pricing_source: impl Into<String>,
+    ) -> Self {
+        Cost {
+            input_usd,
+            output_usd,
+            cache_read_usd,
+            total_usd: input_usd + cache_read_usd + output_usd,
+            pricing_source: pricing_source.into(),
         }
     }
 }

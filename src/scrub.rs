@@ -29,16 +29,33 @@ const NOT_SECRET: [http::HeaderName; 10] = [
     http::header::TE,
 ];
 
+/// Parts of header or query parameter names that say the value is a credential.
+const SECRET_NAME_PARTS: [&str; 6] = ["auth", "token", "key", "secret", "password", "cookie"];
+
+/// Whether a header or query parameter named `name` carries a credential (`Authorization`,
+/// `Proxy-Authorization`, `api-key`, `x-api-key`, `Cookie`, anything with auth, token, key,
+/// secret or password in its name): such a value is never recorded.
+pub(crate) fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
+/// Query parameter values shorter than this are not looked for.
+const MIN_QUERY_SECRET: usize = 6;
+
 /// The values of the request's headers that the record must never repeat: every header value
-/// the layer does not record (and, of an `Authorization`-style value, its token alone).
+/// the layer does not record (and, of an `Authorization`-style value, its token alone), and
+/// the values of query parameters named like credentials (`?api_key=...`, `?token=...`).
 #[derive(Debug, Default)]
 pub(crate) struct Secrets(SmallVec<[HeaderValue; 4]>);
 
 impl Secrets {
     /// The values of `headers` long enough to be credentials, except those of `recorded`
-    /// headers (the application chose to record them).
+    /// headers (the application chose to record them), and those of `uri`'s query parameters
+    /// whose names say they are credentials.
     pub(crate) fn from_headers<'a>(
         headers: &HeaderMap,
+        uri: &http::Uri,
         recorded: impl Iterator<Item = &'a http::HeaderName> + Clone,
     ) -> Self {
         let mut secrets = SmallVec::new();
@@ -48,6 +65,27 @@ impl Secrets {
                 && !recorded.clone().any(|r| r == name)
             {
                 secrets.push(value.clone());
+            }
+            // A cookie's value is echoed without its name: each one is a secret of its own.
+            if name == http::header::COOKIE {
+                let cookies = value.to_str().unwrap_or_default().split(';');
+                for (_, cookie) in cookies.filter_map(|c| c.split_once('=')) {
+                    if cookie.trim().len() >= MIN_QUERY_SECRET {
+                        if let Ok(cookie) = HeaderValue::from_str(cookie.trim()) {
+                            secrets.push(cookie);
+                        }
+                    }
+                }
+            }
+        }
+        for pair in uri.query().into_iter().flat_map(|q| q.split('&')) {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if value.len() >= MIN_QUERY_SECRET && is_secret_name(name) {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    secrets.push(value);
+                }
             }
         }
         Secrets(secrets)
@@ -78,8 +116,11 @@ impl Secrets {
         let mut text = Cow::Borrowed(text);
         for value in &self.0 {
             let Ok(value) = value.to_str() else { continue };
+            // A whole value was long enough when it was taken; its token part must be too.
             for secret in [value, token_of(value)] {
-                if secret.len() >= MIN_SECRET && text.contains(secret) {
+                if (secret.len() == value.len() || secret.len() >= MIN_SECRET)
+                    && text.contains(secret)
+                {
                     text = Cow::Owned(text.replace(secret, REDACTED));
                 }
             }
@@ -189,16 +230,24 @@ mod tests {
             ("accept", "*/*"),
         ]);
         let recorded = [http::HeaderName::from_static("x-user-id")];
-        let secrets = Secrets::from_headers(&sent, recorded.iter());
+        let uri: http::Uri = "/v1/chat/completions?api-version=2024-06-01&api_key=qk-98765"
+            .parse()
+            .unwrap();
+        let secrets = Secrets::from_headers(&sent, &uri, recorded.iter());
         let message = "Incorrect API key provided: gw-0123456789abcdef (also custom-secret-value-42, \
                        sk-proj-AbCdEf0123456789 and BEARER eyJhbGc.eyJzdWIi.SflKxw); user user-recorded-on-purpose; */*. \
-                       Key: sk-fake-key.";
+                       Key: sk-fake-key. URL ?api-version=2024-06-01&api_key=qk-98765";
         assert_eq!(
             secrets.scrub(message),
             "Incorrect API key provided: [redacted] (also [redacted], \
              sk-[redacted] and BEARER [redacted]); user user-recorded-on-purpose; */*. \
-             Key: sk-[redacted]."
+             Key: sk-[redacted]. URL ?api-version=2024-06-01&api_key=[redacted]"
         );
+        assert!(is_secret_name("Proxy-Authorization"));
+        assert!(is_secret_name("x-api-key"));
+        assert!(is_secret_name("Cookie"));
+        assert!(is_secret_name("X-Refresh-Token"));
+        assert!(!is_secret_name("x-user-id"));
     }
 
     #[test]

@@ -49,6 +49,24 @@ pub const GEN_AI_USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
 pub const GEN_AI_USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
 /// `gen_ai.usage.cache_read.input_tokens`
 pub const GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
+/// `llm_observability.cost.total_usd`: what the call cost in US dollars ([`Cost::total_usd`]).
+///
+/// Not an OpenTelemetry convention (semantic conventions v1.41 have no cost attribute), so the
+/// name is this crate's. For comparison: OpenInference says `llm.cost.total` (and
+/// `llm.cost.prompt`, `llm.cost.completion`), Langfuse reads `gen_ai.usage.cost`, MLflow
+/// `mlflow.llm.cost` (a JSON object); exporter presets map to those from here.
+///
+/// [`Cost::total_usd`]: crate::Cost::total_usd
+pub const LLM_OBSERVABILITY_COST_TOTAL_USD: &str = "llm_observability.cost.total_usd";
+/// `llm_observability.cost.input_usd`: the input tokens not read from the cache
+/// ([`Cost::input_usd`](crate::Cost::input_usd)).
+pub const LLM_OBSERVABILITY_COST_INPUT_USD: &str = "llm_observability.cost.input_usd";
+/// `llm_observability.cost.output_usd`: the output tokens, reasoning included
+/// ([`Cost::output_usd`](crate::Cost::output_usd)).
+pub const LLM_OBSERVABILITY_COST_OUTPUT_USD: &str = "llm_observability.cost.output_usd";
+/// `llm_observability.cost.cache_read_usd`: the input tokens read from the prompt cache
+/// ([`Cost::cache_read_usd`](crate::Cost::cache_read_usd)).
+pub const LLM_OBSERVABILITY_COST_CACHE_READ_USD: &str = "llm_observability.cost.cache_read_usd";
 /// `server.address`
 pub const SERVER_ADDRESS: &str = "server.address";
 /// `error.type`
@@ -90,6 +108,10 @@ pub(crate) fn open(endpoint: Endpoint, provider: &str, server_address: Option<&s
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
         gen_ai.usage.cache_read.input_tokens = Empty,
+        llm_observability.cost.total_usd = Empty,
+        llm_observability.cost.input_usd = Empty,
+        llm_observability.cost.output_usd = Empty,
+        llm_observability.cost.cache_read_usd = Empty,
         server.address = Empty,
         error.type = Empty,
         otel.name = endpoint.operation(),
@@ -240,6 +262,10 @@ mod tests {
                 GEN_AI_USAGE_INPUT_TOKENS,
                 GEN_AI_USAGE_OUTPUT_TOKENS,
                 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+                LLM_OBSERVABILITY_COST_TOTAL_USD,
+                LLM_OBSERVABILITY_COST_INPUT_USD,
+                LLM_OBSERVABILITY_COST_OUTPUT_USD,
+                LLM_OBSERVABILITY_COST_CACHE_READ_USD,
                 SERVER_ADDRESS,
                 ERROR_TYPE,
                 OTEL_NAME,
@@ -249,7 +275,7 @@ mod tests {
             ] {
                 assert!(fields.field(name).is_some(), "{name} is not declared");
             }
-            assert_eq!(fields.len(), 25, "a declared field has no constant");
+            assert_eq!(fields.len(), 29, "a declared field has no constant");
             assert_eq!(metadata.name(), SPAN_NAME);
         });
     }

@@ -99,7 +99,7 @@ fn layer(project: &str) -> (LlmObservabilityLayer, MemorySink) {
 /// Every span of `project`, waiting (up to 60 s) until the span `span_id` is among them.
 async fn spans_until(project: &str, span_id: &str) -> Vec<Value> {
     let url = format!("{}/v1/projects/{project}/spans", phoenix().base_url());
-    let client = http_client();
+    let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
     loop {
@@ -123,13 +123,6 @@ async fn spans_until(project: &str, span_id: &str) -> Vec<Value> {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// A plain HTTP client for the REST API. With the `otlp` feature reqwest is built with rustls
-/// and no crypto provider of its own: install ring's, as the sink does for its client.
-fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
 }
 
 fn span_with<'a>(spans: &'a [Value], span_id: &str) -> &'a Value {
@@ -441,7 +434,7 @@ async fn send_app_span(project: &str, trace_id: &str, span_id: &str) {
             ..Default::default()
         }],
     };
-    let response = http_client()
+    let response = reqwest::Client::new()
         .post(format!("{}/v1/traces", phoenix().base_url()))
         .header("content-type", "application/x-protobuf")
         .body(request.encode_to_vec())
@@ -510,7 +503,7 @@ async fn inside_proxy_with_phoenix_flag_sends_each_call() {
         &["--phoenix", &base, "--phoenix-project", &project],
     )
     .await;
-    let client = http_client();
+    let client = reqwest::Client::new();
     for _ in 0..2 {
         let answer = client
             .post(proxy.url("/v1/chat/completions"))

@@ -48,15 +48,9 @@ mod jsonl;
 mod log;
 mod memory;
 pub mod ndjson;
-// TEMPORARY until the `otlp` branch is merged: the preset mappings alone.
-#[cfg(any(feature = "langfuse", feature = "phoenix"))]
-pub mod otlp {
-    //! temporary
-    #[cfg(feature = "langfuse")]
-    pub mod langfuse;
-    mod presets;
-    pub use presets::{find_attribute, metadata_keys, PresetAttribute};
-}
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 
 pub use config::{CallFilter, DispatcherConfig, DispatcherConfigBuilder, SinkConfig};
 pub use dispatcher::{DispatchError, Dispatcher, DispatcherStats, SinkStats};

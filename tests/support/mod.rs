@@ -4,6 +4,8 @@
 
 pub mod backend;
 pub mod calls;
+#[cfg(feature = "otlp")]
+pub mod otlp_receiver;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod reqwest_fixture;

@@ -35,6 +35,7 @@ mod accept;
 mod answer;
 mod body_timeout;
 mod connection;
+mod cost_flags;
 mod forward;
 mod guard;
 mod path;
@@ -201,6 +202,8 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
     #[command(flatten)]
+    cost: cost_flags::CostFlags,
+    #[command(flatten)]
     presets: presets_flags::PresetFlags,
 }
 
@@ -262,12 +265,15 @@ fn init_logging() {
 async fn run(args: Args) -> Result<(), BoxError> {
     let upstream = Upstream::parse(&args.upstream)?;
     let forward = Forward::new(upstream)?;
+    let mut totals = None;
     let layer = if args.no_observe {
         None
     } else {
+        let (builder, cost) = args.cost.apply(LlmObservabilityLayer::builder())?;
+        totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = args.presets.add_sinks(LlmObservabilityLayer::builder().sink(sink))?;
+        let mut builder = args.presets.add_sinks(builder.sink(sink))?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
@@ -293,6 +299,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     };
     let drained = layer.dispatcher().shutdown(deadline).await;
     report(&layer.dispatcher().stats());
+    totals.iter().for_each(cost_flags::CostTotals::report);
     Ok(drained?)
 }
 

@@ -393,6 +393,19 @@ pub fn usage_details(call: &LlmCall) -> Option<Value> {
     (!details.is_empty()).then_some(Value::Object(details))
 }
 
+/// The call's [cost](crate::Cost) in USD under the names of the usage buckets it prices
+/// (`input`, `input_cached_tokens`, `output`, `total`); `None` unless a pricing processor set
+/// it.
+pub fn cost_details(call: &LlmCall) -> Option<Value> {
+    let cost = call.cost.as_ref()?;
+    Some(json!({
+        "input": cost.input_usd,
+        "input_cached_tokens": cost.cache_read_usd,
+        "output": cost.output_usd,
+        "total": cost.total_usd,
+    }))
+}
+
 /// When the first token arrived: the start plus the time to first token, in RFC 3339.
 pub fn completion_start_time(call: &LlmCall) -> Option<String> {
     let ttft = call.timing.time_to_first_token_ms?;
@@ -551,6 +564,22 @@ mod tests {
         assert_eq!(usage_details(&call), Some(json!({"input": 5})));
         call.usage = None;
         assert_eq!(usage_details(&call), None);
+    }
+
+    #[test]
+    fn cost_details_when_the_cost_is_known() {
+        let mut call = LlmCall::new(Endpoint::ChatCompletions);
+        assert_eq!(cost_details(&call), None);
+        assert_eq!(
+            find_attribute(&attributes(&call, true), OBSERVATION_COST_DETAILS),
+            None
+        );
+        call.cost = Some(crate::Cost::new(0.25, 0.125, 0.5, "built-in"));
+        assert_eq!(
+            parsed(&attributes(&call, true), OBSERVATION_COST_DETAILS),
+            Some(json!({"input": 0.25, "input_cached_tokens": 0.125, "output": 0.5,
+                        "total": 0.875}))
+        );
     }
 
     #[test]

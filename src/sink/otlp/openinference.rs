@@ -65,6 +65,8 @@ pub const LLM_COST_TOTAL: &str = "llm.cost.total";
 pub const LLM_COST_PROMPT: &str = "llm.cost.prompt";
 /// `llm.cost.completion`, in USD.
 pub const LLM_COST_COMPLETION: &str = "llm.cost.completion";
+/// `llm.cost.prompt_details.cache_read`, in USD.
+pub const LLM_COST_CACHE_READ: &str = "llm.cost.prompt_details.cache_read";
 /// `embedding.model_name`.
 pub const EMBEDDING_MODEL_NAME: &str = "embedding.model_name";
 /// `embedding.invocation_parameters`.
@@ -137,6 +139,15 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
         ));
     }
     token_counts(call, &mut out);
+    if let Some(cost) = &call.cost {
+        out.push(PresetAttribute::float(LLM_COST_TOTAL, cost.total_usd));
+        out.push(PresetAttribute::float(
+            LLM_COST_PROMPT,
+            cost.input_usd + cost.cache_read_usd,
+        ));
+        out.push(PresetAttribute::float(LLM_COST_COMPLETION, cost.output_usd));
+        out.push(PresetAttribute::float(LLM_COST_CACHE_READ, cost.cache_read_usd));
+    }
     if let Some(reason) = call.finish_reasons.first() {
         out.push(PresetAttribute::str(LLM_FINISH_REASON, reason.as_str()));
     }

@@ -27,6 +27,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod pricing;
+pub mod redact;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

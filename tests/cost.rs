@@ -1,0 +1,434 @@
+//! The pricing processor on recorded OpenAI traffic (../shared/fixtures/openai-recorded),
+//! against costs computed by hand; LiteLLM's price-file format; model-name resolution.
+//!
+//! Prices used (USD per 1M tokens, the built-in table, OpenAI's pricing page as of 2025-08-07):
+//! gpt-4o-mini 0.15 input / 0.075 cached input / 0.60 output; o4-mini 1.10 / 0.275 / 4.40;
+//! gpt-4.1-mini 0.40 / 0.10 / 1.60; text-embedding-ada-002 0.10 input.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use llm_observability::genai::{self, AttributeValue};
+use llm_observability::{
+    Endpoint, LlmCall, LlmObservabilityLayer, MemorySink, ModelPrice, Pricing, PricingError,
+    Processor, Usage,
+};
+use support::Interaction;
+
+/// Asserts `got` is `want` to within float rounding.
+fn close(got: f64, want: f64, what: &str) {
+    assert!(
+        (got - want).abs() <= 1e-12 + want.abs() * 1e-9,
+        "{what}: got {got}, want {want}"
+    );
+}
+
+fn interaction(file_suffix: &str, index: usize) -> Interaction {
+    let all = support::load_interactions().expect("recorded fixtures at ../shared");
+    all.into_iter()
+        .find(|i| i.file.ends_with(file_suffix) && i.index == index)
+        .unwrap_or_else(|| panic!("no recorded interaction {file_suffix}#{index}"))
+}
+
+/// Replays a recorded interaction through a layer with the built-in pricing; its payload.
+async fn priced(file_suffix: &str, index: usize) -> Arc<LlmCall> {
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .processor(Pricing::built_in())
+        .sink(memory.clone())
+        .build()
+        .expect("inside a runtime");
+    let recorded = interaction(file_suffix, index);
+    let frames = vec![Bytes::from(recorded.response_body.clone())];
+    support::replay_tower(&layer, &recorded, frames).await;
+    let mut calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    calls.remove(0)
+}
+
+#[tokio::test]
+async fn cached_input_tokens_are_priced_at_the_cached_rate() {
+    // gpt-4o-mini-2024-07-18: 1370 input tokens of which 1280 cached, 155 output.
+    let call = priced("test_tool_calls/test_cached_tokens.yaml.json", 1).await;
+    let usage = call.usage.expect("usage");
+    assert_eq!(
+        (
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.output_tokens
+        ),
+        (Some(1370), Some(1280), Some(155))
+    );
+    assert_eq!(
+        call.response_model.as_deref(),
+        Some("gpt-4o-mini-2024-07-18")
+    );
+    let cost = call.cost.as_ref().expect("priced");
+    close(cost.input_usd, 90.0 * 0.15e-6, "input"); // 0.0000135
+    close(cost.cache_read_usd, 1280.0 * 0.075e-6, "cache read"); // 0.000096
+    close(cost.output_usd, 155.0 * 0.60e-6, "output"); // 0.000093
+    close(cost.total_usd, 0.0002025, "total");
+    assert_eq!(cost.pricing_source, "built-in");
+    assert!(
+        call.processing_errors.is_empty(),
+        "{:?}",
+        call.processing_errors
+    );
+
+    // The same prompt before the cache held it: 1370 input at the full rate, 22 output.
+    let first = priced("test_tool_calls/test_cached_tokens.yaml.json", 0).await;
+    close(
+        first.cost.as_ref().expect("priced").total_usd,
+        1370.0 * 0.15e-6 + 22.0 * 0.60e-6, // 0.0002187
+        "uncached total",
+    );
+}
+
+#[tokio::test]
+async fn reasoning_tokens_are_output_tokens_and_are_not_added_twice() {
+    // A Responses API stream of o4-mini-2025-04-16: 36 input, 518 output of which 448 reasoning.
+    let call = priced("agno/fixtures/agent_run_reasoning_stream.yaml.json", 0).await;
+    let usage = call.usage.expect("usage");
+    assert_eq!(usage.reasoning_tokens, Some(448));
+    assert_eq!(usage.output_tokens, Some(518));
+    let cost = call.cost.as_ref().expect("priced");
+    close(cost.input_usd, 36.0 * 1.10e-6, "input"); // 0.0000396
+    close(cost.cache_read_usd, 0.0, "cache read");
+    close(cost.output_usd, 518.0 * 4.40e-6, "output"); // 0.0022792, not (518 + 448) * 4.40e-6
+    close(cost.total_usd, 0.0023188, "total");
+}
+
+#[tokio::test]
+async fn embeddings_are_priced_by_input_tokens_with_the_request_model_as_fallback() {
+    // The response says `text-embedding-ada-002-v2` (no price); the request said
+    // `text-embedding-ada-002`: 8 tokens at 0.10 per 1M.
+    let call = priced("test_embeddings/test_embeddings.yaml.json", 2).await;
+    assert_eq!(
+        call.response_model.as_deref(),
+        Some("text-embedding-ada-002-v2")
+    );
+    let cost = call.cost.as_ref().expect("priced");
+    close(cost.total_usd, 8.0 * 0.10e-6, "total");
+    close(cost.output_usd, 0.0, "output");
+}
+
+#[tokio::test]
+async fn azure_deployments_are_priced_by_the_response_model() {
+    // Request model `openllmetry-testing` (a deployment name); response gpt-4.1-mini-2025-04-14,
+    // 16 input and 24 output tokens.
+    let call = priced("test_azure/test_chat_content_filtering.yaml.json", 1).await;
+    assert_eq!(call.request.model.as_deref(), Some("openllmetry-testing"));
+    close(
+        call.cost.as_ref().expect("priced").total_usd,
+        16.0 * 0.40e-6 + 24.0 * 1.60e-6, // 0.0000448
+        "total",
+    );
+}
+
+#[tokio::test]
+async fn unknown_models_and_missing_usage_give_no_cost_and_say_why() {
+    // davinci-002 is not in the built-in table.
+    let call = priced("test_completions/test_completion.yaml.json", 0).await;
+    assert!(call.usage.is_some());
+    assert_eq!(call.cost, None);
+    assert_eq!(
+        call.processing_errors.len(),
+        1,
+        "{:?}",
+        call.processing_errors
+    );
+    assert!(
+        call.processing_errors[0].contains("no price for model \"davinci-002\""),
+        "{:?}",
+        call.processing_errors
+    );
+    // A stream without include_usage: a known model, no usage.
+    let call = priced("test_chat/test_chat_tools_streaming.yaml.json", 0).await;
+    assert!(call.usage.is_none());
+    assert_eq!(call.cost, None);
+    assert_eq!(
+        call.processing_errors,
+        vec!["no cost: the call reported no token usage".to_owned()]
+    );
+    // The content stays: a missing price is a note, not a processor failure.
+    assert!(call.response.is_some());
+    assert!(call.request.messages.is_some());
+}
+
+#[test]
+fn the_layer_prices_calls_before_their_span_closes() {
+    let memory = MemorySink::new();
+    let spans = support::spans::with_spans(|| async {
+        let layer = LlmObservabilityLayer::builder()
+            .pricing(Pricing::built_in())
+            .sink(memory.clone())
+            .build()?;
+        let recorded = interaction("test_tool_calls/test_cached_tokens.yaml.json", 1);
+        let frames = vec![Bytes::from(recorded.response_body.clone())];
+        support::replay_tower(&layer, &recorded, frames).await;
+        support::flushed(&layer, &memory).await;
+        Ok(())
+    });
+    let span = spans.one("gen_ai");
+    let field = |name: &str| -> f64 {
+        span.fields
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not recorded: {:?}", span.fields))
+            .parse()
+            .expect("a number")
+    };
+    close(
+        field("llm_observability.cost.total_usd"),
+        0.0002025,
+        "span total",
+    );
+    close(
+        field("llm_observability.cost.cache_read_usd"),
+        0.000096,
+        "span cache read",
+    );
+    close(
+        field("llm_observability.cost.input_usd"),
+        0.0000135,
+        "span input",
+    );
+    close(
+        field("llm_observability.cost.output_usd"),
+        0.000093,
+        "span output",
+    );
+    let calls = memory.calls();
+    close(
+        calls[0].cost.as_ref().expect("priced").total_usd,
+        0.0002025,
+        "payload",
+    );
+}
+
+#[test]
+fn the_cost_is_in_the_genai_mapping_and_the_json() {
+    let mut call = LlmCall::new(Endpoint::ChatCompletions);
+    call.request.model = Some("gpt-4o".into());
+    call.usage = Some(Usage::new(1000, 100));
+    let null = serde_json::to_value(&call).expect("serialisable");
+    assert_eq!(
+        null["cost"],
+        serde_json::Value::Null,
+        "null when not priced"
+    );
+    Pricing::built_in().process(&mut call).expect("never fails");
+    let attributes = genai::attributes(&call);
+    let total = attributes
+        .iter()
+        .find(|a| a.key == llm_observability::span::LLM_OBSERVABILITY_COST_TOTAL_USD)
+        .expect("cost attribute");
+    // 1000 * 2.50e-6 + 100 * 10.00e-6
+    match total.value {
+        AttributeValue::Float(usd) => close(usd, 0.0035, "attribute"),
+        ref other => panic!("{other:?}"),
+    }
+    let json = serde_json::to_value(&call).expect("serialisable");
+    close(
+        json["cost"]["total_usd"].as_f64().expect("number"),
+        0.0035,
+        "json",
+    );
+    assert_eq!(json["cost"]["pricing_source"], "built-in");
+    let back: LlmCall = serde_json::from_value(json).expect("reads back");
+    assert_eq!(back.cost, call.cost);
+}
+
+/// A price file in LiteLLM's `model_prices_and_context_window.json` format, as LiteLLM ships it
+/// (`sample_spec` first; models of other providers; embeddings with `mode`).
+const LITELLM_SAMPLE: &str = r#"{
+  "sample_spec": {
+    "max_tokens": "LEGACY parameter. set to max_output_tokens if provider specifies it.",
+    "input_cost_per_token": 0.0000,
+    "output_cost_per_token": 0.000,
+    "litellm_provider": "one of https://docs.litellm.ai/docs/providers",
+    "mode": "one of: chat, embedding, completion, image_generation, audio_transcription, audio_speech"
+  },
+  "gpt-4o-mini": {
+    "max_tokens": 16384, "max_input_tokens": 128000, "max_output_tokens": 16384,
+    "input_cost_per_token": 2e-07, "output_cost_per_token": 8e-07,
+    "cache_read_input_token_cost": 1e-07,
+    "litellm_provider": "openai", "mode": "chat", "supports_function_calling": true
+  },
+  "davinci-002": {
+    "max_tokens": 16384, "input_cost_per_token": 2e-06, "output_cost_per_token": 2e-06,
+    "litellm_provider": "text-completion-openai", "mode": "completion"
+  },
+  "azure/gpt-4.1-mini": {
+    "input_cost_per_token": 4.4e-07, "output_cost_per_token": 1.76e-06,
+    "cache_read_input_token_cost": 1.1e-07, "litellm_provider": "azure", "mode": "chat"
+  },
+  "text-embedding-3-small": {
+    "max_tokens": 8191, "input_cost_per_token": 2e-08, "output_cost_per_token": 0.0,
+    "litellm_provider": "openai", "mode": "embedding"
+  },
+  "dall-e-3": {"input_cost_per_pixel": 1e-07, "litellm_provider": "openai", "mode": "image_generation"},
+  "claude-3-5-haiku-20241022": {
+    "input_cost_per_token": 8e-07, "output_cost_per_token": 4e-06,
+    "cache_read_input_token_cost": 8e-08, "litellm_provider": "anthropic", "mode": "chat"
+  }
+}"#;
+
+fn sample_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "llm-obs-prices-{}-{}.json",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::write(&path, LITELLM_SAMPLE).expect("temp file");
+    path
+}
+
+fn cached(mut usage: Usage, tokens: u64) -> Usage {
+    usage.cached_input_tokens = Some(tokens);
+    usage
+}
+
+fn chat(model: &str, usage: Usage) -> LlmCall {
+    let mut call = LlmCall::new(Endpoint::ChatCompletions);
+    call.request.model = Some(model.into());
+    call.usage = Some(usage);
+    call
+}
+
+#[test]
+fn a_litellm_price_file_takes_precedence_over_the_built_in_table() {
+    let path = sample_file();
+    let pricing = Pricing::built_in()
+        .load_litellm(&path)
+        .expect("the sample loads");
+    let source = format!("file:{}", path.display());
+    std::fs::remove_file(&path).ok();
+
+    // gpt-4o-mini: the file's 0.20 / 0.10 / 0.80 per 1M, not the built-in 0.15 / 0.075 / 0.60.
+    let mut call = chat("gpt-4o-mini", cached(Usage::new(1000, 100), 400));
+    call.response_model = Some("gpt-4o-mini-2024-07-18".into());
+    pricing.process(&mut call).expect("never fails");
+    let cost = call.cost.expect("priced");
+    close(cost.input_usd, 600.0 * 2e-7, "input");
+    close(cost.cache_read_usd, 400.0 * 1e-7, "cache read");
+    close(cost.output_usd, 100.0 * 8e-7, "output");
+    close(cost.total_usd, 0.00024, "total");
+    assert_eq!(cost.pricing_source, source);
+
+    // A model only the file knows, and a provider-prefixed entry.
+    let mut davinci = chat("davinci-002", Usage::new(8, 16));
+    davinci.endpoint = Endpoint::Completions;
+    pricing.process(&mut davinci).expect("never fails");
+    close(
+        davinci.cost.expect("priced").total_usd,
+        24.0 * 2e-6,
+        "davinci",
+    );
+    let mut azure = chat("azure/gpt-4.1-mini-2025-04-14", Usage::new(16, 24));
+    pricing.process(&mut azure).expect("never fails");
+    close(
+        azure.cost.expect("priced").total_usd,
+        16.0 * 4.4e-7 + 24.0 * 1.76e-6,
+        "azure",
+    );
+    // `openai/...` finds the plain entry; `anthropic/...` the one registered under its provider.
+    assert!(pricing.resolve("openai/text-embedding-3-small").is_some());
+    assert_eq!(
+        pricing
+            .resolve("anthropic/claude-3-5-haiku-20241022")
+            .map(|r| r.0)
+            .as_deref(),
+        Some("anthropic/claude-3-5-haiku-20241022")
+    );
+    // Embeddings by input tokens only.
+    let mut embedding = chat("text-embedding-3-small", Usage::new(1000, 0));
+    embedding.endpoint = Endpoint::Embeddings;
+    let mut input_only = Usage::new(1000, 0);
+    input_only.output_tokens = None;
+    embedding.usage = Some(input_only);
+    pricing.process(&mut embedding).expect("never fails");
+    close(
+        embedding.cost.expect("priced").total_usd,
+        1000.0 * 2e-8,
+        "embedding",
+    );
+    // Entries without token prices are not prices.
+    assert!(pricing.resolve("dall-e-3").is_none());
+    // The built-in table still answers for what the file does not hold.
+    assert_eq!(
+        pricing.resolve("o4-mini").map(|r| r.1),
+        Some(ModelPrice::per_million(1.10, Some(0.275), 4.40))
+    );
+}
+
+#[test]
+fn a_price_set_in_code_wins_over_the_file() {
+    let pricing = Pricing::built_in()
+        .litellm_json(LITELLM_SAMPLE, "file:sample")
+        .expect("loads")
+        .with_price("gpt-4o-mini", ModelPrice::per_million(1.0, None, 2.0));
+    let mut call = chat("gpt-4o-mini", cached(Usage::new(1_000_000, 1_000_000), 500));
+    pricing.process(&mut call).expect("never fails");
+    let cost = call.cost.expect("priced");
+    // No cached price: the cached tokens at the input rate.
+    close(cost.input_usd, 0.9995, "input");
+    close(cost.cache_read_usd, 0.0005, "cache read");
+    close(cost.total_usd, 3.0, "total");
+    assert_eq!(cost.pricing_source, "override");
+}
+
+#[test]
+fn bad_price_files_are_refused_clearly() {
+    let missing = Pricing::built_in().load_litellm("/nonexistent/prices.json");
+    assert!(
+        matches!(missing, Err(PricingError::Read { ref path, .. }) if path == "/nonexistent/prices.json"),
+        "{missing:?}"
+    );
+    let not_json = Pricing::built_in().litellm_json("[1, 2]", "file:x.json");
+    assert!(
+        matches!(not_json, Err(PricingError::Format { .. })),
+        "{not_json:?}"
+    );
+    let negative = Pricing::built_in().litellm_json(
+        r#"{"m": {"input_cost_per_token": -1e-6, "output_cost_per_token": 1e-6}}"#,
+        "file:x.json",
+    );
+    let error = negative.expect_err("a negative price");
+    assert_eq!(
+        error.to_string(),
+        "price file file:x.json: model \"m\" has an invalid price"
+    );
+    let empty = Pricing::built_in().litellm_json(r#"{"sample_spec": {}}"#, "file:x.json");
+    assert!(matches!(empty, Err(PricingError::Empty(_))), "{empty:?}");
+}
+
+#[test]
+fn snapshot_names_and_provider_prefixes_resolve() {
+    let pricing = Pricing::built_in();
+    for (name, entry) in [
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("openai/gpt-4o", "gpt-4o"),
+        ("azure/gpt-4.1-nano-2025-04-14", "gpt-4.1-nano"),
+        ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+        ("o3-mini-2025-01-31", "o3-mini"),
+        ("gpt-5-mini-2025-08-07", "gpt-5-mini"),
+        // A snapshot with its own price is its own entry.
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+    ] {
+        assert_eq!(
+            pricing.resolve(name).map(|r| r.0).as_deref(),
+            Some(entry),
+            "{name}"
+        );
+    }
+    // A fine-tune costs more than its base model: no guess.
+    assert!(pricing
+        .resolve("ft:gpt-4o-mini-2024-07-18:acme::abc123")
+        .is_none());
+    assert_eq!(
+        llm_observability::process::pricing::BUILT_IN_AS_OF,
+        "2025-08-07"
+    );
+}
