@@ -25,7 +25,9 @@ use serde_json::json;
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing_subscriber::fmt().init();
     let mut args = std::env::args().skip(1);
-    let phoenix_url = args.next().unwrap_or_else(|| "http://localhost:6006".to_owned());
+    let phoenix_url = args
+        .next()
+        .unwrap_or_else(|| "http://localhost:6006".to_owned());
     let project = args
         .next()
         .unwrap_or_else(|| "llm-observability-example".to_owned());

@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use llm_observability::genai::AttributeValue;
 use llm_observability::sink::otlp::{find_attribute, langfuse, PresetAttribute};
-use llm_observability::{CallMetadata, LlmCall, LlmObservabilityLayer, MemorySink, OtlpSink};
+use llm_observability::{
+    CallMetadata, LlmCall, LlmObservabilityLayer, MemorySink, ModelPrice, OtlpSink, Pricing,
+};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use serde_json::{json, Value};
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
@@ -40,11 +42,20 @@ fn layer(receiver: &OtlpReceiver) -> (LlmObservabilityLayer, MemorySink) {
         .expect("the Langfuse preset builds");
     let memory = MemorySink::new();
     let layer = LlmObservabilityLayer::builder()
+        .pricing(deepseek_pricing())
         .sink(sink)
         .sink(memory.clone())
         .build()
         .expect("inside a runtime");
     (layer, memory)
+}
+
+/// Prices for `deepseek-chat` only (USD per million tokens): calls of other models have no cost.
+fn deepseek_pricing() -> Pricing {
+    Pricing::empty().with_price(
+        "deepseek-chat",
+        ModelPrice::per_million(0.27, Some(0.07), 1.10),
+    )
 }
 
 /// Replays `interaction` (with `metadata`) through `layer`, flushes, and returns the call and
@@ -119,7 +130,10 @@ async fn a_streamed_generation_with_every_langfuse_attribute_and_both_headers() 
     assert_eq!(span.trace_id_hex(), call.trace.trace_id.to_string());
     assert_eq!(span.span_id_hex(), call.trace.span_id.to_string());
     let request: Value = serde_json::from_str(&interaction.request_body).expect("JSON");
-    assert_eq!(span.span.name, format!("chat {}", request["model"].as_str().unwrap()));
+    assert_eq!(
+        span.span.name,
+        format!("chat {}", request["model"].as_str().unwrap())
+    );
 
     // What Langfuse reads.
     assert_eq!(span.string("langfuse.observation.type"), Some("generation"));
@@ -136,10 +150,29 @@ async fn a_streamed_generation_with_every_langfuse_attribute_and_both_headers() 
         json_attribute(&span, "langfuse.observation.usage_details"),
         json!({"input": 12, "input_cached_tokens": 0, "output": 89, "total": 101})
     );
+    // Cost, priced by the layer: 12 input tokens at 0.27 and 89 output tokens at 1.10 per million.
+    let cost = call.cost.as_ref().expect("priced");
+    let details = json_attribute(&span, "langfuse.observation.cost_details");
+    let expected_input = 12.0 * 0.27 / 1e6;
+    let expected_output = 89.0 * 1.10 / 1e6;
+    let close = |value: &Value, expected: f64| {
+        let value = value.as_f64().expect("a number");
+        assert!((value - expected).abs() < 1e-12, "{value} vs {expected}");
+    };
+    close(&details["input"], expected_input);
+    close(&details["output"], expected_output);
+    close(&details["input_cached_tokens"], 0.0);
+    close(&details["total"], expected_input + expected_output);
+    close(&details["total"], cost.total_usd);
     // Time to first token, as the time the first token came.
-    let start = span.string("langfuse.observation.completion_start_time").expect("set");
+    let start = span
+        .string("langfuse.observation.completion_start_time")
+        .expect("set");
     let start = OffsetDateTime::parse(start, &Rfc3339).expect("RFC 3339");
-    let ttft = call.timing.time_to_first_token_ms.expect("a streamed call has a TTFT");
+    let ttft = call
+        .timing
+        .time_to_first_token_ms
+        .expect("a streamed call has a TTFT");
     let expected = call.timing.start_time + time::Duration::seconds_f64(ttft / 1000.0);
     assert!(
         (start - expected).abs() < time::Duration::microseconds(1),
@@ -153,7 +186,10 @@ async fn a_streamed_generation_with_every_langfuse_attribute_and_both_headers() 
     );
     let output = json_attribute(&span, "langfuse.observation.output");
     assert_eq!(output["role"], "assistant");
-    assert_eq!(output["content"], json!(streamed_text(&interaction.response_body)));
+    assert_eq!(
+        output["content"],
+        json!(streamed_text(&interaction.response_body))
+    );
     assert!(output["content"].as_str().unwrap().len() > 20);
     // Trace-level attributes.
     assert_eq!(span.string("user.id"), Some("u-42"));
@@ -184,7 +220,11 @@ async fn a_streamed_generation_with_every_langfuse_attribute_and_both_headers() 
         span.attribute("gen_ai.usage.input_tokens"),
         Some(&any_value::Value::IntValue(12))
     );
-    layer.dispatcher().shutdown(Duration::from_secs(5)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(5))
+        .await
+        .ok();
 }
 
 #[tokio::test]
@@ -192,7 +232,14 @@ async fn cached_tokens_tools_and_a_root_trace_name() {
     let receiver = OtlpReceiver::start().await;
     let (layer, memory) = layer(&receiver);
     let interaction = fixture("test_tool_calls/test_cached_tokens.yaml", 1);
-    let (call, span) = replay(&receiver, &layer, &memory, &interaction, CallMetadata::new()).await;
+    let (call, span) = replay(
+        &receiver,
+        &layer,
+        &memory,
+        &interaction,
+        CallMetadata::new(),
+    )
+    .await;
     let response: Value = serde_json::from_str(&interaction.response_body).expect("JSON");
     let usage = &response["usage"];
     let cached = usage["prompt_tokens_details"]["cached_tokens"]
@@ -213,8 +260,14 @@ async fn cached_tokens_tools_and_a_root_trace_name() {
         span.string("langfuse.observation.model.name"),
         response["model"].as_str()
     );
+    // A model the layer has no price for: no cost details.
+    assert_eq!(call.cost, None);
+    assert_eq!(span.attribute("langfuse.observation.cost_details"), None);
     // Not streamed: no first-token time.
-    assert_eq!(span.attribute("langfuse.observation.completion_start_time"), None);
+    assert_eq!(
+        span.attribute("langfuse.observation.completion_start_time"),
+        None
+    );
     // A root call names its trace after itself.
     assert_eq!(
         span.string("langfuse.trace.name"),
@@ -222,7 +275,11 @@ async fn cached_tokens_tools_and_a_root_trace_name() {
     );
     let output = json_attribute(&span, "langfuse.observation.output");
     assert_eq!(output, response["choices"][0]["message"]);
-    layer.dispatcher().shutdown(Duration::from_secs(5)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(5))
+        .await
+        .ok();
 }
 
 #[tokio::test]
@@ -230,20 +287,42 @@ async fn a_failed_call_is_an_error_level_generation() {
     let receiver = OtlpReceiver::start().await;
     let (layer, memory) = layer(&receiver);
     let interaction = fixture("test_exception_event_recorded_on_lm_error.yaml", 0);
-    let (call, span) = replay(&receiver, &layer, &memory, &interaction, CallMetadata::new()).await;
+    let (call, span) = replay(
+        &receiver,
+        &layer,
+        &memory,
+        &interaction,
+        CallMetadata::new(),
+    )
+    .await;
     let recorded: Value = serde_json::from_str(&interaction.response_body).expect("JSON");
     assert_eq!(span.string("langfuse.observation.level"), Some("ERROR"));
     // The error message as recorded, with the API key it echoed scrubbed.
-    let message = span.string("langfuse.observation.status_message").expect("set");
-    assert_eq!(Some(message), call.error.as_ref().and_then(|e| e.message.as_deref()));
-    assert!(message.starts_with("Incorrect API key provided"), "{message}");
-    assert!(recorded["error"]["message"].as_str().unwrap().contains("sk-fake-key"));
+    let message = span
+        .string("langfuse.observation.status_message")
+        .expect("set");
+    assert_eq!(
+        Some(message),
+        call.error.as_ref().and_then(|e| e.message.as_deref())
+    );
+    assert!(
+        message.starts_with("Incorrect API key provided"),
+        "{message}"
+    );
+    assert!(recorded["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sk-fake-key"));
     assert!(!message.contains("sk-fake-key"), "{message}");
     assert_eq!(span.string("langfuse.observation.type"), Some("generation"));
     let output = json_attribute(&span, "langfuse.observation.output");
     assert_eq!(output["error"]["type"], recorded["error"]["type"]);
     assert_eq!(output["error"]["code"], recorded["error"]["code"]);
-    layer.dispatcher().shutdown(Duration::from_secs(5)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(5))
+        .await
+        .ok();
 }
 
 #[tokio::test]
@@ -264,16 +343,34 @@ async fn without_message_content_no_input_or_output_is_sent() {
         .build()
         .expect("inside a runtime");
     let interaction = fixture("test_chat/test_chat_tools.yaml", 0);
-    let (_call, span) = replay(&receiver, &layer, &memory, &interaction, CallMetadata::new()).await;
+    let (_call, span) = replay(
+        &receiver,
+        &layer,
+        &memory,
+        &interaction,
+        CallMetadata::new(),
+    )
+    .await;
     assert_eq!(span.attribute("langfuse.observation.input"), None);
     assert_eq!(span.attribute("langfuse.observation.output"), None);
-    let keys: Vec<&str> = span.span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    let keys: Vec<&str> = span
+        .span
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
     assert!(
-        !keys.iter().any(|k| k.starts_with("gen_ai.input") || k.starts_with("gen_ai.output")),
+        !keys
+            .iter()
+            .any(|k| k.starts_with("gen_ai.input") || k.starts_with("gen_ai.output")),
         "{keys:?}"
     );
     assert_eq!(span.string("langfuse.observation.type"), Some("generation"));
-    layer.dispatcher().shutdown(Duration::from_secs(5)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(5))
+        .await
+        .ok();
 }
 
 // ---------------------------------------------------------------- the mapping, no server
@@ -311,14 +408,23 @@ async fn langfuse_attributes_of_every_recorded_call() {
         } else {
             "generation"
         };
-        assert_eq!(text(&attributes, "langfuse.observation.type"), Some(kind), "{name}");
+        assert_eq!(
+            text(&attributes, "langfuse.observation.type"),
+            Some(kind),
+            "{name}"
+        );
         if let Some(usage) = call.usage {
-            let details: Value =
-                serde_json::from_str(text(&attributes, "langfuse.observation.usage_details").unwrap())
-                    .unwrap();
+            let details: Value = serde_json::from_str(
+                text(&attributes, "langfuse.observation.usage_details").unwrap(),
+            )
+            .unwrap();
             let bucket = |key: &str| details[key].as_u64().unwrap_or(0);
             if let Some(input) = usage.input_tokens {
-                assert_eq!(bucket("input") + bucket("input_cached_tokens"), input, "{name}");
+                assert_eq!(
+                    bucket("input") + bucket("input_cached_tokens"),
+                    input,
+                    "{name}"
+                );
             }
             if let Some(output) = usage.output_tokens {
                 assert_eq!(
@@ -356,7 +462,11 @@ async fn langfuse_attributes_of_every_recorded_call() {
             "{name}"
         );
         checked += 1;
-        layer.dispatcher().shutdown(Duration::from_secs(5)).await.ok();
+        layer
+            .dispatcher()
+            .shutdown(Duration::from_secs(5))
+            .await
+            .ok();
     }
     assert!(checked >= 40, "only {checked} recorded calls checked");
 }

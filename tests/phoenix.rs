@@ -21,7 +21,9 @@ use bytes::Bytes;
 use http::Response;
 use llm_observability::genai::AttributeValue;
 use llm_observability::sink::otlp::{find_attribute, openinference, PresetAttribute};
-use llm_observability::{CallMetadata, LlmCall, LlmObservabilityLayer, MemorySink, OtlpSink};
+use llm_observability::{
+    CallMetadata, LlmCall, LlmObservabilityLayer, MemorySink, ModelPrice, OtlpSink, Pricing,
+};
 use serde_json::{json, Value};
 use support::backend::Backend;
 use support::Interaction;
@@ -39,7 +41,13 @@ fn phoenix_in_a_private_network() {
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     let output = Command::new("unshare")
-        .args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
         .arg(&exe)
         .args(["--ignored", "--test-threads", "3", "--nocapture"])
         .env(INSIDE, "1")
@@ -88,7 +96,13 @@ fn layer(project: &str) -> (LlmObservabilityLayer, MemorySink) {
         .build()
         .expect("the Phoenix preset builds");
     let memory = MemorySink::new();
+    // Prices for deepseek-chat (USD per million tokens), the model of the streamed recording.
+    let pricing = Pricing::empty().with_price(
+        "deepseek-chat",
+        ModelPrice::per_million(0.27, Some(0.07), 1.10),
+    );
     let layer = LlmObservabilityLayer::builder()
+        .pricing(pricing)
         .sink(sink)
         .sink(memory.clone())
         .build()
@@ -206,11 +220,13 @@ async fn inside_chat_call_with_tools_shows_kind_model_tokens_and_messages() {
     let spans = spans_until(&project, &span_id).await;
     let span = span_with(&spans, &span_id);
     let request: Value = serde_json::from_str(&interaction.request_body).expect("JSON request");
-    let response: Value =
-        serde_json::from_str(&interaction.response_body).expect("JSON response");
+    let response: Value = serde_json::from_str(&interaction.response_body).expect("JSON response");
 
     assert_eq!(span["span_kind"], "LLM");
-    assert_eq!(span["name"], format!("chat {}", request["model"].as_str().unwrap()));
+    assert_eq!(
+        span["name"],
+        format!("chat {}", request["model"].as_str().unwrap())
+    );
     assert_eq!(span["context"]["trace_id"], call.trace.trace_id.to_string());
     assert_eq!(span["parent_id"], Value::Null);
     assert_eq!(span["status_code"], "UNSET");
@@ -239,7 +255,10 @@ async fn inside_chat_call_with_tools_shows_kind_model_tokens_and_messages() {
     // The answer: a tool call, its name and arguments as the model sent them.
     let answer = &response["choices"][0]["message"];
     let tool_call = &answer["tool_calls"][0];
-    assert_eq!(attribute(span, "llm.output_messages.0.message.role"), "assistant");
+    assert_eq!(
+        attribute(span, "llm.output_messages.0.message.role"),
+        "assistant"
+    );
     assert_eq!(
         attribute(
             span,
@@ -255,7 +274,10 @@ async fn inside_chat_call_with_tools_shows_kind_model_tokens_and_messages() {
         &tool_call["function"]["arguments"]
     );
     assert_eq!(
-        attribute(span, "llm.output_messages.0.message.tool_calls.0.tool_call.id"),
+        attribute(
+            span,
+            "llm.output_messages.0.message.tool_calls.0.tool_call.id"
+        ),
         &tool_call["id"]
     );
     // The tool offered, as its JSON schema.
@@ -280,12 +302,19 @@ async fn inside_chat_call_with_tools_shows_kind_model_tokens_and_messages() {
     let output: Value =
         serde_json::from_str(attribute(span, "output.value").as_str().expect("text"))
             .expect("JSON");
-    assert_eq!(output["choices"][0]["message"]["tool_calls"], answer["tool_calls"]);
+    assert_eq!(
+        output["choices"][0]["message"]["tool_calls"],
+        answer["tool_calls"]
+    );
     // Who and what for.
     assert_eq!(attribute(span, "user.id"), "u-7");
     assert_eq!(attribute(span, "session.id"), "s-7");
     assert_eq!(attribute(span, "tag.tags"), &json!(["beta"]));
-    layer.dispatcher().shutdown(Duration::from_secs(10)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(10))
+        .await
+        .ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,13 +329,19 @@ async fn inside_streamed_call_shows_its_assembled_output() {
     let spans = spans_until(&project, &span_id).await;
     let span = span_with(&spans, &span_id);
     let expected = streamed_text(&interaction.response_body);
-    assert!(expected.len() > 20, "the recorded stream has text: {expected:?}");
+    assert!(
+        expected.len() > 20,
+        "the recorded stream has text: {expected:?}"
+    );
     assert_eq!(span["span_kind"], "LLM");
     assert_eq!(
         attribute(span, "llm.output_messages.0.message.content"),
         &json!(expected)
     );
-    assert_eq!(attribute(span, "llm.output_messages.0.message.role"), "assistant");
+    assert_eq!(
+        attribute(span, "llm.output_messages.0.message.role"),
+        "assistant"
+    );
     let usage = call.usage.expect("the stream reported usage");
     assert_eq!(
         attribute(span, "llm.token_count.prompt"),
@@ -316,7 +351,16 @@ async fn inside_streamed_call_shows_its_assembled_output() {
         attribute(span, "llm.token_count.completion"),
         &json!(usage.output_tokens.unwrap())
     );
-    assert_eq!((usage.input_tokens, usage.output_tokens), (Some(12), Some(89)));
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens),
+        (Some(12), Some(89))
+    );
+    // Priced by the layer: 12 tokens in at 0.27, 89 out at 1.10 per million.
+    let total = attribute(span, "llm.cost.total").as_f64().expect("a cost");
+    assert!(
+        (total - (12.0 * 0.27 + 89.0 * 1.10) / 1e6).abs() < 1e-12,
+        "{total}"
+    );
     let parameters: Value = serde_json::from_str(
         attribute(span, "llm.invocation_parameters")
             .as_str()
@@ -324,7 +368,11 @@ async fn inside_streamed_call_shows_its_assembled_output() {
     )
     .expect("JSON");
     assert_eq!(parameters["stream"], true);
-    layer.dispatcher().shutdown(Duration::from_secs(10)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(10))
+        .await
+        .ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,13 +391,26 @@ async fn inside_failed_call_has_error_status() {
     assert_eq!(span["status_code"], "ERROR");
     // The recorded message, with the API key it echoed scrubbed.
     let message = span["status_message"].as_str().expect("a status message");
-    assert_eq!(Some(message), call.error.as_ref().and_then(|e| e.message.as_deref()));
-    assert!(message.starts_with("Incorrect API key provided"), "{message}");
-    assert!(recorded["error"]["message"].as_str().unwrap().contains("sk-fake-key"));
+    assert_eq!(
+        Some(message),
+        call.error.as_ref().and_then(|e| e.message.as_deref())
+    );
+    assert!(
+        message.starts_with("Incorrect API key provided"),
+        "{message}"
+    );
+    assert!(recorded["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sk-fake-key"));
     assert!(!message.contains("sk-fake-key"), "{message}");
     assert_eq!(span["span_kind"], "LLM");
     assert_eq!(attribute(span, "error.type"), &recorded["error"]["type"]);
-    layer.dispatcher().shutdown(Duration::from_secs(10)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(10))
+        .await
+        .ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,7 +442,11 @@ async fn inside_call_nests_under_the_app_span() {
     assert_eq!(app["name"], "handle checkout");
     assert_eq!(app["parent_id"], Value::Null);
     assert_eq!(app["context"]["trace_id"], trace_id);
-    layer.dispatcher().shutdown(Duration::from_secs(10)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(10))
+        .await
+        .ok();
 }
 
 /// Exports one root span named `handle checkout` to Phoenix's OTLP endpoint, as an
@@ -456,8 +521,7 @@ async fn inside_embeddings_call_is_an_embedding_span() {
     let spans = spans_until(&project, &span_id).await;
     let span = span_with(&spans, &span_id);
     let request: Value = serde_json::from_str(&interaction.request_body).expect("JSON request");
-    let response: Value =
-        serde_json::from_str(&interaction.response_body).expect("JSON response");
+    let response: Value = serde_json::from_str(&interaction.response_body).expect("JSON response");
     assert_eq!(span["span_kind"], "EMBEDDING");
     assert_eq!(attribute(span, "embedding.model_name"), &response["model"]);
     let first_input = match &request["input"] {
@@ -474,7 +538,11 @@ async fn inside_embeddings_call_is_an_embedding_span() {
         attribute(span, "llm.token_count.prompt"),
         &response["usage"]["prompt_tokens"]
     );
-    layer.dispatcher().shutdown(Duration::from_secs(10)).await.ok();
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(10))
+        .await
+        .ok();
 }
 
 #[cfg(feature = "proxy")]
@@ -585,7 +653,11 @@ async fn openinference_attributes_of_every_recorded_call() {
         } else {
             "LLM"
         };
-        assert_eq!(text(&attributes, "openinference.span.kind"), Some(kind), "{name}");
+        assert_eq!(
+            text(&attributes, "openinference.span.kind"),
+            Some(kind),
+            "{name}"
+        );
         let usage = call.usage.unwrap_or_default();
         let as_i64 = |n: Option<u64>| n.map(|n| n as i64);
         assert_eq!(
@@ -654,7 +726,11 @@ async fn openinference_attributes_of_every_recorded_call() {
             "{name}: content without message_content"
         );
         checked += 1;
-        layer.dispatcher().shutdown(Duration::from_secs(5)).await.ok();
+        layer
+            .dispatcher()
+            .shutdown(Duration::from_secs(5))
+            .await
+            .ok();
     }
     assert!(checked >= 40, "only {checked} recorded calls checked");
 }

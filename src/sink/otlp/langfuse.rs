@@ -64,7 +64,9 @@ pub const INGESTION_VERSION_HEADER: (&str, &str) = ("x-langfuse-ingestion-versio
 #[non_exhaustive]
 pub enum LangfuseError {
     /// A key was neither given nor in the environment.
-    #[error("the Langfuse {which} key is missing: set {variable} or call LangfuseBuilder::{which}_key")]
+    #[error(
+        "the Langfuse {which} key is missing: set {variable} or call LangfuseBuilder::{which}_key"
+    )]
     MissingKey {
         /// `public` or `secret`.
         which: &'static str,
@@ -181,8 +183,11 @@ impl LangfuseBuilder {
                 which: "secret",
                 variable: "LANGFUSE_SECRET_KEY",
             })?;
-        let credentials = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", public_key.trim(), secret_key.trim()));
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            public_key.trim(),
+            secret_key.trim()
+        ));
         let content = self.message_content;
         let sink = self
             .otlp
@@ -269,6 +274,9 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
     }
     if let Some(usage) = usage_details(call) {
         out.push(PresetAttribute::json(OBSERVATION_USAGE_DETAILS, &usage));
+    }
+    if let Some(cost) = cost_details(call) {
+        out.push(PresetAttribute::json(OBSERVATION_COST_DETAILS, &cost));
     }
     if let Some(start) = completion_start_time(call) {
         out.push(PresetAttribute::str(
@@ -512,7 +520,10 @@ mod tests {
         let none = OtlpSink::langfuse().environment(|_| None).build();
         assert!(matches!(
             none,
-            Err(LangfuseError::MissingKey { which: "public", .. })
+            Err(LangfuseError::MissingKey {
+                which: "public",
+                ..
+            })
         ));
         let half = OtlpSink::langfuse()
             .environment(|name| (name == "LANGFUSE_PUBLIC_KEY").then(|| "pk-lf-1".to_owned()))
@@ -577,8 +588,10 @@ mod tests {
         call.cost = Some(crate::Cost::new(0.25, 0.125, 0.5, "built-in"));
         assert_eq!(
             parsed(&attributes(&call, true), OBSERVATION_COST_DETAILS),
-            Some(json!({"input": 0.25, "input_cached_tokens": 0.125, "output": 0.5,
-                        "total": 0.875}))
+            Some(
+                json!({"input": 0.25, "input_cached_tokens": 0.125, "output": 0.5,
+                        "total": 0.875})
+            )
         );
     }
 

@@ -146,7 +146,10 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
             cost.input_usd + cost.cache_read_usd,
         ));
         out.push(PresetAttribute::float(LLM_COST_COMPLETION, cost.output_usd));
-        out.push(PresetAttribute::float(LLM_COST_CACHE_READ, cost.cache_read_usd));
+        out.push(PresetAttribute::float(
+            LLM_COST_CACHE_READ,
+            cost.cache_read_usd,
+        ));
     }
     if let Some(reason) = call.finish_reasons.first() {
         out.push(PresetAttribute::str(LLM_FINISH_REASON, reason.as_str()));
@@ -162,7 +165,10 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
     }
     let tags = presets::tags(call);
     if !tags.is_empty() {
-        out.push(PresetAttribute::new(TAG_TAGS, AttributeValue::StrArray(tags)));
+        out.push(PresetAttribute::new(
+            TAG_TAGS,
+            AttributeValue::StrArray(tags),
+        ));
     }
     let other: Map<String, Value> = call
         .metadata
@@ -279,7 +285,10 @@ fn content_attributes<'a>(call: &'a LlmCall, out: &mut Vec<PresetAttribute<'a>>)
                 tool
             };
             if let Some(name) = function["name"].as_str() {
-                out.push(PresetAttribute::str(format!("llm.tools.{i}.tool.name"), name));
+                out.push(PresetAttribute::str(
+                    format!("llm.tools.{i}.tool.name"),
+                    name,
+                ));
             }
             if let Some(description) = function["description"].as_str() {
                 out.push(PresetAttribute::str(
@@ -297,12 +306,21 @@ fn content_attributes<'a>(call: &'a LlmCall, out: &mut Vec<PresetAttribute<'a>>)
 /// `tool_calls.M.tool_call.*`, a tool response as `content` with its `tool_call_id`.
 fn message_attributes<'a>(prefix: &str, message: &Value, out: &mut Vec<PresetAttribute<'a>>) {
     if let Some(role) = message["role"].as_str() {
-        out.push(PresetAttribute::str(format!("{prefix}role"), role.to_owned()));
+        out.push(PresetAttribute::str(
+            format!("{prefix}role"),
+            role.to_owned(),
+        ));
     }
     if let Some(name) = message["name"].as_str() {
-        out.push(PresetAttribute::str(format!("{prefix}name"), name.to_owned()));
+        out.push(PresetAttribute::str(
+            format!("{prefix}name"),
+            name.to_owned(),
+        ));
     }
-    let parts = message["parts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let parts = message["parts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let is_text = |part: &Value| part["type"] == "text";
     let is_media = |part: &Value| matches!(part["type"].as_str(), Some("uri" | "blob"));
     if parts.iter().any(is_media) {
@@ -311,7 +329,10 @@ fn message_attributes<'a>(prefix: &str, message: &Value, out: &mut Vec<PresetAtt
             let at = format!("{prefix}contents.{k}.message_content.");
             if is_text(part) {
                 out.push(PresetAttribute::str(format!("{at}type"), "text"));
-                out.push(PresetAttribute::str(format!("{at}text"), text_of(&part["content"])));
+                out.push(PresetAttribute::str(
+                    format!("{at}text"),
+                    text_of(&part["content"]),
+                ));
             } else if part["modality"] == "image" {
                 out.push(PresetAttribute::str(format!("{at}type"), "image"));
                 let url = match (part["uri"].as_str(), part["mime_type"].as_str()) {
@@ -346,7 +367,10 @@ fn message_attributes<'a>(prefix: &str, message: &Value, out: &mut Vec<PresetAtt
                     out.push(PresetAttribute::str(format!("{at}id"), id.to_owned()));
                 }
                 if let Some(name) = part["name"].as_str() {
-                    out.push(PresetAttribute::str(format!("{at}function.name"), name.to_owned()));
+                    out.push(PresetAttribute::str(
+                        format!("{at}function.name"),
+                        name.to_owned(),
+                    ));
                 }
                 if !part["arguments"].is_null() {
                     out.push(PresetAttribute::str(
@@ -379,5 +403,242 @@ fn text_of(value: &Value) -> String {
         Value::String(text) => text.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Usage;
+    use crate::sink::otlp::presets::find_attribute;
+
+    fn text<'a>(attributes: &'a [PresetAttribute<'a>], key: &str) -> Option<&'a str> {
+        match find_attribute(attributes, key)? {
+            AttributeValue::Str(text) => Some(text),
+            other => panic!("{key} is not a string: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chat_messages_tool_calls_and_tool_responses() {
+        let mut call = LlmCall::new(Endpoint::ChatCompletions);
+        call.request.model = Some("gpt-4o".into());
+        call.finish_reasons = vec!["stop".into()];
+        call.request.messages = Some(
+            json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}
+                ]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "lookup", "arguments": "{\"q\":\"cat\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "a cat"}
+            ])
+            .into(),
+        );
+        call.request.tools = Some(
+            json!([{"type": "function", "function": {"name": "lookup",
+                     "description": "Looks up", "parameters": {"type": "object"}}}])
+            .into(),
+        );
+        call.response = Some(
+            json!({"choices": [{"index": 0, "finish_reason": "stop",
+                   "message": {"role": "assistant", "content": "A cat."}}]})
+            .into(),
+        );
+        let attributes = attributes(&call, true);
+        let at = |key: &str| text(&attributes, key);
+        assert_eq!(at("llm.input_messages.0.message.role"), Some("system"));
+        assert_eq!(
+            at("llm.input_messages.0.message.content"),
+            Some("Be brief.")
+        );
+        assert_eq!(at("llm.input_messages.1.message.role"), Some("user"));
+        assert_eq!(
+            at("llm.input_messages.1.message.contents.0.message_content.type"),
+            Some("text")
+        );
+        assert_eq!(
+            at("llm.input_messages.1.message.contents.0.message_content.text"),
+            Some("What is this?")
+        );
+        assert_eq!(
+            at("llm.input_messages.1.message.contents.1.message_content.type"),
+            Some("image")
+        );
+        assert_eq!(
+            at("llm.input_messages.1.message.contents.1.message_content.image.image.url"),
+            Some("https://x.test/cat.png")
+        );
+        assert_eq!(at("llm.input_messages.1.message.content"), None);
+        assert_eq!(at("llm.input_messages.2.message.role"), Some("assistant"));
+        assert_eq!(
+            at("llm.input_messages.2.message.tool_calls.0.tool_call.id"),
+            Some("call_1")
+        );
+        assert_eq!(
+            at("llm.input_messages.2.message.tool_calls.0.tool_call.function.name"),
+            Some("lookup")
+        );
+        // The arguments as the model sent them (the GenAI mapping parsed them; they print back).
+        assert_eq!(
+            at("llm.input_messages.2.message.tool_calls.0.tool_call.function.arguments"),
+            Some(r#"{"q":"cat"}"#)
+        );
+        assert_eq!(at("llm.input_messages.3.message.role"), Some("tool"));
+        assert_eq!(
+            at("llm.input_messages.3.message.tool_call_id"),
+            Some("call_1")
+        );
+        assert_eq!(at("llm.input_messages.3.message.content"), Some("a cat"));
+        assert_eq!(at("llm.input_messages.4.message.role"), None);
+        assert_eq!(at("llm.output_messages.0.message.role"), Some("assistant"));
+        assert_eq!(at("llm.output_messages.0.message.content"), Some("A cat."));
+        assert_eq!(at("llm.finish_reason"), Some("stop"));
+        assert_eq!(at("llm.tools.0.tool.name"), Some("lookup"));
+        assert_eq!(at("llm.tools.0.tool.description"), Some("Looks up"));
+        let schema: Value =
+            serde_json::from_str(at("llm.tools.0.tool.json_schema").unwrap()).unwrap();
+        assert_eq!(schema["function"]["name"], "lookup");
+        let parameters: Value =
+            serde_json::from_str(at(LLM_INVOCATION_PARAMETERS).unwrap()).unwrap();
+        assert_eq!(parameters, json!({"model": "gpt-4o", "stream": false}));
+        assert_eq!(at(INPUT_MIME_TYPE), Some("application/json"));
+        let input: Value = serde_json::from_str(at(INPUT_VALUE).unwrap()).unwrap();
+        assert_eq!(input["messages"][0]["content"], "Be brief.");
+        let output: Value = serde_json::from_str(at(OUTPUT_VALUE).unwrap()).unwrap();
+        assert_eq!(output["choices"][0]["message"]["content"], "A cat.");
+
+        // No content: none of it.
+        let bare = super::attributes(&call, false);
+        assert!(
+            bare.iter().all(|a| !a.key.starts_with("llm.input_messages")
+                && !a.key.starts_with("llm.output_messages")
+                && !a.key.starts_with("llm.tools")
+                && a.key != INPUT_VALUE
+                && a.key != OUTPUT_VALUE),
+            "{bare:?}"
+        );
+        assert_eq!(text(&bare, SPAN_KIND), Some("LLM"));
+    }
+
+    #[test]
+    fn responses_api_instructions_and_function_calls() {
+        let mut call = LlmCall::new(Endpoint::Responses);
+        call.request.instructions = Some(json!("Be brief.").into());
+        call.request.input = Some(json!("Weather in Paris?").into());
+        call.response = Some(
+            json!({"output": [
+                {"type": "function_call", "call_id": "fc_1", "name": "weather",
+                 "arguments": "{\"city\":\"Paris\"}"},
+                {"type": "message", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "Checking."}]}
+            ]})
+            .into(),
+        );
+        let attributes = attributes(&call, true);
+        let at = |key: &str| text(&attributes, key);
+        assert_eq!(at("llm.input_messages.0.message.role"), Some("system"));
+        assert_eq!(
+            at("llm.input_messages.0.message.content"),
+            Some("Be brief.")
+        );
+        assert_eq!(at("llm.input_messages.1.message.role"), Some("user"));
+        assert_eq!(
+            at("llm.input_messages.1.message.content"),
+            Some("Weather in Paris?")
+        );
+        assert_eq!(at("llm.output_messages.0.message.role"), Some("assistant"));
+        assert_eq!(
+            at("llm.output_messages.0.message.content"),
+            Some("Checking.")
+        );
+        assert_eq!(
+            at("llm.output_messages.0.message.tool_calls.0.tool_call.function.name"),
+            Some("weather")
+        );
+        assert_eq!(
+            at("llm.output_messages.0.message.tool_calls.0.tool_call.id"),
+            Some("fc_1")
+        );
+    }
+
+    #[test]
+    fn embeddings_counts_cost_and_metadata() {
+        let mut call = LlmCall::new(Endpoint::Embeddings);
+        call.provider = "azure.ai.openai".into();
+        call.request.model = Some("text-embedding-3-small".into());
+        call.request.input = Some(json!(["a", "b"]).into());
+        call.usage = Some(Usage {
+            input_tokens: Some(8),
+            total_tokens: Some(8),
+            ..Usage::default()
+        });
+        call.cost = Some(crate::Cost::new(0.25, 0.125, 0.5, "built-in"));
+        call.metadata.insert("user_id".into(), json!("u-1"));
+        call.metadata.insert("tags".into(), json!("x,y"));
+        call.metadata.insert("tenant".into(), json!("acme"));
+        let attributes = attributes(&call, true);
+        assert_eq!(text(&attributes, SPAN_KIND), Some("EMBEDDING"));
+        assert_eq!(
+            text(&attributes, EMBEDDING_MODEL_NAME),
+            Some("text-embedding-3-small")
+        );
+        assert_eq!(text(&attributes, LLM_MODEL_NAME), None);
+        assert_eq!(text(&attributes, LLM_PROVIDER), Some("azure"));
+        assert_eq!(text(&attributes, LLM_SYSTEM), Some("openai"));
+        assert!(text(&attributes, EMBEDDING_INVOCATION_PARAMETERS).is_some());
+        assert_eq!(
+            text(&attributes, "embedding.embeddings.1.embedding.text"),
+            Some("b")
+        );
+        assert_eq!(
+            find_attribute(&attributes, LLM_TOKEN_COUNT_PROMPT),
+            Some(&AttributeValue::Int(8))
+        );
+        assert_eq!(
+            find_attribute(&attributes, LLM_TOKEN_COUNT_COMPLETION),
+            None
+        );
+        assert_eq!(
+            find_attribute(&attributes, LLM_COST_TOTAL),
+            Some(&AttributeValue::Float(0.875))
+        );
+        assert_eq!(
+            find_attribute(&attributes, LLM_COST_PROMPT),
+            Some(&AttributeValue::Float(0.375))
+        );
+        assert_eq!(
+            find_attribute(&attributes, LLM_COST_COMPLETION),
+            Some(&AttributeValue::Float(0.5))
+        );
+        assert_eq!(text(&attributes, USER_ID), Some("u-1"));
+        assert_eq!(
+            find_attribute(&attributes, TAG_TAGS),
+            Some(&AttributeValue::StrArray(vec!["x".into(), "y".into()]))
+        );
+        assert_eq!(text(&attributes, METADATA), Some(r#"{"tenant":"acme"}"#));
+    }
+
+    #[test]
+    fn total_tokens_and_details() {
+        let mut call = LlmCall::new(Endpoint::ChatCompletions);
+        call.usage = Some(Usage {
+            total_tokens: None,
+            cached_input_tokens: Some(4),
+            reasoning_tokens: Some(2),
+            ..Usage::new(10, 5)
+        });
+        let attributes = attributes(&call, false);
+        let int = |key| find_attribute(&attributes, key).cloned();
+        assert_eq!(int(LLM_TOKEN_COUNT_TOTAL), Some(AttributeValue::Int(15)));
+        assert_eq!(
+            int(LLM_TOKEN_COUNT_CACHE_READ),
+            Some(AttributeValue::Int(4))
+        );
+        assert_eq!(int(LLM_TOKEN_COUNT_REASONING), Some(AttributeValue::Int(2)));
     }
 }
