@@ -12,13 +12,11 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Response;
 use llm_observability::genai::AttributeValue;
 use llm_observability::sink::otlp::{find_attribute, openinference, PresetAttribute};
 use llm_observability::{
@@ -549,6 +547,8 @@ async fn inside_embeddings_call_is_an_embedding_span() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs inside the private network namespace of phoenix_in_a_private_network"]
 async fn inside_proxy_with_phoenix_flag_sends_each_call() {
+    use http::Response;
+    use std::collections::HashSet;
     use support::proxy::Proxy;
     assert_inside();
     let project = project("proxy");

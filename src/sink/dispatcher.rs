@@ -555,7 +555,7 @@ impl Worker {
     /// Puts `call` in the batch if the filter keeps it, as this sink's processors leave it.
     fn admit(&self, (call, size): Queued, batch: &mut Vec<Arc<LlmCall>>) {
         self.bytes.release(size);
-        if !self.filter.keeps(&call) || call.skip_sinks.iter().any(|s| *s == self.name) {
+        if !self.filter.keeps(&call) || call.skip_sinks.contains(&self.name) {
             self.counters.filtered.fetch_add(1, Ordering::Relaxed);
             return;
         }

@@ -45,6 +45,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 
+use super::presets::EnvLookup;
 use super::presets::{self, PresetAttribute, RESERVED_METADATA};
 use super::{OtlpError, OtlpSink, OtlpSinkBuilder};
 use crate::genai::{self, AttributeValue};
@@ -89,7 +90,7 @@ pub struct LangfuseBuilder {
     secret_key: Option<String>,
     message_content: bool,
     otlp: OtlpSinkBuilder,
-    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
 }
 
 impl fmt::Debug for LangfuseBuilder {

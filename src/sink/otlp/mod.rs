@@ -32,6 +32,7 @@ pub mod openinference;
 #[cfg(feature = "phoenix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "phoenix")))]
 pub mod phoenix;
+#[cfg(any(feature = "langfuse", feature = "phoenix"))]
 mod presets;
 
 use std::borrow::Cow;
@@ -58,6 +59,7 @@ pub use config::DEFAULT_ENDPOINT;
 pub use langfuse::{LangfuseBuilder, LangfuseError};
 #[cfg(feature = "phoenix")]
 pub use phoenix::PhoenixBuilder;
+#[cfg(any(feature = "langfuse", feature = "phoenix"))]
 pub use presets::{find_attribute, metadata_keys, PresetAttribute};
 
 /// A hook that adds (or changes) span attributes after the GenAI mapping: what presets for

@@ -16,6 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::openinference::{self, PROJECT_NAME};
+use super::presets::EnvLookup;
 use super::{OtlpError, OtlpSink, OtlpSinkBuilder};
 
 /// Phoenix's default address (`phoenix serve`).
@@ -33,7 +34,7 @@ pub struct PhoenixBuilder {
     api_key: Option<String>,
     message_content: bool,
     otlp: OtlpSinkBuilder,
-    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
 }
 
 impl fmt::Debug for PhoenixBuilder {

@@ -3,11 +3,16 @@
 //! tags).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::genai::AttributeValue;
 use crate::payload::LlmCall;
+
+/// Where a preset builder reads its environment variables (the process environment, or a
+/// test's lookup).
+pub(crate) type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// One attribute a preset adds to a call's span. Unlike [`genai::Attribute`](crate::genai::Attribute)
 /// its name may be built for the call (indexed message attributes).
@@ -32,6 +37,7 @@ impl<'a> PresetAttribute<'a> {
         Self::new(key, AttributeValue::Str(value.into()))
     }
 
+    #[cfg_attr(not(feature = "phoenix"), allow(dead_code))]
     pub(crate) fn int(key: impl Into<Cow<'static, str>>, value: u64) -> Self {
         Self::new(
             key,
@@ -39,6 +45,7 @@ impl<'a> PresetAttribute<'a> {
         )
     }
 
+    #[cfg_attr(not(feature = "phoenix"), allow(dead_code))]
     pub(crate) fn float(key: impl Into<Cow<'static, str>>, value: f64) -> Self {
         Self::new(key, AttributeValue::Float(value))
     }
