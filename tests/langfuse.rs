@@ -470,3 +470,82 @@ async fn langfuse_attributes_of_every_recorded_call() {
     }
     assert!(checked >= 40, "only {checked} recorded calls checked");
 }
+
+// ---------------------------------------------------------------- the proxy's --langfuse flag
+
+#[cfg(feature = "proxy")]
+#[tokio::test]
+async fn proxy_with_langfuse_flag_sends_each_call_with_the_keys_from_the_environment() {
+    use support::proxy::{temp_jsonl, Proxy, PROXY};
+    let receiver = OtlpReceiver::start().await;
+    let interaction = fixture("test_chat/test_chat_tools.yaml", 0);
+    let recorded = interaction.clone();
+    let upstream = support::serve(axum::Router::new().fallback(move || {
+        let recorded = recorded.clone();
+        async move {
+            http::Response::builder()
+                .status(recorded.status)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(recorded.response_body.clone()))
+                .expect("valid response")
+        }
+    }))
+    .await;
+    let mut command = std::process::Command::new(PROXY);
+    command
+        .env("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
+        .env("LANGFUSE_SECRET_KEY", "sk-lf-test")
+        .env_remove("LANGFUSE_HOST");
+    let mut proxy = Proxy::start_command(
+        command,
+        &format!("http://{upstream}"),
+        temp_jsonl(),
+        &["--langfuse", &receiver.base_url()],
+    )
+    .await;
+    let answer = reqwest::Client::new()
+        .post(proxy.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(interaction.request_body.clone())
+        .send()
+        .await
+        .expect("the proxy answers");
+    assert_eq!(answer.status(), 200);
+    let _ = answer.bytes().await;
+    // Sent by the proxy on its own, within its batch interval.
+    let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
+    assert_eq!(spans.len(), 1);
+    let sent = &receiver.requests()[0];
+    assert_eq!(sent.path, "/api/public/otel/v1/traces");
+    assert_eq!(sent.headers["authorization"], BASIC);
+    assert_eq!(sent.headers["x-langfuse-ingestion-version"], "4");
+    assert_eq!(spans[0].string("langfuse.observation.type"), Some("generation"));
+    let request: Value = serde_json::from_str(&interaction.request_body).expect("JSON");
+    assert_eq!(
+        json_attribute(&spans[0], "langfuse.observation.input"),
+        request["messages"]
+    );
+    proxy.terminate();
+    assert!(proxy.wait().await, "the proxy exits cleanly:\n{}", proxy.log());
+}
+
+#[cfg(feature = "proxy")]
+#[test]
+fn proxy_with_langfuse_flag_and_no_keys_does_not_start() {
+    let output = std::process::Command::new(support::proxy::PROXY)
+        .args(["--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"])
+        .args(["--jsonl"])
+        .arg(support::proxy::temp_jsonl())
+        .args(["--langfuse", "http://127.0.0.1:9"])
+        .env_remove("LANGFUSE_PUBLIC_KEY")
+        .env_remove("LANGFUSE_SECRET_KEY")
+        .output()
+        .expect("the proxy runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--langfuse") && stderr.contains("LANGFUSE_PUBLIC_KEY"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "it never listened");
+}
