@@ -38,6 +38,7 @@ mod connection;
 mod cost_flags;
 mod forward;
 mod guard;
+mod otlp_flags;
 mod path;
 mod presets_flags;
 mod server;
@@ -204,6 +205,8 @@ struct Args {
     #[command(flatten)]
     cost: cost_flags::CostFlags,
     #[command(flatten)]
+    otlp: otlp_flags::OtlpFlags,
+    #[command(flatten)]
     presets: presets_flags::PresetFlags,
 }
 
@@ -273,7 +276,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = args.presets.add_sinks(builder.sink(sink))?;
+        let mut builder = args.presets.add_sinks(args.otlp.apply(builder.sink(sink))?)?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.
