@@ -519,21 +519,33 @@ async fn proxy_with_langfuse_flag_sends_each_call_with_the_keys_from_the_environ
     assert_eq!(sent.path, "/api/public/otel/v1/traces");
     assert_eq!(sent.headers["authorization"], BASIC);
     assert_eq!(sent.headers["x-langfuse-ingestion-version"], "4");
-    assert_eq!(spans[0].string("langfuse.observation.type"), Some("generation"));
+    assert_eq!(
+        spans[0].string("langfuse.observation.type"),
+        Some("generation")
+    );
     let request: Value = serde_json::from_str(&interaction.request_body).expect("JSON");
     assert_eq!(
         json_attribute(&spans[0], "langfuse.observation.input"),
         request["messages"]
     );
     proxy.terminate();
-    assert!(proxy.wait().await, "the proxy exits cleanly:\n{}", proxy.log());
+    assert!(
+        proxy.wait().await,
+        "the proxy exits cleanly:\n{}",
+        proxy.log()
+    );
 }
 
 #[cfg(feature = "proxy")]
 #[test]
 fn proxy_with_langfuse_flag_and_no_keys_does_not_start() {
     let output = std::process::Command::new(support::proxy::PROXY)
-        .args(["--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:9",
+        ])
         .args(["--jsonl"])
         .arg(support::proxy::temp_jsonl())
         .args(["--langfuse", "http://127.0.0.1:9"])

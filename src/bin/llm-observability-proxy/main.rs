@@ -276,7 +276,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
         totals = Some(cost);
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
-        let mut builder = args.presets.add_sinks(args.otlp.apply(builder.sink(sink))?)?;
+        let mut builder = args
+            .presets
+            .add_sinks(args.otlp.apply(builder.sink(sink))?)?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {
             // server.address is the host alone: an IPv6 address without its brackets.

@@ -6,7 +6,7 @@ use llm_observability::{LlmObservabilityLayerBuilder, OtlpSink};
 /// Flags that send the recorded calls to Langfuse or Phoenix (next to the JSONL file).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct PresetFlags {
-    /// Also send each call to Langfuse at URL (e.g. https://cloud.langfuse.com).
+    /// Also send each call to Langfuse at URL (e.g. `https://cloud.langfuse.com`).
     ///
     /// Each call becomes a generation (model, parameters, usage, time to first token, input,
     /// output, user and session from captured metadata) through Langfuse's OpenTelemetry
@@ -14,7 +14,7 @@ pub(crate) struct PresetFlags {
     /// LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY; the proxy does not start without them.
     #[arg(long, value_name = "URL")]
     langfuse: Option<String>,
-    /// Also send each call to Arize Phoenix at URL (e.g. http://localhost:6006).
+    /// Also send each call to Arize Phoenix at URL (e.g. `http://localhost:6006`).
     ///
     /// Each call becomes an LLM span with OpenInference attributes (model, token counts,
     /// messages, tools, input and output) through URL/v1/traces, within a few seconds of its

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! The attributes are a pure function of [`LlmCall`] ([`attributes`]), sent next to the GenAI
-//! attributes of [`genai`](crate::genai) that every OTLP span carries.
+//! attributes of the [GenAI mapping](crate::genai) that every OTLP span carries.
 //!
 //! Names are those of Langfuse's OTLP ingestion (`langfuse.observation.*`, `langfuse.trace.*`,
 //! `user.id`, `session.id`). Langfuse counts usage in separate buckets: `input` excludes the

@@ -505,9 +505,7 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
     if content {
         attributes.push(json_attribute(MLFLOW_SPAN_INPUTS, &request_json(call)));
         match (&call.response, call.status) {
-            (Some(response), _) => {
-                attributes.push(json_attribute(MLFLOW_SPAN_OUTPUTS, response))
-            }
+            (Some(response), _) => attributes.push(json_attribute(MLFLOW_SPAN_OUTPUTS, response)),
             (None, CallStatus::Error) => {
                 if let Some(error) = &call.error {
                     let error = json!({ "error": { "type": error.kind, "code": error.code, "message": error.message } });

@@ -1,6 +1,6 @@
 //! The OpenInference attributes of a call: what Arize Phoenix (and other OpenInference
 //! readers) show for an LLM span. A pure function of [`LlmCall`], next to the OpenTelemetry
-//! GenAI attributes of [`genai`](crate::genai) that every OTLP span carries; the model comes
+//! GenAI attributes of the [GenAI mapping](crate::genai) that every OTLP span carries; the model comes
 //! from the same fields, and nothing here re-decides what the GenAI mapping says.
 //!
 //! Names follow the OpenInference semantic conventions (`openinference-semantic-conventions`

@@ -14,7 +14,7 @@ use crate::payload::LlmCall;
 /// test's lookup).
 pub(crate) type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// One attribute a preset adds to a call's span. Unlike [`genai::Attribute`](crate::genai::Attribute)
+/// One attribute a preset adds to a call's span. Unlike [`crate::genai::Attribute`]
 /// its name may be built for the call (indexed message attributes).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
