@@ -1,7 +1,6 @@
 //! Opt-in message content in the GenAI conventions' (v1.41) parts format: the request's
 //! messages, the system instructions, the tool definitions and the output, each as one JSON
-//! string, for exporters that send content (`OtlpSink` with
-//! [`message_content`](crate::sink::otlp::OtlpSinkBuilder::message_content) on, and its
+//! string, for exporters that send content (`OtlpSink` with `message_content(true)`, and its
 //! presets).
 //!
 //! ```

@@ -196,14 +196,28 @@ impl ReportingClient {
     }
 }
 
+/// The headers of an export: what describes the body (`content-type`, `content-encoding`) as
+/// `opentelemetry-otlp` set it, then the sink's own. Others are dropped: the exporter also adds
+/// `OTEL_EXPORTER_OTLP_HEADERS` by itself, which the sink has already resolved (and which a
+/// preset such as MLflow's must not send to its server).
+fn set_headers(request: &mut http::HeaderMap, ours: &[(HeaderName, HeaderValue)]) {
+    let kept: Vec<(HeaderName, HeaderValue)> =
+        [http::header::CONTENT_TYPE, http::header::CONTENT_ENCODING]
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), request.get(&name)?.clone())))
+            .collect();
+    request.clear();
+    for (name, value) in kept.iter().chain(ours) {
+        request.insert(name.clone(), value.clone());
+    }
+}
+
 #[async_trait]
 impl HttpClient for ReportingClient {
     async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         {
             let headers = self.headers.read().unwrap_or_else(PoisonError::into_inner);
-            for (name, value) in headers.iter() {
-                request.headers_mut().insert(name.clone(), value.clone());
-            }
+            set_headers(request.headers_mut(), &headers);
         }
         match self.http.send(request).await {
             Ok(response) => {
@@ -246,6 +260,27 @@ mod tests {
         let wait = retry_after(&HeaderValue::from_str(&later).unwrap()).unwrap();
         assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(25));
         assert_eq!(retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn only_the_sinks_headers_are_sent() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        headers.insert("content-encoding", HeaderValue::from_static("gzip"));
+        headers.insert("x-from-env", HeaderValue::from_static("1"));
+        headers.insert("authorization", HeaderValue::from_static("env"));
+        let ours = [(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_static("ours"),
+        )];
+        set_headers(&mut headers, &ours);
+        assert_eq!(headers.len(), 3);
+        assert_eq!(headers["authorization"], "ours");
+        assert_eq!(headers["content-encoding"], "gzip");
+        assert!(headers.get("x-from-env").is_none());
     }
 
     #[test]

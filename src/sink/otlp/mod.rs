@@ -364,7 +364,9 @@ impl OtlpSinkBuilder {
         self
     }
 
-    /// Gzip the requests (default: `OTEL_EXPORTER_OTLP_COMPRESSION=gzip`, else off).
+    /// Gzip the requests (default: `OTEL_EXPORTER_OTLP_COMPRESSION=gzip`, else off). Note that
+    /// `opentelemetry-otlp` itself gzips when that variable says `gzip`, even after
+    /// `.gzip(false)`.
     pub fn gzip(mut self, gzip: bool) -> Self {
         self.gzip = Some(gzip);
         self
