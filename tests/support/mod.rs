@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod calls;
 #[cfg(feature = "otlp")]
 pub mod otlp_receiver;
 #[cfg(feature = "proxy")]

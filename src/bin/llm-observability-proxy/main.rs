@@ -41,6 +41,7 @@ mod guard;
 mod metrics_flags;
 mod otlp_flags;
 mod path;
+mod presets_flags;
 mod server;
 mod storage_flags;
 mod streamusage_flags;
@@ -218,6 +219,8 @@ struct Args {
     otlp: otlp_flags::OtlpFlags,
     #[command(flatten)]
     stream_usage: streamusage_flags::StreamUsageFlags,
+    #[command(flatten)]
+    presets: presets_flags::PresetFlags,
 }
 
 impl Args {
@@ -288,7 +291,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let sink = JsonlSink::create(&args.jsonl)
             .map_err(|e| format!("cannot open {}: {e}", args.jsonl.display()))?;
         let builder = args.weave.add_sink(builder.sink(sink))?;
-        let builder = args.stream_usage.apply(args.otlp.apply(builder)?);
+        let builder = args.presets.add_sinks(args.otlp.apply(builder)?)?;
+        let builder = args.stream_usage.apply(builder);
         let mut builder = storage_flags::add_sinks(&args.storage, builder).await?;
         // The upstream, not whatever Host header a client sent.
         if let Some(host) = args.upstream.host() {

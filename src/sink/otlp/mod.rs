@@ -20,9 +20,20 @@
 
 mod client;
 mod config;
+#[cfg(feature = "langfuse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "langfuse")))]
+pub mod langfuse;
 #[cfg(feature = "mlflow")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mlflow")))]
 pub mod mlflow;
+#[cfg(feature = "phoenix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "phoenix")))]
+pub mod openinference;
+#[cfg(feature = "phoenix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "phoenix")))]
+pub mod phoenix;
+#[cfg(any(feature = "langfuse", feature = "phoenix"))]
+mod presets;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -44,6 +55,12 @@ use crate::payload::{CallStatus, LlmCall};
 
 use client::{Outcome, ReportingClient};
 pub use config::DEFAULT_ENDPOINT;
+#[cfg(feature = "langfuse")]
+pub use langfuse::{LangfuseBuilder, LangfuseError};
+#[cfg(feature = "phoenix")]
+pub use phoenix::PhoenixBuilder;
+#[cfg(any(feature = "langfuse", feature = "phoenix"))]
+pub use presets::{find_attribute, metadata_keys, PresetAttribute};
 
 /// A hook that adds (or changes) span attributes after the GenAI mapping: what presets for
 /// particular backends are made of. See [`OtlpSinkBuilder::span_attributes`].
