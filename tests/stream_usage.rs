@@ -475,7 +475,7 @@ async fn estimate_mode_with_pricing_prices_the_estimated_usage() {
         "{:?}",
         call.processing_errors
     );
-    let usage = call.usage.clone().unwrap();
+    let usage = call.usage.unwrap();
     let (input, output) = (usage.input_tokens.unwrap(), usage.output_tokens.unwrap());
     // gpt-3.5-turbo's built-in prices: $0.50 and $1.50 per million input and output tokens.
     let cost = call
