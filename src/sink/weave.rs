@@ -21,7 +21,7 @@
 //! | `summary.status_counts` | `{"success": n, "error": n}`, as Weave's client writes it |
 //! | `summary.weave.costs` | when the call has a [`cost`](LlmCall::cost) (a pricing processor ran): `{model: {prompt_tokens_total_cost, completion_tokens_total_cost, ..._unit: "USD", provider_id, pricing_level_id: <pricing source>, requests, prompt_tokens, ...}}`, every key of Weave's `LLMCostSchema` |
 //! | `exception` | for failed and cancelled calls: a JSON string `{"type", "message", ...}` |
-//! | `attributes` | the OpenTelemetry GenAI attributes ([`genai`](crate::genai)) and `llm_observability` (status, HTTP status, span id, metadata, ...) |
+//! | `attributes` | the OpenTelemetry GenAI attributes ([`genai`]) and `llm_observability` (status, HTTP status, span id, metadata, ...) |
 //!
 //! **Ids.** Weave's ids are strings. Trace and parent ids are written as Weave's own
 //! OpenTelemetry ingestion (`/otel/v1/traces`) writes them: the trace id and the span id in

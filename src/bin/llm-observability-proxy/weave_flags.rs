@@ -8,7 +8,7 @@ use llm_observability::{LlmObservabilityLayerBuilder, WeaveSink};
 pub(crate) struct WeaveFlags {
     /// Also send each call to this W&B Weave trace server, as a Weave call.
     ///
-    /// W&B cloud is https://trace.wandb.ai; a self-hosted or local trace server has its own
+    /// W&B cloud is `https://trace.wandb.ai`; a self-hosted or local trace server has its own
     /// URL. The API key comes from WANDB_API_KEY (HTTP Basic auth, user `api`); a local trace
     /// server needs none. Calls appear in the project within the sink's batch interval (about
     /// 200 ms). A refused key is logged once, not per call. Needs --weave-project.
