@@ -5,6 +5,8 @@
 # Recorded-traffic conformance reads ../shared/fixtures/openai-recorded (or $LLM_OBS_FIXTURES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build from a clean checkout: incremental artifacts would only cost disk (gigabytes) and time.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
