@@ -37,7 +37,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use llm_observability::{
-    CallStatus, Endpoint, JsonlSink, LlmCall, LlmObservabilityLayer, MemorySink,
+    CallStatus, Endpoint, JsonlSink, LlmCall, LlmObservabilityLayer, MemorySink, Pricing,
 };
 use serde_json::{json, Value};
 use tower::Service;
@@ -196,6 +196,7 @@ async fn main() -> Result<(), BoxError> {
         .sink(JsonlSink::create(JSONL)?)
         .sink(memory.clone())
         .capture_header(CALL_HEADER, "demo_call")
+        .pricing(Pricing::built_in())
         .build()?;
 
     // The gateway: TraceLayer outside, our layer inside, then the streaming forwarder.
@@ -306,8 +307,8 @@ fn print_calls(recorded: &[Arc<LlmCall>]) {
     let millis = |value: Option<f64>| value.map_or_else(dash, |v| format!("{v:.1}"));
     println!("\nRecorded calls ({}):", recorded.len());
     println!(
-        "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8}",
-        "#", "endpoint", "model", "status", "http", "in", "out", "ttft ms", "total ms"
+        "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
+        "#", "endpoint", "model", "status", "http", "in", "out", "ttft ms", "total ms", "cost $"
     );
     for call in recorded {
         let usage = call.usage.unwrap_or_default();
@@ -316,7 +317,7 @@ fn print_calls(recorded: &[Arc<LlmCall>]) {
             .or(call.request.model.as_deref())
             .unwrap_or("-");
         println!(
-            "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8}",
+            "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
             demo_call(call).unwrap_or("?"),
             call.endpoint.as_str(),
             model,
@@ -326,6 +327,7 @@ fn print_calls(recorded: &[Arc<LlmCall>]) {
             count(usage.output_tokens),
             millis(call.timing.time_to_first_token_ms),
             millis(Some(call.timing.duration_ms)),
+            (call.cost.as_ref()).map_or_else(dash, |cost| format!("{:.7}", cost.total_usd)),
         );
     }
     println!("\nWhat came back (streams as assembled by the layer):");
