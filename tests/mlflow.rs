@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use llm_observability::{
-    CallMetadata, DispatcherConfig, Endpoint, LlmCall, LlmObservabilityLayer, MemorySink,
-    MlflowSink, RequestBody, Sink, SinkConfig, TraceContext,
+    CallMetadata, Endpoint, LlmCall, LlmObservabilityLayer, MemorySink, MlflowSink, RequestBody,
+    Sink, TraceContext,
 };
 use serde_json::{json, Value};
 use support::backend::Backend;
@@ -30,23 +30,6 @@ fn mlflow() -> &'static Backend {
 
 fn base() -> String {
     mlflow().base_url()
-}
-
-fn quick() -> DispatcherConfig {
-    DispatcherConfig::builder()
-        .batch_interval(Duration::from_millis(10))
-        .max_retries(2)
-        .initial_backoff(Duration::from_millis(10))
-        .max_backoff(Duration::from_millis(100))
-        .build()
-}
-
-fn layer_with(sink: MlflowSink, memory: &MemorySink) -> LlmObservabilityLayer {
-    LlmObservabilityLayer::builder()
-        .sink_with(sink, SinkConfig::new().dispatch(quick()))
-        .sink(memory.clone())
-        .build()
-        .unwrap()
 }
 
 async fn rest(method: &str, path: &str, body: Option<Value>) -> Value {
@@ -256,7 +239,7 @@ async fn each_call_is_one_trace_with_what_mlflows_ui_reads() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer_with(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     let chat = json!({
         "model": "gpt-4o-mini",
         "temperature": 0.3,
@@ -386,7 +369,7 @@ async fn a_failed_call_is_an_error_trace_with_an_exception_event() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer_with(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     call(
         &layer,
         "/v1/chat/completions",
@@ -433,7 +416,7 @@ async fn a_streamed_call_is_one_span_with_the_assembled_output() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer_with(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     call(
         &layer,
         "/v1/chat/completions",
@@ -534,7 +517,7 @@ async fn a_call_inside_an_app_span_nests_under_it_in_the_same_trace() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer_with(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     let app = TraceContext::root();
     let start = std::time::SystemTime::now();
     call(
@@ -583,7 +566,7 @@ async fn a_call_inside_an_app_span_nests_under_it_in_the_same_trace() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer_with(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     call(
         &layer,
         "/v1/chat/completions",
@@ -673,7 +656,7 @@ async fn a_wrong_url_or_a_deleted_experiment_is_a_clear_permanent_error() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer_with(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     for _ in 0..3 {
         layer
             .dispatcher()

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use llm_observability::{
-    DispatcherConfig, LlmCall, LlmObservabilityLayer, MemorySink, OtlpSink, RequestBody, SinkConfig,
+    LlmCall, LlmObservabilityLayer, MemorySink, OtlpSink, RequestBody, SinkConfig,
 };
 use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -28,23 +28,6 @@ const WAIT: Duration = Duration::from_secs(20);
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const CHAT: &str = r#"{"id":"chatcmpl-otlp","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"pong"},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":3}}}"#;
 const BAD_REQUEST: &str = r#"{"error":{"message":"The model `nope` does not exist","type":"invalid_request_error","param":"model","code":"model_not_found"}}"#;
-
-fn quick() -> DispatcherConfig {
-    DispatcherConfig::builder()
-        .batch_interval(Duration::from_millis(5))
-        .max_retries(2)
-        .initial_backoff(Duration::from_millis(1))
-        .max_backoff(Duration::from_millis(20))
-        .build()
-}
-
-fn layer(sink: OtlpSink, memory: &MemorySink) -> LlmObservabilityLayer {
-    LlmObservabilityLayer::builder()
-        .sink_with(sink, SinkConfig::new().dispatch(quick()))
-        .sink(memory.clone())
-        .build()
-        .unwrap()
-}
 
 fn chat_request(body: Value) -> Request<Full<Bytes>> {
     Request::post("http://api.example.test/v1/chat/completions")
@@ -132,7 +115,7 @@ async fn a_call_is_one_span_with_every_id_time_attribute_and_header() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     let body = json!({
         "model": "gpt-4o-mini",
         "temperature": 0.2,
@@ -253,7 +236,7 @@ async fn content_is_opt_in_and_environment_settings_apply() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     call(
         &layer,
         chat_request(
@@ -294,7 +277,7 @@ async fn a_failed_call_has_error_status_and_an_exception_event() {
         .build()
         .unwrap();
     let memory = MemorySink::new();
-    let layer = layer(sink, &memory);
+    let layer = support::quick_layer(sink, &memory);
     call(
         &layer,
         chat_request(json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]})),
@@ -324,7 +307,7 @@ async fn a_failed_call_has_error_status_and_an_exception_event() {
 /// Calls made by hand, straight to the sink through a dispatcher with quick retries.
 async fn dispatch(sink: OtlpSink, count: usize) -> llm_observability::SinkStats {
     let layer = LlmObservabilityLayer::builder()
-        .sink_with(sink, SinkConfig::new().dispatch(quick()))
+        .sink_with(sink, SinkConfig::new().dispatch(support::quick_dispatch()))
         .build()
         .unwrap();
     for _ in 0..count {

@@ -187,6 +187,31 @@ pub fn memory_layer() -> (LlmObservabilityLayer, MemorySink) {
     (layer, memory)
 }
 
+/// Quick batches and two quick retries, so a sink test never waits on the defaults.
+pub fn quick_dispatch() -> llm_observability::DispatcherConfig {
+    llm_observability::DispatcherConfig::builder()
+        .batch_interval(Duration::from_millis(5))
+        .max_retries(2)
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(20))
+        .build()
+}
+
+/// A layer with `sink` on [`quick_dispatch`] and `memory` beside it.
+pub fn quick_layer(
+    sink: impl llm_observability::Sink,
+    memory: &MemorySink,
+) -> LlmObservabilityLayer {
+    LlmObservabilityLayer::builder()
+        .sink_with(
+            sink,
+            llm_observability::SinkConfig::new().dispatch(quick_dispatch()),
+        )
+        .sink(memory.clone())
+        .build()
+        .expect("inside a runtime")
+}
+
 /// Flushes the layer's dispatcher and returns what the memory sink holds.
 pub async fn flushed(layer: &LlmObservabilityLayer, memory: &MemorySink) -> Vec<Arc<LlmCall>> {
     layer
