@@ -176,7 +176,10 @@ impl<S, B: Body<Data = Bytes>> Reading<S, B> {
             }
         }
         self.capture.end(true);
-        let body: Vec<u8> = self.frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let mut body = Vec::with_capacity(self.len);
+        for frame in &self.frames {
+            body.extend_from_slice(frame);
+        }
         let Some(rewritten) = add_include_usage(&body) else {
             return Poll::Ready(ReadOutcome::partial(trailers, true, None));
         };
