@@ -239,9 +239,17 @@ impl Args {
     }
 }
 
+/// Makes ring the process's rustls crypto provider. The upstream client (hyper-rustls) asks
+/// rustls for the process default, and with the storage sinks both ring and aws-lc-rs (which
+/// reqwest and object_store bring) are compiled in, so rustls cannot pick one by itself.
+fn install_crypto_provider() {
+    // An error means a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    storage_flags::install_crypto_provider();
+    install_crypto_provider();
     let args = Args::parse();
     init_logging();
     match run(args).await {

@@ -59,14 +59,6 @@ pub(crate) struct StorageFlags {
     webhook_timeout: u64,
 }
 
-/// Makes ring the process's rustls crypto provider. The upstream client (hyper-rustls) asks
-/// rustls for the process default, and with the storage sinks both ring and aws-lc-rs (which
-/// reqwest and object_store bring) are compiled in, so rustls cannot pick one by itself.
-pub(crate) fn install_crypto_provider() {
-    // An error means a provider is installed already, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Retries that ride out a backend restart of a minute or so.
 fn patient() -> SinkConfig {
     SinkConfig::new().dispatch(
