@@ -8,7 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use llm_observability::genai::AttributeValue;
 use llm_observability::sink::otlp::{find_attribute, langfuse, PresetAttribute};
 use llm_observability::{
@@ -386,21 +385,11 @@ fn text<'a>(attributes: &'a [PresetAttribute<'a>], key: &str) -> Option<&'a str>
 /// counts, the input is what the request sent, the level follows the status.
 #[tokio::test]
 async fn langfuse_attributes_of_every_recorded_call() {
-    let Some(interactions) = support::load_interactions() else {
+    let Some(recorded) = support::recorded_calls().await else {
         return;
     };
     let mut checked = 0;
-    for interaction in interactions {
-        let Some(request) = interaction.request_json() else {
-            continue;
-        };
-        let (layer, memory) = support::memory_layer();
-        let frames = vec![Bytes::from(interaction.response_body.clone())];
-        support::replay_tower(&layer, &interaction, frames).await;
-        let calls = support::flushed(&layer, &memory).await;
-        let Some(call) = calls.first() else {
-            continue; // not an LLM call
-        };
+    for (interaction, request, call) in &recorded {
         let name = interaction.name();
         let attributes = langfuse::attributes(call, true);
         let kind = if interaction.uri.contains("/embeddings") {
@@ -462,11 +451,6 @@ async fn langfuse_attributes_of_every_recorded_call() {
             "{name}"
         );
         checked += 1;
-        layer
-            .dispatcher()
-            .shutdown(Duration::from_secs(5))
-            .await
-            .ok();
     }
     assert!(checked >= 40, "only {checked} recorded calls checked");
 }

@@ -250,6 +250,29 @@ pub struct Exchange {
 }
 
 /// Replays `interaction` through the tower layer: an in-process upstream reads the request
+/// Every recorded interaction with a JSON request, replayed whole through a fresh memory layer,
+/// with that request and the call it became (interactions that are not LLM calls are left
+/// out); `None` without the recorded fixtures.
+pub async fn recorded_calls() -> Option<Vec<(Interaction, Value, Arc<LlmCall>)>> {
+    let mut recorded = Vec::new();
+    for interaction in load_interactions()? {
+        let Some(request) = interaction.request_json() else {
+            continue;
+        };
+        let (layer, memory) = memory_layer();
+        let frames = vec![Bytes::from(interaction.response_body.clone())];
+        replay_tower(&layer, &interaction, frames).await;
+        if let Some(call) = flushed(&layer, &memory).await.first() {
+            recorded.push((interaction, request, call.clone()));
+        }
+        layer
+            .dispatcher()
+            .shutdown(Duration::from_secs(5))
+            .await
+            .ok();
+    }
+    Some(recorded)
+}
 /// body and answers with the recorded status, content type and body, split into `frames`.
 pub async fn replay_tower(
     layer: &LlmObservabilityLayer,
