@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::{pin_project, pinned_drop};
 
 use crate::call::{Ending, InFlightCall, RequestCapture};
-use crate::openai::include_usage::UsageStrip;
+use crate::wire::openai::include_usage::UsageStrip;
 
 /// Request body handed to the inner service. For calls that are not LLM calls it is the
 /// original body with no capture; for LLM calls, frames are forwarded as they are and a bounded

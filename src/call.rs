@@ -19,9 +19,6 @@ use crate::call_id::CallId;
 use crate::capture::BytesCapture;
 use crate::genai;
 use crate::metadata::CallMetadata;
-use crate::openai::decoder::{DecodedResponse, ResponseDecoder};
-use crate::openai::endpoint::{Endpoint, EndpointMatcher};
-use crate::openai::request::decode_request;
 use crate::payload::{
     milliseconds, CallError, CallStatus, LlmCall, RequestRecord, Timing, UsageSource,
     SCHEMA_VERSION,
@@ -33,12 +30,16 @@ use crate::scrub::Secrets;
 use crate::sink::Dispatcher;
 use crate::span::{self, CallSpan};
 use crate::trace_context;
+use crate::wire::decoder::{DecodedResponse, ResponseDecoder};
+use crate::wire::endpoint::{Endpoint, EndpointMatcher};
+use crate::wire::format_of;
 
 /// The configuration every call of a layer shares.
 #[derive(Debug)]
 pub(crate) struct Observer {
     pub(crate) matcher: EndpointMatcher,
-    pub(crate) provider: String,
+    /// `gen_ai.provider.name` of every call; `None`: the call's wire format names it.
+    pub(crate) provider: Option<String>,
     pub(crate) request_limit: usize,
     pub(crate) response_limit: usize,
     /// Request headers copied into the payload's metadata, under the given key.
@@ -82,9 +83,18 @@ impl Observer {
         };
         let started = Instant::now();
         let started_wall = OffsetDateTime::now_utc();
-        let span = span::open(endpoint, &self.provider, server_address.as_deref());
+        let format = format_of(endpoint);
+        let provider = match &self.provider {
+            Some(configured) => configured.clone(),
+            None => format
+                .provider(endpoint, server_address.as_deref(), uri.path())
+                .to_owned(),
+        };
+        let path_model = format.path_model(endpoint, uri.path());
+        let span = span::open(endpoint, &provider, server_address.as_deref());
         let (trace, exported) = trace_context::for_call(&span, headers);
         let span = CallSpan::new(span, exported);
+        span.record_model(endpoint.operation(), path_model.as_deref());
         let mut metadata = extensions
             .get::<CallMetadata>()
             .map(|m| m.as_map().clone())
@@ -98,6 +108,8 @@ impl Observer {
             observer: self.clone(),
             id: CallId::new(trace, started_wall),
             endpoint,
+            provider,
+            path_model,
             span,
             started,
             started_wall,
@@ -156,6 +168,10 @@ pub(crate) struct InFlightCall {
     observer: Arc<Observer>,
     id: CallId,
     endpoint: Endpoint,
+    /// `gen_ai.provider.name`, known from the start.
+    provider: String,
+    /// The model the request's URL named (e.g. an Azure deployment), if any.
+    path_model: Option<String>,
     span: CallSpan,
     started: Instant,
     started_wall: OffsetDateTime,
@@ -201,6 +217,7 @@ impl InFlightCall {
         RequestCapture {
             capture: BytesCapture::new(self.observer.request_limit),
             endpoint: self.endpoint,
+            model_in_path: self.path_model.is_some(),
             span: self.span.clone(),
             tx: Some(tx),
         }
@@ -220,7 +237,10 @@ impl InFlightCall {
                 )),
                 ..CapturedRequest::default()
             },
-            Some(body) => decode_captured_request(self.endpoint, &self.span, body, true, false),
+            Some(body) => {
+                let model_in_path = self.path_model.is_some();
+                decode_captured_request(self.endpoint, model_in_path, &self.span, body, true, false)
+            }
             None => CapturedRequest {
                 error: Some("request body is a stream; it was passed on but not recorded".into()),
                 ..CapturedRequest::default()
@@ -274,6 +294,10 @@ impl InFlightCall {
             (None, _) => DecodedResponse::default(),
         };
         let request = self.take_request();
+        let request_model = self
+            .path_model
+            .take()
+            .or_else(|| request.record.model.clone());
         let (status, error) = outcome(&ending, self.http_status, &decoded);
         let duration = ended.duration_since(self.started);
         let since_start = |at: Instant| milliseconds(at.duration_since(self.started));
@@ -283,8 +307,9 @@ impl InFlightCall {
             trace: *self.id.trace(),
             endpoint: self.endpoint,
             operation: self.endpoint.operation().to_owned(),
-            provider: self.observer.provider.clone(),
+            provider: std::mem::take(&mut self.provider),
             server_address: self.server_address.take(),
+            request_model,
             truncated: request.truncated || decoded.truncated,
             decode_errors: request.error.into_iter().chain(decoded.error).collect(),
             request: request.record,
@@ -421,6 +446,7 @@ fn outcome(
 
 fn decode_captured_request(
     endpoint: Endpoint,
+    model_in_path: bool,
     span: &CallSpan,
     body: &[u8],
     complete: bool,
@@ -433,9 +459,12 @@ fn decode_captured_request(
             ..CapturedRequest::default()
         };
     }
-    match decode_request(body) {
+    match format_of(endpoint).decode_request(endpoint, body) {
         Ok(record) => {
-            span.record_request(endpoint.operation(), &record);
+            // A model the URL named was recorded as the call started; the body's does not
+            // replace it.
+            let path_model = model_in_path.then_some("");
+            span.record_request(endpoint.operation(), path_model, &record);
             CapturedRequest {
                 record,
                 truncated: false,
@@ -444,7 +473,10 @@ fn decode_captured_request(
         }
         Err(error) => CapturedRequest {
             error: Some(if complete {
-                format!("request body is not an OpenAI request: {error}")
+                format!(
+                    "request body is not {} request: {error}",
+                    an(endpoint.api())
+                )
             } else {
                 format!(
                     "request body was not read to its end ({} bytes seen); not decoded",
@@ -456,12 +488,23 @@ fn decode_captured_request(
     }
 }
 
+/// `an OpenAI`, `an Anthropic`: the API's name with its article, for messages.
+fn an(api: &str) -> &'static str {
+    match api {
+        "openai" => "an OpenAI",
+        "anthropic" => "an Anthropic",
+        _ => "an LLM API",
+    }
+}
+
 /// Bounded copy of a request body as it streams by; decoded (and sent to its call) when the
 /// body ends or is dropped.
 #[derive(Debug)]
 pub(crate) struct RequestCapture {
     capture: BytesCapture,
     endpoint: Endpoint,
+    /// The call's model came from the URL (the body's does not name the span).
+    model_in_path: bool,
     span: CallSpan,
     tx: Option<oneshot::Sender<CapturedRequest>>,
 }
@@ -485,6 +528,7 @@ impl RequestCapture {
         let body = self.capture.contiguous();
         let captured = decode_captured_request(
             self.endpoint,
+            self.model_in_path,
             &self.span,
             &body,
             complete,

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::internals::BodyDecoder;
-use crate::openai::endpoint::Endpoint;
+use crate::wire::endpoint::Endpoint;
 
 const ENDPOINTS: [Endpoint; 4] = [
     Endpoint::ChatCompletions,
@@ -55,5 +55,5 @@ pub fn response_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
 
 /// Decodes arbitrary bytes as a request; must never panic.
 pub fn request(body: &[u8]) {
-    let _ = crate::openai::request::decode_request(body);
+    let _ = crate::wire::openai::request::decode_request(body);
 }

@@ -27,9 +27,9 @@ use crate::span::*;
 
 mod content;
 pub use content::{
-    content_attributes, input_messages, output_messages, system_instructions, tool_definitions,
-    GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
-    GEN_AI_TOOL_DEFINITIONS,
+    content_attributes, input_messages, native_input, native_output, native_request,
+    output_messages, system_instructions, tool_definitions, GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS, GEN_AI_TOOL_DEFINITIONS,
 };
 
 /// A typed attribute value, as OpenTelemetry has them.
@@ -82,7 +82,7 @@ fn float(key: &'static str, value: f64) -> Attribute<'static> {
 /// The span name the conventions give: `"{operation} {model}"`, or the operation alone while
 /// the model is unknown.
 pub fn span_name(call: &LlmCall) -> String {
-    name_of(&call.operation, call.request.model.as_deref())
+    name_of(&call.operation, call.requested_model())
 }
 
 pub(crate) fn name_of(operation: &str, model: Option<&str>) -> String {
@@ -103,7 +103,12 @@ pub fn attributes(call: &LlmCall) -> Vec<Attribute<'_>> {
     if let Some(address) = &call.server_address {
         attributes.push(string(SERVER_ADDRESS, address));
     }
-    attributes.extend(request_attributes(&call.request));
+    // The call's requested model may come from its URL (an Azure deployment), not the body.
+    if let Some(model) = call.requested_model() {
+        attributes.push(string(GEN_AI_REQUEST_MODEL, model));
+    }
+    let parameters = request_attributes(&call.request).into_iter();
+    attributes.extend(parameters.filter(|a| a.key != GEN_AI_REQUEST_MODEL));
     attributes.extend(outcome_attributes(call));
     attributes
 }
@@ -189,6 +194,10 @@ pub fn outcome_attributes(call: &LlmCall) -> Vec<Attribute<'_>> {
                 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
                 usage.cached_input_tokens,
             ),
+            (
+                GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+                usage.cache_creation_input_tokens,
+            ),
         ];
         for (key, value) in counts {
             if let Some(value) = value {
@@ -207,7 +216,8 @@ pub fn outcome_attributes(call: &LlmCall) -> Vec<Attribute<'_>> {
 }
 
 /// The call's [cost](crate::Cost) in US dollars, when a pricing processor set it:
-/// `llm_observability.cost.{total_usd, input_usd, output_usd, cache_read_usd}` as doubles
+/// `llm_observability.cost.{total_usd, input_usd, output_usd, cache_read_usd, cache_write_usd}`
+/// as doubles
 /// (crate-specific names: the conventions have no cost attribute). Empty when `cost` is null.
 ///
 /// ```
@@ -230,6 +240,7 @@ pub fn cost_attributes(call: &LlmCall) -> Vec<Attribute<'static>> {
         float(LLM_OBSERVABILITY_COST_INPUT_USD, cost.input_usd),
         float(LLM_OBSERVABILITY_COST_OUTPUT_USD, cost.output_usd),
         float(LLM_OBSERVABILITY_COST_CACHE_READ_USD, cost.cache_read_usd),
+        float(LLM_OBSERVABILITY_COST_CACHE_WRITE_USD, cost.cache_write_usd),
     ]
 }
 

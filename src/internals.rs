@@ -4,9 +4,9 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::HeaderMap;
 
-use crate::openai::decoder::ResponseDecoder;
-use crate::openai::endpoint::Endpoint;
 use crate::payload::RequestRecord;
+use crate::wire::decoder::ResponseDecoder;
+use crate::wire::endpoint::Endpoint;
 
 /// A response decoder as the body tee drives it.
 #[derive(Debug)]
@@ -36,5 +36,5 @@ impl BodyDecoder {
 
 /// Decodes a request body.
 pub fn decode_request(body: &[u8]) -> Result<RequestRecord, serde_json::Error> {
-    crate::openai::request::decode_request(body)
+    crate::wire::openai::request::decode_request(body)
 }

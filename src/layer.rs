@@ -6,7 +6,6 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use crate::call::Observer;
-use crate::openai::endpoint::EndpointMatcher;
 use crate::process::pricing::Pricing;
 use crate::process::redact::Redaction;
 use crate::process::{Pipeline, Processor};
@@ -15,6 +14,7 @@ use crate::service::LlmObservabilityService;
 use crate::sink::dispatcher::SinkPlan;
 use crate::sink::{Dispatcher, DispatcherConfig, Sink, SinkConfig};
 use crate::stream_usage::StreamUsage;
+use crate::wire::endpoint::EndpointMatcher;
 
 /// Default limit on the request bytes kept for decoding (8 MiB).
 pub const DEFAULT_REQUEST_CAPTURE_LIMIT: usize = 8 << 20;
@@ -225,7 +225,10 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
-    /// `gen_ai.provider.name` recorded for every call (default `openai`).
+    /// `gen_ai.provider.name` recorded for every call, whatever its API family (default: the
+    /// call's wire format names it — `openai`, `azure.ai.openai` for Azure OpenAI hosts and
+    /// deployment paths, `anthropic`). Set it for an OpenAI-compatible server such as vLLM or
+    /// DeepSeek.
     pub fn provider(mut self, provider: impl Into<String>) -> Self {
         self.provider = Some(provider.into());
         self
@@ -344,7 +347,7 @@ impl LlmObservabilityLayerBuilder {
         Ok(LlmObservabilityLayer {
             observer: Arc::new(Observer {
                 matcher: self.matcher.unwrap_or_default(),
-                provider: self.provider.unwrap_or_else(|| "openai".to_owned()),
+                provider: self.provider,
                 request_limit: self.request_limit.unwrap_or(DEFAULT_REQUEST_CAPTURE_LIMIT),
                 response_limit: self
                     .response_limit

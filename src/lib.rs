@@ -82,7 +82,6 @@ mod metadata;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
-mod openai;
 mod payload;
 pub mod process;
 #[cfg(feature = "reqwest")]
@@ -93,6 +92,7 @@ pub mod sink;
 pub mod span;
 mod stream_usage;
 mod trace_context;
+mod wire;
 
 pub use async_trait::async_trait;
 pub use body::{RequestBody, ResponseBody};
@@ -103,7 +103,6 @@ pub use layer::{
     DEFAULT_RESPONSE_CAPTURE_LIMIT,
 };
 pub use metadata::CallMetadata;
-pub use openai::endpoint::{Endpoint, EndpointMatcher};
 pub use payload::{
     CallError, CallStatus, Cost, LlmCall, RequestRecord, Timing, Usage, UsageSource, SCHEMA_VERSION,
 };
@@ -140,6 +139,7 @@ pub use sink::{WebhookError, WebhookFormat, WebhookSink, WebhookSinkBuilder};
 pub use stream_usage::estimate::EstimateUsage;
 pub use stream_usage::StreamUsage;
 pub use trace_context::{IdError, SpanId, TraceContext, TraceId, TRACEPARENT};
+pub use wire::endpoint::{Endpoint, EndpointMatcher};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

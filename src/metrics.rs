@@ -384,7 +384,7 @@ impl GenAiMetrics {
             GEN_AI_PROVIDER_NAME,
             inner.provider.admit(&call.provider),
         ));
-        if let Some(model) = &call.request.model {
+        if let Some(model) = call.requested_model() {
             labels.push(label(
                 GEN_AI_REQUEST_MODEL,
                 inner.request_model.admit(model),

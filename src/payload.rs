@@ -9,11 +9,18 @@ use serde_json::{Map, Value};
 
 use crate::call_id::CallId;
 use crate::json::Json;
-use crate::openai::endpoint::Endpoint;
 use crate::trace_context::TraceContext;
+use crate::wire::endpoint::Endpoint;
 
 /// Version of the [`LlmCall`] JSON schema written by this crate.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2 (this version): calls of other API families than OpenAI (`endpoint`
+/// `anthropic.messages`); `provider` comes from the call's wire format and address (`openai`,
+/// `azure.ai.openai`, `anthropic`) unless the layer sets one; new `request_model`,
+/// `usage.cache_creation_input_tokens`, `cost.cache_write_usd` and `request.top_k`;
+/// `usage.input_tokens` counts every input token, cache reads and writes included, for every
+/// family (as OpenAI's `prompt_tokens` always did). 1: OpenAI only.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One observed LLM call: what was asked, what came back, what it cost and how long it took.
 ///
@@ -21,7 +28,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 ///
 /// ```
 /// use llm_observability::LlmCall;
-/// let line = r#"{"schema_version":1,"id":"c1","endpoint":"chat.completions","operation":"chat",
+/// let line = r#"{"schema_version":2,"id":"c1","endpoint":"chat.completions","operation":"chat",
 ///   "provider":"openai","server_address":null,"request":{"model":"gpt-4o","stream":false},
 ///   "response":null,"usage":null,"finish_reasons":[],"status":"cancelled","http_status":null,
 ///   "error":null,"timing":{"start_time":"2026-01-01T00:00:00Z","end_time":"2026-01-01T00:00:01Z",
@@ -53,14 +60,21 @@ pub struct LlmCall {
     /// parent's (see [`TraceContext`]).
     #[serde(default = "TraceContext::root")]
     pub trace: TraceContext,
-    /// Which OpenAI endpoint was called.
+    /// Which API family and endpoint was called (`chat.completions`, `anthropic.messages`, ...).
     pub endpoint: Endpoint,
     /// OpenTelemetry `gen_ai.operation.name`: `chat`, `text_completion` or `embeddings`.
     pub operation: String,
-    /// OpenTelemetry `gen_ai.provider.name` (configured on the layer; default `openai`).
+    /// OpenTelemetry `gen_ai.provider.name`: from the call's wire format and address
+    /// (`openai`, `azure.ai.openai`, `anthropic`), unless the layer
+    /// [sets one](crate::LlmObservabilityLayerBuilder::provider).
     pub provider: String,
     /// Host the call was addressed to (`Host` header or URI authority), when known.
     pub server_address: Option<String>,
+    /// The model the call asked for: the URL path's model where the API (or an Azure
+    /// deployment) puts it there, else the request body's `model`. What spans, metrics and
+    /// pricing name as the requested model.
+    #[serde(default)]
+    pub request_model: Option<String>,
     /// The decoded request.
     pub request: RequestRecord,
     /// The response in the endpoint's non-streaming shape (streams are assembled into it);
@@ -132,8 +146,11 @@ impl LlmCall {
             trace: *id.trace(),
             endpoint,
             operation: endpoint.operation().to_owned(),
-            provider: "openai".to_owned(),
+            provider: crate::wire::format_of(endpoint)
+                .provider(endpoint, None, "")
+                .to_owned(),
             server_address: None,
+            request_model: None,
             request: RequestRecord::default(),
             response: None,
             response_model: None,
@@ -153,6 +170,23 @@ impl LlmCall {
             metadata: Map::new(),
             skip_sinks: Vec::new(),
         }
+    }
+
+    /// The model the call asked for: [`request_model`](Self::request_model), else the request
+    /// body's `model` (for a record made by hand or read from an older schema).
+    ///
+    /// ```
+    /// use llm_observability::{Endpoint, LlmCall};
+    /// let mut call = LlmCall::new(Endpoint::ChatCompletions);
+    /// call.request.model = Some("gpt-4o".into());
+    /// assert_eq!(call.requested_model(), Some("gpt-4o"));
+    /// call.request_model = Some("my-gpt4o-deployment".into());
+    /// assert_eq!(call.requested_model(), Some("my-gpt4o-deployment"));
+    /// ```
+    pub fn requested_model(&self) -> Option<&str> {
+        self.request_model
+            .as_deref()
+            .or(self.request.model.as_deref())
     }
 
     /// About how many bytes the call holds (its JSON values, strings and a fixed part): what
@@ -232,6 +266,9 @@ pub struct RequestRecord {
     /// `top_p`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    /// `top_k` (Anthropic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u64>,
     /// `max_tokens` (Responses API: `max_output_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
@@ -244,7 +281,7 @@ pub struct RequestRecord {
     /// `seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
-    /// `stop`: a string or an array of strings.
+    /// `stop`: a string or an array of strings (Anthropic: `stop_sequences`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Json>,
     /// `presence_penalty`.
@@ -262,10 +299,10 @@ pub struct RequestRecord {
     /// `response_format` (Responses API: `text.format`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<Json>,
-    /// `user`.
+    /// `user` (Anthropic: `metadata.user_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Chat messages (`messages`).
+    /// Chat messages (`messages`), in the API's own shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Json>,
     /// Legacy completion prompt (`prompt`).
@@ -274,24 +311,36 @@ pub struct RequestRecord {
     /// Embeddings or Responses API input (`input`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Json>,
-    /// Responses API `instructions`.
+    /// System instructions given apart from the messages: Responses API `instructions`,
+    /// Anthropic `system`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<Json>,
 }
 
-/// Token usage, normalised across endpoints. Each count is `null` when the response did not
+/// Token usage, normalised across API families. Each count is `null` when the response did not
 /// report it.
+///
+/// `input_tokens` is every input token, as the OpenTelemetry GenAI conventions count them: for
+/// Anthropic, its `input_tokens + cache_read_input_tokens + cache_creation_input_tokens` (its
+/// own `input_tokens` leaves the cache out); for OpenAI, `prompt_tokens` (which always included
+/// cached tokens).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Usage {
-    /// Prompt / input tokens (`prompt_tokens` or `input_tokens`).
+    /// Every input token, cache reads and writes included (`prompt_tokens`, or
+    /// `input_tokens` plus the cache counts).
     pub input_tokens: Option<u64>,
     /// Completion / output tokens (`completion_tokens` or `output_tokens`).
     pub output_tokens: Option<u64>,
-    /// `total_tokens`.
+    /// `total_tokens` as reported, or input plus output where the API reports no total.
     pub total_tokens: Option<u64>,
-    /// Input tokens served from the prompt cache (`*_tokens_details.cached_tokens`).
+    /// Input tokens served from the prompt cache (`*_tokens_details.cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`); part of `input_tokens`.
     pub cached_input_tokens: Option<u64>,
+    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`),
+    /// priced at the cache-write rate; part of `input_tokens`.
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
     /// Output tokens spent on reasoning (`*_tokens_details.reasoning_tokens`).
     pub reasoning_tokens: Option<u64>,
 }
@@ -310,10 +359,11 @@ impl Usage {
 
 /// What a call cost, in US dollars, from its [`Usage`] and a model's prices.
 ///
-/// `input_usd` prices the input tokens that were *not* read from the prompt cache, at the
-/// model's input rate; `cache_read_usd` the cached input tokens, at its cached-input rate;
-/// `output_usd` the output tokens (reasoning tokens included: OpenAI counts them in the output
-/// already); `total_usd` is their sum.
+/// `input_usd` prices the input tokens that were neither read from nor written to the prompt
+/// cache, at the model's input rate; `cache_read_usd` the cached input tokens, at its
+/// cached-input rate; `cache_write_usd` the tokens written to the cache, at its cache-write
+/// rate; `output_usd` the output tokens (reasoning tokens included: providers count them in the
+/// output already); `total_usd` is their sum.
 ///
 /// ```
 /// use llm_observability::Cost;
@@ -326,13 +376,16 @@ impl Usage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Cost {
-    /// Input tokens not read from the cache, at the input rate.
+    /// Input tokens neither read from nor written to the cache, at the input rate.
     pub input_usd: f64,
     /// Output tokens (reasoning tokens included), at the output rate.
     pub output_usd: f64,
     /// Input tokens read from the prompt cache, at the cached-input rate.
     pub cache_read_usd: f64,
-    /// `input_usd + cache_read_usd + output_usd`.
+    /// Input tokens written to the prompt cache, at the cache-write rate.
+    #[serde(default)]
+    pub cache_write_usd: f64,
+    /// `input_usd + cache_read_usd + cache_write_usd + output_usd`.
     pub total_usd: f64,
     /// Where the prices came from: `built-in` (the crate's table), `file:<path>` (a LiteLLM
     /// `model_prices_and_context_window.json`), `override` (a price set in code), or what a
@@ -341,10 +394,27 @@ pub struct Cost {
 }
 
 impl Cost {
-    /// A cost from its three parts (the total is their sum).
+    /// A cost from its three parts (no cache writes; the total is their sum).
     pub fn new(
         input_usd: f64,
         cache_read_usd: f64,
+        output_usd: f64,
+        pricing_source: impl Into<String>,
+    ) -> Self {
+        Cost::with_cache_write(input_usd, cache_read_usd, 0.0, output_usd, pricing_source)
+    }
+
+    /// A cost from its four parts, cache writes included (the total is their sum).
+    ///
+    /// ```
+    /// use llm_observability::Cost;
+    /// let cost = Cost::with_cache_write(0.25, 0.125, 0.5, 1.0, "built-in");
+    /// assert_eq!(cost.total_usd, 1.875);
+    /// ```
+    pub fn with_cache_write(
+        input_usd: f64,
+        cache_read_usd: f64,
+        cache_write_usd: f64,
         output_usd: f64,
         pricing_source: impl Into<String>,
     ) -> Self {
@@ -352,7 +422,8 @@ impl Cost {
             input_usd,
             output_usd,
             cache_read_usd,
-            total_usd: input_usd + cache_read_usd + output_usd,
+            cache_write_usd,
+            total_usd: input_usd + cache_read_usd + cache_write_usd + output_usd,
             pricing_source: pricing_source.into(),
         }
     }
@@ -412,15 +483,17 @@ impl CallStatus {
     }
 }
 
-/// What went wrong in a failed call, in OpenAI's error vocabulary.
+/// What went wrong in a failed call, in the provider's error vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CallError {
-    /// OpenAI `error.type` (e.g. `invalid_request_error`), or `transport` / `body` for failures
-    /// below HTTP, or `http` when an error status came without an OpenAI error body.
+    /// The provider's error type (OpenAI and Anthropic `error.type`, e.g.
+    /// `invalid_request_error`, `overloaded_error`), or `transport` / `body` for failures below
+    /// HTTP, or `http` when an error status came without an error body.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// OpenAI `error.code`, always as a string (providers send strings or integers).
+    /// The provider's error code (OpenAI `error.code`), always as a string (providers send
+    /// strings or integers); `null` where the API has none (Anthropic).
     pub code: Option<String>,
     /// Human-readable message.
     pub message: Option<String>,
@@ -450,8 +523,8 @@ pub struct Timing {
     pub end_time: time::OffsetDateTime,
     /// End minus start, in milliseconds (monotonic clock).
     pub duration_ms: f64,
-    /// Time from start to the first streamed chunk that carried content, a tool-call delta or
-    /// text; `null` when the response was not streamed or carried none.
+    /// Time from start to the first streamed event that carried content: text, reasoning or a
+    /// tool-call fragment; `null` when the response was not streamed or carried none.
     pub time_to_first_token_ms: Option<f64>,
     /// Time from start to the response head (status and headers): how long the upstream took
     /// to answer, apart from streaming; `null` when no response head arrived.

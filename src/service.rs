@@ -14,8 +14,8 @@ use tower_service::Service;
 
 use crate::body::{ReadBody, RequestBody, ResponseBody};
 use crate::call::{Ending, InFlightCall, Observer, RequestCapture};
-use crate::openai::endpoint::Endpoint;
-use crate::openai::include_usage::add_include_usage;
+use crate::wire::endpoint::Endpoint;
+use crate::wire::openai::include_usage::add_include_usage;
 use std::collections::VecDeque;
 
 /// Middleware that observes OpenAI-shaped calls; built by

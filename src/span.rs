@@ -8,8 +8,8 @@ use tracing::field::Empty;
 use tracing::Span;
 
 use crate::genai::{self, Attribute, AttributeValue};
-use crate::openai::endpoint::Endpoint;
 use crate::payload::{CallStatus, LlmCall, RequestRecord};
+use crate::wire::endpoint::Endpoint;
 
 /// `gen_ai.operation.name`
 pub const GEN_AI_OPERATION_NAME: &str = "gen_ai.operation.name";
@@ -49,6 +49,10 @@ pub const GEN_AI_USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
 pub const GEN_AI_USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
 /// `gen_ai.usage.cache_read.input_tokens`
 pub const GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
+/// `gen_ai.usage.cache_creation.input_tokens`: input tokens written to the prompt cache
+/// (Anthropic `cache_creation_input_tokens`).
+pub const GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: &str =
+    "gen_ai.usage.cache_creation.input_tokens";
 /// `llm_observability.cost.total_usd`: what the call cost in US dollars ([`Cost::total_usd`]).
 ///
 /// Not an OpenTelemetry convention (semantic conventions v1.41 have no cost attribute), so the
@@ -58,7 +62,7 @@ pub const GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.
 ///
 /// [`Cost::total_usd`]: crate::Cost::total_usd
 pub const LLM_OBSERVABILITY_COST_TOTAL_USD: &str = "llm_observability.cost.total_usd";
-/// `llm_observability.cost.input_usd`: the input tokens not read from the cache
+/// `llm_observability.cost.input_usd`: the input tokens neither read from nor written to the cache
 /// ([`Cost::input_usd`](crate::Cost::input_usd)).
 pub const LLM_OBSERVABILITY_COST_INPUT_USD: &str = "llm_observability.cost.input_usd";
 /// `llm_observability.cost.output_usd`: the output tokens, reasoning included
@@ -67,6 +71,9 @@ pub const LLM_OBSERVABILITY_COST_OUTPUT_USD: &str = "llm_observability.cost.outp
 /// `llm_observability.cost.cache_read_usd`: the input tokens read from the prompt cache
 /// ([`Cost::cache_read_usd`](crate::Cost::cache_read_usd)).
 pub const LLM_OBSERVABILITY_COST_CACHE_READ_USD: &str = "llm_observability.cost.cache_read_usd";
+/// `llm_observability.cost.cache_write_usd`: the input tokens written to the prompt cache
+/// ([`Cost::cache_write_usd`](crate::Cost::cache_write_usd)).
+pub const LLM_OBSERVABILITY_COST_CACHE_WRITE_USD: &str = "llm_observability.cost.cache_write_usd";
 /// `server.address`
 pub const SERVER_ADDRESS: &str = "server.address";
 /// `error.type`
@@ -108,10 +115,12 @@ pub(crate) fn open(endpoint: Endpoint, provider: &str, server_address: Option<&s
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
         gen_ai.usage.cache_read.input_tokens = Empty,
+        gen_ai.usage.cache_creation.input_tokens = Empty,
         llm_observability.cost.total_usd = Empty,
         llm_observability.cost.input_usd = Empty,
         llm_observability.cost.output_usd = Empty,
         llm_observability.cost.cache_read_usd = Empty,
+        llm_observability.cost.cache_write_usd = Empty,
         server.address = Empty,
         error.type = Empty,
         otel.name = endpoint.operation(),
@@ -154,13 +163,35 @@ impl CallSpan {
         &self.span
     }
 
-    /// Records what the request said, as soon as it is decoded.
-    pub(crate) fn record_request(&self, operation: &str, request: &RequestRecord) {
+    /// Records what the request said, as soon as it is decoded. `path_model` is the model the
+    /// request's URL named (recorded when the call started): it names the call, not the body's.
+    pub(crate) fn record_request(
+        &self,
+        operation: &str,
+        path_model: Option<&str>,
+        request: &RequestRecord,
+    ) {
         if self.span.is_disabled() {
             return;
         }
-        self.record(genai::request_attributes(request));
-        if let Some(model) = &request.model {
+        let attributes = genai::request_attributes(request).into_iter();
+        self.record(
+            attributes
+                .filter(|a| path_model.is_none() || a.key != GEN_AI_REQUEST_MODEL)
+                .collect(),
+        );
+        if path_model.is_none() {
+            self.record_model(operation, request.model.as_deref());
+        }
+    }
+
+    /// Names the call's requested model: `gen_ai.request.model` and the span's name.
+    pub(crate) fn record_model(&self, operation: &str, model: Option<&str>) {
+        if self.span.is_disabled() {
+            return;
+        }
+        if let Some(model) = model {
+            self.span.record(GEN_AI_REQUEST_MODEL, model);
             let name = genai::name_of(operation, Some(model));
             #[cfg(feature = "opentelemetry")]
             if self.exported {
@@ -262,10 +293,12 @@ mod tests {
                 GEN_AI_USAGE_INPUT_TOKENS,
                 GEN_AI_USAGE_OUTPUT_TOKENS,
                 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+                GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
                 LLM_OBSERVABILITY_COST_TOTAL_USD,
                 LLM_OBSERVABILITY_COST_INPUT_USD,
                 LLM_OBSERVABILITY_COST_OUTPUT_USD,
                 LLM_OBSERVABILITY_COST_CACHE_READ_USD,
+                LLM_OBSERVABILITY_COST_CACHE_WRITE_USD,
                 SERVER_ADDRESS,
                 ERROR_TYPE,
                 OTEL_NAME,
@@ -275,7 +308,7 @@ mod tests {
             ] {
                 assert!(fields.field(name).is_some(), "{name} is not declared");
             }
-            assert_eq!(fields.len(), 29, "a declared field has no constant");
+            assert_eq!(fields.len(), 31, "a declared field has no constant");
             assert_eq!(metadata.name(), SPAN_NAME);
         });
     }

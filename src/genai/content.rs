@@ -24,11 +24,11 @@
 
 use std::borrow::Cow;
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{Attribute, AttributeValue};
-use crate::openai::endpoint::Endpoint;
 use crate::payload::LlmCall;
+use crate::wire::format_of;
 
 /// `gen_ai.input.messages`: the messages sent to the model (system instructions apart), as a
 /// JSON array of `{role, parts}`.
@@ -61,361 +61,53 @@ pub fn content_attributes(call: &LlmCall) -> Vec<Attribute<'static>> {
         .collect()
 }
 
-fn text_part(text: &str) -> Value {
-    json!({"type": "text", "content": text})
-}
-
-/// A tool call's `arguments`: the JSON they hold, or the text when it is not JSON.
-fn arguments(raw: Option<&Value>) -> Value {
-    match raw {
-        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| json!(text)),
-        Some(other) => other.clone(),
-        None => Value::Null,
-    }
-}
-
-/// A `data:` URL's media type and base64 content.
-fn data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (head, data) = rest.split_once(',')?;
-    let mime = head.strip_suffix(";base64")?;
-    Some((mime, data))
-}
-
-fn image_part(url: &str) -> Value {
-    match data_url(url) {
-        Some((mime, data)) => {
-            json!({"type": "blob", "modality": "image", "mime_type": mime, "content": data})
-        }
-        None => json!({"type": "uri", "modality": "image", "uri": url}),
-    }
-}
-
-/// One OpenAI content part (chat or Responses API) as a conventions part.
-fn content_part(part: &Value) -> Value {
-    let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
-    let text = |key: &str| part.get(key).and_then(Value::as_str).map(text_part);
-    match kind {
-        "text" | "input_text" | "output_text" => text("text"),
-        "refusal" => text("refusal"),
-        "image_url" => {
-            let url = part
-                .pointer("/image_url/url")
-                .or_else(|| part.get("image_url"))
-                .and_then(Value::as_str);
-            url.map(image_part)
-        }
-        "input_image" => part
-            .get("image_url")
-            .and_then(Value::as_str)
-            .map(image_part),
-        "input_audio" => {
-            let audio = part.get("input_audio");
-            let format = audio
-                .and_then(|a| a.get("format"))
-                .and_then(Value::as_str)
-                .unwrap_or("wav");
-            audio.and_then(|a| a.get("data")).map(|data| {
-                json!({"type": "blob", "modality": "audio",
-                       "mime_type": format!("audio/{format}"), "content": data})
-            })
-        }
-        "file" | "input_file" => {
-            let file = part.get("file").unwrap_or(part);
-            let id = file.get("file_id").and_then(Value::as_str);
-            Some(match id {
-                Some(id) => json!({"type": "file", "file_id": id}),
-                None => json!({"type": "file", "filename": file.get("filename")}),
-            })
-        }
-        _ => None,
-    }
-    .unwrap_or_else(|| part.clone())
-}
-
-/// A message's `content` (a string or an array of parts) as conventions parts.
-fn content_parts(content: Option<&Value>) -> Vec<Value> {
-    match content {
-        Some(Value::String(text)) => vec![text_part(text)],
-        Some(Value::Array(parts)) => parts.iter().map(content_part).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The text of a content value, parts joined, for a tool response.
-fn content_value(content: Option<&Value>) -> Value {
-    match content {
-        Some(Value::Array(parts)) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect();
-            json!(texts.concat())
-        }
-        Some(other) => other.clone(),
-        None => Value::Null,
-    }
-}
-
-fn chat_tool_calls(message: &Value, parts: &mut Vec<Value>) {
-    if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
-        for call in calls {
-            parts.push(json!({
-                "type": "tool_call",
-                "id": call.get("id"),
-                "name": call.pointer("/function/name"),
-                "arguments": arguments(call.pointer("/function/arguments")),
-            }));
-        }
-    }
-    if let Some(function) = message.get("function_call") {
-        parts.push(json!({
-            "type": "tool_call",
-            "name": function.get("name"),
-            "arguments": arguments(function.get("arguments")),
-        }));
-    }
-}
-
-fn message(role: &str, parts: Vec<Value>) -> Value {
-    json!({"role": role, "parts": parts})
-}
-
-fn is_system(role: &str) -> bool {
-    role == "system" || role == "developer"
-}
-
-/// One chat message as `{role, parts}`.
-fn chat_message(raw: &Value) -> Value {
-    let role = raw.get("role").and_then(Value::as_str).unwrap_or("user");
-    if role == "tool" || role == "function" {
-        let part = json!({
-            "type": "tool_call_response",
-            "id": raw.get("tool_call_id").or_else(|| raw.get("name")),
-            "response": content_value(raw.get("content")),
-        });
-        return message("tool", vec![part]);
-    }
-    let mut parts = content_parts(raw.get("content"));
-    if let Some(reasoning) = raw.get("reasoning_content").and_then(Value::as_str) {
-        parts.insert(0, json!({"type": "reasoning", "content": reasoning}));
-    }
-    chat_tool_calls(raw, &mut parts);
-    let mut out = message(role, parts);
-    if let (Some(name), Some(map)) = (raw.get("name"), out.as_object_mut()) {
-        map.insert("name".into(), name.clone());
-    }
-    out
-}
-
-/// One Responses API input item as `{role, parts}`.
-fn responses_item(item: &Value) -> Value {
-    match item.get("type").and_then(Value::as_str) {
-        Some("function_call") => message(
-            "assistant",
-            vec![json!({
-                "type": "tool_call",
-                "id": item.get("call_id"),
-                "name": item.get("name"),
-                "arguments": arguments(item.get("arguments")),
-            })],
-        ),
-        Some("function_call_output") => message(
-            "tool",
-            vec![json!({
-                "type": "tool_call_response",
-                "id": item.get("call_id"),
-                "response": content_value(item.get("output")),
-            })],
-        ),
-        _ => {
-            let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
-            message(role, content_parts(item.get("content")))
-        }
-    }
-}
-
-/// The messages sent to the model, system instructions apart; `None` when the request had
-/// none (or the content was removed).
+/// The messages sent to the model, system instructions apart, in the call's wire format's
+/// terms; `None` when the request had none (or the content was removed).
 pub fn input_messages(call: &LlmCall) -> Option<Value> {
-    let request = &call.request;
-    let messages: Vec<Value> = match call.endpoint {
-        Endpoint::ChatCompletions => request
-            .messages
-            .as_deref()?
-            .as_array()?
-            .iter()
-            .filter(|m| !m.get("role").and_then(Value::as_str).is_some_and(is_system))
-            .map(chat_message)
-            .collect(),
-        Endpoint::Completions => match request.prompt.as_deref()? {
-            Value::String(prompt) => vec![message("user", vec![text_part(prompt)])],
-            Value::Array(prompts) => prompts
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|p| message("user", vec![text_part(p)]))
-                .collect(),
-            _ => return None,
-        },
-        Endpoint::Responses => match request.input.as_deref()? {
-            Value::String(text) => vec![message("user", vec![text_part(text)])],
-            Value::Array(items) => items
-                .iter()
-                .filter(|m| !m.get("role").and_then(Value::as_str).is_some_and(is_system))
-                .map(responses_item)
-                .collect(),
-            _ => return None,
-        },
-        _ => return None,
-    };
-    Some(Value::Array(messages))
+    format_of(call.endpoint).input_messages(call)
 }
 
-/// The system and developer instructions, as parts; `None` when there are none.
+/// The system (and developer) instructions, as parts; `None` when there are none.
 pub fn system_instructions(call: &LlmCall) -> Option<Value> {
-    let request = &call.request;
-    let mut parts = Vec::new();
-    if let Some(Value::String(instructions)) = request.instructions.as_deref() {
-        parts.push(text_part(instructions));
-    }
-    let messages = match call.endpoint {
-        Endpoint::ChatCompletions => request.messages.as_deref(),
-        Endpoint::Responses => request.input.as_deref(),
-        _ => None,
-    };
-    for raw in messages.and_then(Value::as_array).into_iter().flatten() {
-        if raw
-            .get("role")
-            .and_then(Value::as_str)
-            .is_some_and(is_system)
-        {
-            parts.extend(content_parts(raw.get("content")));
-        }
-    }
-    (!parts.is_empty()).then_some(Value::Array(parts))
+    format_of(call.endpoint).system_instructions(call)
 }
 
-/// The model's answer: one assistant message per choice (a Responses API response is one
-/// message with all its output items); `None` when nothing was decoded.
+/// The model's answer: one assistant message per choice (a Responses API response or an
+/// Anthropic message is one message with all its output); `None` when nothing was decoded.
 pub fn output_messages(call: &LlmCall) -> Option<Value> {
-    let response = call.response.as_deref()?;
-    let finish = |index: usize, reason: Option<&Value>| -> Value {
-        reason
-            .filter(|r| !r.is_null())
-            .cloned()
-            .or_else(|| call.finish_reasons.get(index).map(|r| json!(r)))
-            .unwrap_or_else(|| json!(""))
-    };
-    let messages: Vec<Value> = match call.endpoint {
-        Endpoint::ChatCompletions => response
-            .get("choices")?
-            .as_array()?
-            .iter()
-            .enumerate()
-            .map(|(i, choice)| {
-                let raw = choice.get("message").cloned().unwrap_or(Value::Null);
-                let mut out = chat_message(&raw);
-                if let Some(map) = out.as_object_mut() {
-                    map.insert("role".into(), json!("assistant"));
-                    map.insert(
-                        "finish_reason".into(),
-                        finish(i, choice.get("finish_reason")),
-                    );
-                }
-                out
-            })
-            .collect(),
-        Endpoint::Completions => response
-            .get("choices")?
-            .as_array()?
-            .iter()
-            .enumerate()
-            .map(|(i, choice)| {
-                let parts = choice
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .map(text_part)
-                    .into_iter()
-                    .collect();
-                let mut out = message("assistant", parts);
-                if let Some(map) = out.as_object_mut() {
-                    map.insert(
-                        "finish_reason".into(),
-                        finish(i, choice.get("finish_reason")),
-                    );
-                }
-                out
-            })
-            .collect(),
-        Endpoint::Responses => {
-            let mut parts = Vec::new();
-            for item in response.get("output")?.as_array()? {
-                match item.get("type").and_then(Value::as_str) {
-                    Some("message") => parts.extend(content_parts(item.get("content"))),
-                    Some("function_call") => parts.push(json!({
-                        "type": "tool_call",
-                        "id": item.get("call_id"),
-                        "name": item.get("name"),
-                        "arguments": arguments(item.get("arguments")),
-                    })),
-                    Some("reasoning") => {
-                        let summary: Vec<&str> = item
-                            .get("summary")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|s| s.get("text").and_then(Value::as_str))
-                            .collect();
-                        if !summary.is_empty() {
-                            parts.push(json!({"type": "reasoning", "content": summary.join("\n")}));
-                        }
-                    }
-                    _ => parts.push(item.clone()),
-                }
-            }
-            let mut out = message("assistant", parts);
-            if let Some(map) = out.as_object_mut() {
-                map.insert("finish_reason".into(), finish(0, None));
-            }
-            vec![out]
-        }
-        _ => return None,
-    };
-    Some(Value::Array(messages))
+    format_of(call.endpoint).output_messages(call)
 }
 
 /// The tools offered to the model, as `{type, name, description, parameters}`; `None` when
 /// the request offered none.
 pub fn tool_definitions(call: &LlmCall) -> Option<Value> {
-    let tools = call.request.tools.as_deref()?.as_array()?;
-    let definitions: Vec<Value> = tools
-        .iter()
-        .map(
-            |tool| match tool.get("function").and_then(Value::as_object) {
-                // Chat Completions: {"type": "function", "function": {name, description, parameters}}
-                Some(function) => {
-                    let mut flat = Map::new();
-                    flat.insert(
-                        "type".into(),
-                        tool.get("type").cloned().unwrap_or(json!("function")),
-                    );
-                    for (key, value) in function {
-                        flat.insert(key.clone(), value.clone());
-                    }
-                    Value::Object(flat)
-                }
-                // Responses API tools are flat already.
-                None => tool.clone(),
-            },
-        )
-        .collect();
-    (!definitions.is_empty()).then_some(Value::Array(definitions))
+    format_of(call.endpoint).tool_definitions(call)
+}
+
+/// The request as its provider's JSON, rebuilt from the record: parameters under the API's own
+/// names (`max_output_tokens` for the Responses API, `system` and `stop_sequences` for
+/// Anthropic), `stream` only when set.
+pub fn native_request(call: &LlmCall) -> Value {
+    format_of(call.endpoint).native_request(call)
+}
+
+/// What the model was given, in its provider's own shape (OpenAI chat messages, an Anthropic
+/// `system` + `messages`, ...): what UIs that render a provider's format show as input.
+pub fn native_input(call: &LlmCall) -> Option<Value> {
+    format_of(call.endpoint).native_input(call)
+}
+
+/// What the model answered, in its provider's own shape (an OpenAI assistant message, an
+/// Anthropic message's content blocks, ...); `None` for embeddings or when nothing was decoded.
+pub fn native_output(call: &LlmCall) -> Option<Value> {
+    format_of(call.endpoint).native_output(call)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Endpoint;
+    use serde_json::json;
 
     #[test]
     fn chat_roundtrip_of_every_part_kind() {

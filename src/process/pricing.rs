@@ -39,7 +39,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::openai::endpoint::Endpoint;
 use crate::payload::{Cost, LlmCall};
 use crate::process::{ProcessError, Processor};
 
@@ -305,14 +304,11 @@ impl Pricing {
 
     /// What `call` cost, or why it cannot be said.
     pub fn cost_of(&self, call: &LlmCall) -> Result<Cost, String> {
-        let mut models: Vec<&str> = [
-            call.response_model.as_deref(),
-            call.request.model.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|m| !m.is_empty())
-        .collect();
+        let mut models: Vec<&str> = [call.response_model.as_deref(), call.requested_model()]
+            .into_iter()
+            .flatten()
+            .filter(|m| !m.is_empty())
+            .collect();
         models.dedup();
         if models.is_empty() {
             return Err("no cost: the call names no model".to_owned());
@@ -334,15 +330,16 @@ impl Pricing {
         let input = usage
             .input_tokens
             .ok_or("no cost: the usage has no input token count")?;
-        let output = match (call.endpoint, usage.output_tokens) {
-            (Endpoint::Embeddings, output) => output.unwrap_or(0),
+        let embeddings = call.operation == "embeddings";
+        let output = match (embeddings, usage.output_tokens) {
+            (true, output) => output.unwrap_or(0),
             (_, Some(output)) => output,
             (_, None) => return Err("no cost: the usage has no output token count".to_owned()),
         };
         let cached = usage.cached_input_tokens.unwrap_or(0).min(input);
         let price = entry.price;
         let cache_rate = price.cache_read_per_token.unwrap_or(price.input_per_token);
-        let output_usd = if call.endpoint == Endpoint::Embeddings {
+        let output_usd = if embeddings {
             0.0
         } else {
             output as f64 * price.output_per_token

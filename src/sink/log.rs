@@ -26,7 +26,7 @@ impl Sink for LogSink {
                 target: "llm_observability::calls",
                 id = %call.id,
                 endpoint = %call.endpoint,
-                model = call.request.model.as_deref().unwrap_or("-"),
+                model = call.requested_model().unwrap_or("-"),
                 status = call.status.as_str(),
                 http_status = call.http_status,
                 input_tokens = usage.input_tokens,

@@ -420,7 +420,7 @@ impl Row {
             endpoint: endpoint.as_str().map(no_nul).unwrap_or_default(),
             operation: no_nul(&call.operation),
             provider: no_nul(&call.provider),
-            model: text(&call.request.model),
+            model: call.requested_model().map(no_nul),
             response_model: text(&call.response_model),
             status: call.status.as_str(),
             http_status: call.http_status.map(i32::from),

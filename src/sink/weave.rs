@@ -526,6 +526,7 @@ fn op_name(call: &LlmCall) -> &'static str {
         crate::Endpoint::Completions => "openai.completions.create",
         crate::Endpoint::Embeddings => "openai.embeddings.create",
         crate::Endpoint::Responses => "openai.responses.create",
+        crate::Endpoint::AnthropicMessages => "anthropic.Messages.create",
     }
 }
 
@@ -656,10 +657,7 @@ fn usage_entry(usage: Option<&Usage>) -> Value {
 /// usage or succeeded; `status_counts` as Weave's client writes them.
 fn summary(call: &LlmCall) -> Value {
     let mut summary = Map::new();
-    let model = call
-        .response_model
-        .as_deref()
-        .or(call.request.model.as_deref());
+    let model = call.response_model.as_deref().or(call.requested_model());
     if let Some(model) = model {
         if call.usage.is_some() || call.status == CallStatus::Success {
             summary.insert(

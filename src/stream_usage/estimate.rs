@@ -5,9 +5,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
-use crate::openai::endpoint::Endpoint;
 use crate::payload::{CallStatus, LlmCall, Usage, UsageSource};
 use crate::process::{ProcessError, Processor};
+use crate::wire::endpoint::Endpoint;
 
 /// Tokens every chat message costs beyond its content (`<|start|>{role}<|message|>` ...
 /// `<|end|>`, as OpenAI's cookbook counts them for current models).
@@ -71,7 +71,7 @@ impl Processor for EstimateUsage {
         let model = call
             .response_model
             .as_deref()
-            .or(call.request.model.as_deref())
+            .or(call.requested_model())
             .unwrap_or_default();
         let Some(bpe) = Encoding::for_model(model).bpe() else {
             return Err(ProcessError::new(
@@ -164,7 +164,8 @@ impl Counter<'_> {
         }
     }
 
-    /// Input and output tokens of `call`, `None` for an endpoint it cannot count.
+    /// Input and output tokens of `call`, `None` for an endpoint it cannot count (only OpenAI
+    /// streams can end without usage).
     fn estimate(&self, call: &LlmCall) -> Option<(u64, u64)> {
         let request = &call.request;
         let response = call.response.as_deref();
@@ -234,6 +235,8 @@ impl Counter<'_> {
                     .sum();
                 Some((input, output))
             }
+            // Other families always report usage: nothing to estimate.
+            _ => None,
         }
     }
 

@@ -83,7 +83,7 @@ impl Processor for CostTotals {
         let model = call
             .response_model
             .as_deref()
-            .or(call.request.model.as_deref())
+            .or(call.requested_model())
             .unwrap_or("(unknown model)")
             .to_owned();
         let mut totals = self.0.lock().unwrap_or_else(|p| p.into_inner());

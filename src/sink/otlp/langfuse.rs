@@ -49,7 +49,6 @@ use super::presets::EnvLookup;
 use super::presets::{self, PresetAttribute, RESERVED_METADATA};
 use super::{OtlpError, OtlpSink, OtlpSinkBuilder};
 use crate::genai::{self, AttributeValue};
-use crate::openai::endpoint::Endpoint;
 use crate::payload::{CallStatus, LlmCall};
 
 /// Langfuse Cloud (EU region), the host when neither [`LangfuseBuilder::host`] nor
@@ -257,7 +256,7 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
     let mut out = Vec::with_capacity(16);
     out.push(PresetAttribute::str(
         OBSERVATION_TYPE,
-        if call.endpoint == Endpoint::Embeddings {
+        if call.operation == "embeddings" {
             "embedding"
         } else {
             "generation"
@@ -286,7 +285,7 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
         ));
     }
     if content {
-        if let Some(input) = input(call) {
+        if let Some(input) = genai::native_input(call) {
             out.push(PresetAttribute::json(OBSERVATION_INPUT, &input));
         }
         if let Some(output) = output(call) {
@@ -425,64 +424,10 @@ pub fn completion_start_time(call: &LlmCall) -> Option<String> {
     first.format(&Rfc3339).ok()
 }
 
-/// What the model was given, in the OpenAI shape Langfuse renders: chat messages, the
-/// completion prompt, the Responses API input (with its instructions) or the embeddings input.
-fn input(call: &LlmCall) -> Option<Value> {
-    let request = &call.request;
-    match call.endpoint {
-        Endpoint::ChatCompletions => request.messages.as_deref().cloned(),
-        Endpoint::Completions => request.prompt.as_deref().cloned(),
-        Endpoint::Embeddings => request.input.as_deref().cloned(),
-        Endpoint::Responses => {
-            let input = request.input.as_deref()?;
-            match request.instructions.as_deref() {
-                Some(Value::String(instructions)) => {
-                    let mut messages = vec![json!({"role": "system", "content": instructions})];
-                    match input {
-                        Value::Array(items) => messages.extend(items.iter().cloned()),
-                        other => messages.push(json!({"role": "user", "content": other})),
-                    }
-                    Some(Value::Array(messages))
-                }
-                _ => Some(input.clone()),
-            }
-        }
-    }
-}
-
-/// What the model answered: the assistant message (one per choice, an array when there are
-/// several), the completion text, the Responses API output items; for embeddings, nothing
-/// (the vectors are not recorded); for a failed call, its error.
+/// What the model answered, in its provider's shape ([`genai::native_output`]); for a failed
+/// call without an answer, its error.
 fn output(call: &LlmCall) -> Option<Value> {
-    let response = call.response.as_deref();
-    let from_response = match call.endpoint {
-        Endpoint::ChatCompletions => {
-            response
-                .and_then(|r| r["choices"].as_array())
-                .and_then(|choices| match choices.as_slice() {
-                    [] => None,
-                    [one] => Some(one["message"].clone()),
-                    many => Some(Value::Array(
-                        many.iter().map(|c| c["message"].clone()).collect(),
-                    )),
-                })
-        }
-        Endpoint::Completions => {
-            response
-                .and_then(|r| r["choices"].as_array())
-                .and_then(|choices| match choices.as_slice() {
-                    [] => None,
-                    [one] => Some(one["text"].clone()),
-                    many => Some(Value::Array(
-                        many.iter().map(|c| c["text"].clone()).collect(),
-                    )),
-                })
-        }
-        Endpoint::Responses => response.map(|r| r["output"].clone()),
-        Endpoint::Embeddings => None,
-    }
-    .filter(|v| !v.is_null());
-    from_response.or_else(|| {
+    genai::native_output(call).or_else(|| {
         let error = call.error.as_ref()?;
         serde_json::to_value(error)
             .ok()
@@ -496,6 +441,7 @@ mod tests {
     use crate::payload::{CallError, Usage};
     use crate::sink::otlp::presets::find_attribute;
     use crate::trace_context::TraceContext;
+    use crate::Endpoint;
 
     fn text<'a>(attributes: &'a [PresetAttribute<'a>], key: &str) -> Option<&'a str> {
         match find_attribute(attributes, key)? {

@@ -23,7 +23,6 @@ use serde_json::{json, Map, Value};
 
 use super::client::{excerpt, retry_after, Http};
 use super::{OtlpError, OtlpSink};
-use crate::openai::endpoint::Endpoint;
 use crate::payload::{CallStatus, LlmCall};
 use crate::sink::{Sink, SinkError};
 
@@ -392,33 +391,13 @@ impl MlflowSinkBuilder {
     }
 }
 
-/// The span type MLflow shows for a call.
-pub fn span_type(endpoint: Endpoint) -> &'static str {
-    match endpoint {
-        Endpoint::ChatCompletions | Endpoint::Responses => "CHAT_MODEL",
-        Endpoint::Completions => "LLM",
-        Endpoint::Embeddings => "EMBEDDING",
+/// The span type MLflow shows for a call of `operation` (`gen_ai.operation.name`).
+pub fn span_type(operation: &str) -> &'static str {
+    match operation {
+        "text_completion" => "LLM",
+        "embeddings" => "EMBEDDING",
+        _ => "CHAT_MODEL",
     }
-}
-
-/// The request as OpenAI JSON (what the client sent, as recorded).
-fn request_json(call: &LlmCall) -> Value {
-    let mut request = match serde_json::to_value(&call.request) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    if call.endpoint == Endpoint::Responses {
-        if let Some(max) = request.remove("max_tokens") {
-            request.insert("max_output_tokens".into(), max);
-        }
-        if let Some(format) = request.remove("response_format") {
-            request.insert("text".into(), json!({ "format": format }));
-        }
-    }
-    if !call.request.stream {
-        request.remove("stream");
-    }
-    Value::Object(request)
 }
 
 /// Tools in the Chat Completions shape MLflow's `mlflow.chat.tools` expects.
@@ -460,10 +439,13 @@ fn json_attribute(key: &'static str, json: &Value) -> KeyValue {
 fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValue>) {
     attributes.push(json_attribute(
         MLFLOW_SPAN_TYPE,
-        &json!(span_type(call.endpoint)),
+        &json!(span_type(&call.operation)),
     ));
-    attributes.push(json_attribute(MLFLOW_MESSAGE_FORMAT, &json!("openai")));
-    if let Some(model) = call.request.model.as_ref().or(call.response_model.as_ref()) {
+    attributes.push(json_attribute(
+        MLFLOW_MESSAGE_FORMAT,
+        &json!(call.endpoint.api()),
+    ));
+    if let Some(model) = call.requested_model().or(call.response_model.as_deref()) {
         attributes.push(json_attribute(MLFLOW_LLM_MODEL, &json!(model)));
     }
     attributes.push(json_attribute(MLFLOW_LLM_PROVIDER, &json!(call.provider)));
@@ -503,7 +485,10 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
         ));
     }
     if content {
-        attributes.push(json_attribute(MLFLOW_SPAN_INPUTS, &request_json(call)));
+        attributes.push(json_attribute(
+            MLFLOW_SPAN_INPUTS,
+            &crate::genai::native_request(call),
+        ));
         match (&call.response, call.status) {
             (Some(response), _) => attributes.push(json_attribute(MLFLOW_SPAN_OUTPUTS, response)),
             (None, CallStatus::Error) => {
@@ -547,6 +532,7 @@ impl Sink for MlflowSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Endpoint;
     use crate::{Cost, Usage};
 
     fn find(attributes: &[KeyValue], key: &str) -> Option<String> {
@@ -606,8 +592,9 @@ mod tests {
         let mut without = Vec::new();
         mlflow_attributes(&call, false, &mut without);
         assert_eq!(find(&without, MLFLOW_SPAN_INPUTS), None);
-        assert_eq!(span_type(Endpoint::Completions), "LLM");
-        assert_eq!(span_type(Endpoint::Embeddings), "EMBEDDING");
+        assert_eq!(span_type("text_completion"), "LLM");
+        assert_eq!(span_type("embeddings"), "EMBEDDING");
+        assert_eq!(span_type("chat"), "CHAT_MODEL");
     }
 
     #[test]

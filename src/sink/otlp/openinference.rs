@@ -30,7 +30,6 @@ use serde_json::{json, Map, Value};
 
 use super::presets::{self, PresetAttribute, RESERVED_METADATA};
 use crate::genai::{self, AttributeValue};
-use crate::openai::endpoint::Endpoint;
 use crate::payload::LlmCall;
 
 /// `openinference.span.kind`.
@@ -100,7 +99,7 @@ const CONTENT_FIELDS: [&str; 5] = ["messages", "prompt", "input", "instructions"
 /// GenAI attributes; counts, model, parameters and metadata are.
 pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
     let mut out = Vec::with_capacity(24);
-    let embeddings = call.endpoint == Endpoint::Embeddings;
+    let embeddings = call.operation == "embeddings";
     out.push(PresetAttribute::str(
         SPAN_KIND,
         if embeddings { "EMBEDDING" } else { "LLM" },
@@ -116,8 +115,8 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
         ));
     }
     if !embeddings {
-        if let Some(model) = &call.request.model {
-            out.push(PresetAttribute::str(LLM_REQUEST_MODEL_NAME, model.as_str()));
+        if let Some(model) = call.requested_model() {
+            out.push(PresetAttribute::str(LLM_REQUEST_MODEL_NAME, model));
         }
         if let Some(model) = &call.response_model {
             out.push(PresetAttribute::str(
@@ -127,7 +126,7 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
         }
     }
     out.push(PresetAttribute::str(LLM_PROVIDER, provider(&call.provider)));
-    out.push(PresetAttribute::str(LLM_SYSTEM, "openai"));
+    out.push(PresetAttribute::str(LLM_SYSTEM, call.endpoint.api()));
     if let Some(parameters) = invocation_parameters(call, content) {
         out.push(PresetAttribute::json(
             if embeddings {
@@ -259,7 +258,7 @@ fn content_attributes<'a>(call: &'a LlmCall, out: &mut Vec<PresetAttribute<'a>>)
             message_attributes(&format!("llm.output_messages.{i}.message."), message, out);
         }
     }
-    if call.endpoint == Endpoint::Embeddings {
+    if call.operation == "embeddings" {
         let texts: Vec<&str> = match request.input.as_deref() {
             Some(Value::String(text)) => vec![text.as_str()],
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
@@ -411,6 +410,7 @@ mod tests {
     use super::*;
     use crate::payload::Usage;
     use crate::sink::otlp::presets::find_attribute;
+    use crate::Endpoint;
 
     fn text<'a>(attributes: &'a [PresetAttribute<'a>], key: &str) -> Option<&'a str> {
         match find_attribute(attributes, key)? {

@@ -151,7 +151,7 @@ pub(crate) fn model(call: &LlmCall) -> Option<&str> {
     call.response_model
         .as_deref()
         .filter(|m| !m.is_empty())
-        .or(call.request.model.as_deref())
+        .or(call.requested_model())
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! The response-side decoder fed by the body tee: chooses JSON or SSE from the headers (or, when
-//! they say nothing useful, from the first bytes) and turns the body into a [`ResponseSummary`].
+//! The response-side decoder fed by the body tee: chooses the framing — JSON or SSE — from the
+//! headers (or, when they say nothing useful, from the first bytes), undoes any
+//! `Content-Encoding`, and hands the body to the call's wire format, which turns it into a
+//! [`ResponseSummary`]. Nothing here knows an API family.
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
@@ -7,8 +9,9 @@ use http::HeaderMap;
 
 use super::assemble::{EventEffect, StreamAssembler};
 use super::endpoint::Endpoint;
-use super::response::{decode_json_response, ResponseSummary};
+use super::format_of;
 use super::sse::SseParser;
+use super::summary::ResponseSummary;
 use crate::capture::BytesCapture;
 use crate::decompress::{DecompressError, Decompressor};
 
@@ -91,7 +94,7 @@ impl ResponseDecoder {
     fn sse_state(endpoint: Endpoint, limit: usize) -> State {
         State::Sse {
             parser: SseParser::new(limit),
-            assembler: StreamAssembler::new(endpoint, limit),
+            assembler: StreamAssembler::new(format_of(endpoint).stream_fold(endpoint), limit),
         }
     }
 
@@ -180,6 +183,12 @@ impl ResponseDecoder {
         let decompress_error = self.decompress_error.take();
         let mut decoded = self.decode();
         decoded.truncated |= decoded.summary.truncated;
+        if let Some(error) = decoded.summary.decode_error.take() {
+            decoded.error = Some(match decoded.error {
+                Some(other) => format!("{other}; {error}"),
+                None => error,
+            });
+        }
         if let Some(error) = decompress_error {
             // Past the expansion limit the record is cut short, not wrong.
             decoded.truncated |= matches!(error, DecompressError::TooLarge(_));
@@ -296,7 +305,7 @@ fn decode_captured_json(endpoint: Endpoint, capture: &BytesCapture) -> DecodedRe
             ..DecodedResponse::default()
         };
     }
-    match decode_json_response(endpoint, &body) {
+    match format_of(endpoint).decode_response(endpoint, &body) {
         Ok(summary) => DecodedResponse {
             summary,
             ..DecodedResponse::default()

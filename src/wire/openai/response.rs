@@ -5,33 +5,16 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::endpoint::Endpoint;
-use super::wire::{Capped, Object, Text};
+use crate::wire::budget::SMALL_VALUE;
+use crate::wire::endpoint::Endpoint;
+use crate::wire::read::{raw_string, Capped, Object, Text};
+use crate::wire::summary::{error_from_value, ResponseSummary};
 
 /// The most choices whose finish reason a response's summary reads (`n` is at most 128 at
 /// OpenAI); past it the summary says truncated.
 const MAX_CHOICES: usize = 4096;
 use crate::json::Json;
-use crate::payload::{CallError, Usage};
-
-/// What a response said, whichever way it arrived (one JSON body or an assembled stream).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct ResponseSummary {
-    /// The response in the endpoint's non-streaming shape.
-    pub response: Option<Json>,
-    /// Normalised usage, when reported.
-    pub usage: Option<Usage>,
-    /// Finish reason per choice (Responses API: the response status or incomplete reason).
-    pub finish_reasons: Vec<String>,
-    /// An error the body itself reported (`{"error": {...}}`, `response.failed`, ...).
-    pub error: Option<CallError>,
-    /// `model` as reported by the response.
-    pub model: Option<String>,
-    /// `id` as reported by the response.
-    pub id: Option<String>,
-    /// Part of the response was not read into the summary (too many choices).
-    pub truncated: bool,
-}
+use crate::payload::Usage;
 
 /// Usage as OpenAI sends it: chat/completions/embeddings names, or Responses API names.
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +60,7 @@ impl WireUsage {
                 .or_else(|| details(&self.input_tokens_details, |d| d.cached_tokens)),
             reasoning_tokens: details(&self.completion_tokens_details, |d| d.reasoning_tokens)
                 .or_else(|| details(&self.output_tokens_details, |d| d.reasoning_tokens)),
+            cache_creation_input_tokens: None,
         }
     }
 }
@@ -87,31 +71,6 @@ pub(crate) fn usage_from_value(value: &Value) -> Option<Usage> {
         return None;
     }
     WireUsage::deserialize(value).ok().map(|u| u.normalise())
-}
-
-/// The OpenAI error object (`{"error": {...}}` body, or a stream's `error` event), read
-/// leniently: `code` and `type` may be strings, integers or null; `error` may be a bare string.
-pub(crate) fn error_from_value(error: &Value) -> Option<CallError> {
-    fn text(value: Option<&Value>) -> Option<String> {
-        match value? {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
-    }
-    match error {
-        Value::Object(fields) => Some(CallError {
-            kind: text(fields.get("type")),
-            code: text(fields.get("code")),
-            message: text(fields.get("message")),
-        }),
-        Value::String(message) => Some(CallError {
-            kind: None,
-            code: None,
-            message: Some(message.clone()),
-        }),
-        _ => None,
-    }
 }
 
 /// Decodes a complete response body. Errors are for bodies that are not JSON at all; a JSON body
@@ -151,10 +110,6 @@ pub(crate) fn decode_json_response(
 /// A body larger than this that is not a well-formed response object is not read into a
 /// `Value` tree: a tree takes up to ~16 times the text (`[0,0,...]`), so it is kept as text.
 pub(crate) const TREE_LIMIT: usize = 1 << 20;
-
-/// The largest `usage` or `error` value read into a tree out of a large body, or kept from a
-/// stream (where they are replaced, not accumulated).
-pub(crate) const SMALL_VALUE: usize = 64 << 10;
 
 /// Decodes a large body without a `Value` tree: embeddings keep their items without vectors;
 /// anything else is kept as (compact) text, summarised from its top-level fields.
@@ -212,13 +167,6 @@ struct TopLevel<'a> {
     id: Option<&'a RawValue>,
     #[serde(default, borrow)]
     usage: Option<&'a RawValue>,
-}
-
-/// A non-empty JSON string's value.
-fn raw_string(raw: &RawValue) -> Option<String> {
-    serde_json::from_str::<String>(raw.get())
-        .ok()
-        .filter(|s| !s.is_empty())
 }
 
 /// An embeddings response, its vectors skipped without being built.
@@ -340,6 +288,7 @@ impl WireResponse<'_> {
             model: non_empty(&self.model),
             id: non_empty(&self.id),
             truncated: self.choices.as_ref().is_some_and(|c| c.skipped),
+            decode_error: None,
         }
     }
 }
@@ -448,6 +397,7 @@ mod tests {
                 total_tokens: Some(7),
                 cached_input_tokens: Some(3),
                 reasoning_tokens: Some(1),
+                cache_creation_input_tokens: None,
             })
         );
         assert!(summary.error.is_none());

@@ -9,198 +9,66 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::endpoint::Endpoint;
-use super::indexed::{Indexed, Keyed};
-use super::response::{
-    decode_json_response, error_from_value, usage_from_value, ResponseSummary, SMALL_VALUE,
-    TREE_LIMIT,
-};
-use super::sse::SseEvent;
-use super::wire::{read_json, Capped, Text};
+use super::response::{decode_json_response, usage_from_value, TREE_LIMIT};
 use crate::json::Json;
+use crate::wire::assemble::{Folded, StreamFold};
+use crate::wire::budget::{
+    append_opt, fitted, small_tree, ContentBudget, ENTRY_COST, MAX_ENTRIES_PER_EVENT,
+};
+use crate::wire::endpoint::Endpoint;
+use crate::wire::indexed::{Indexed, Keyed};
+use crate::wire::read::{read_json, Capped, Text};
+use crate::wire::sse::SseEvent;
+use crate::wire::summary::{error_from_value, ResponseSummary};
 
-/// What one event contributed, as far as the caller cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventEffect {
-    /// Carried content, text or a tool-call delta (the first of these is "first token").
-    Content,
-    /// Decoded, but carried no content (role, usage, lifecycle, `[DONE]`, ...).
-    NoContent,
-    /// Could not be decoded; counted in [`StreamAssembler::decode_failures`].
-    Undecodable,
-}
-
-/// Stream fold state for one call.
+/// The OpenAI fold: chat and legacy completion chunks, or Responses API events.
 #[derive(Debug)]
-pub(crate) struct StreamAssembler {
-    endpoint: Endpoint,
-    chat: ChatAssembly,
-    responses: ResponsesAssembly,
-    events: u64,
-    /// The stream said its last word: `[DONE]`, or a terminal Responses API event.
-    ended: bool,
-    decode_failures: u64,
-    first_decode_error: Option<String>,
-    budget: ContentBudget,
+pub(crate) enum OpenAiFold {
+    /// `chat.completion.chunk` (or `text_completion` when `legacy`) chunks.
+    Chat { chat: ChatAssembly, legacy: bool },
+    /// Responses API events.
+    Responses(ResponsesAssembly),
 }
 
-impl StreamAssembler {
-    /// An assembler for `endpoint` that keeps at most `max_content` bytes of assembled text,
-    /// and about an eighth of that (at least 64 KiB) of everything else it keeps.
-    pub(crate) fn new(endpoint: Endpoint, max_content: usize) -> Self {
-        StreamAssembler {
-            endpoint,
-            chat: ChatAssembly::default(),
-            responses: ResponsesAssembly::default(),
-            events: 0,
-            ended: false,
-            decode_failures: 0,
-            first_decode_error: None,
-            budget: ContentBudget::new(max_content),
+impl OpenAiFold {
+    /// The fold for a stream of `endpoint`.
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::Responses => OpenAiFold::Responses(ResponsesAssembly::default()),
+            other => OpenAiFold::Chat {
+                chat: ChatAssembly::default(),
+                legacy: other == Endpoint::Completions,
+            },
         }
     }
+}
 
-    /// Folds one SSE event into the state.
-    pub(crate) fn push(&mut self, event: SseEvent<'_>) -> EventEffect {
-        self.events += 1;
+impl StreamFold for OpenAiFold {
+    fn push(
+        &mut self,
+        event: SseEvent<'_>,
+        budget: &mut ContentBudget,
+    ) -> Result<Folded, serde_json::Error> {
         if event.data == b"[DONE]" {
-            self.ended = true;
-            return EventEffect::NoContent;
+            return Ok(Folded::END);
         }
-        let result = match self.endpoint {
-            Endpoint::Responses => {
-                let result = self.responses.push(event, &mut self.budget);
-                self.ended |= self.responses.terminal;
-                result
+        match self {
+            OpenAiFold::Responses(responses) => {
+                let content = responses.push(event, budget)?;
+                Ok(Folded {
+                    content,
+                    ended: responses.terminal,
+                })
             }
-            _ => self.chat.push(event.data, &mut self.budget),
-        };
-        match result {
-            Ok(true) => EventEffect::Content,
-            Ok(false) => EventEffect::NoContent,
-            Err(error) => {
-                self.decode_failures += 1;
-                if self.first_decode_error.is_none() {
-                    self.first_decode_error = Some(error.to_string());
-                }
-                EventEffect::Undecodable
-            }
+            OpenAiFold::Chat { chat, .. } => chat.push(event.data, budget).map(Folded::content),
         }
     }
 
-    /// Whether the stream has said its last word (`[DONE]` or a terminal Responses event):
-    /// whatever follows is only the end of the body.
-    pub(crate) fn ended(&self) -> bool {
-        self.ended
-    }
-
-    /// Events pushed so far.
-    pub(crate) fn events(&self) -> u64 {
-        self.events
-    }
-
-    /// The first decode error met, with the number of undecodable events.
-    pub(crate) fn decode_error(&self) -> Option<String> {
-        self.first_decode_error.as_ref().map(|first| {
-            format!(
-                "{} of {} SSE events could not be decoded; first: {first}",
-                self.decode_failures, self.events
-            )
-        })
-    }
-
-    /// Whether assembled content was cut at the content limit.
-    pub(crate) fn truncated(&self) -> bool {
-        self.budget.exceeded
-    }
-
-    /// The assembled response so far (complete or partial); the assembler's strings move into it.
-    pub(crate) fn into_summary(self) -> ResponseSummary {
-        match self.endpoint {
-            Endpoint::Responses => self.responses.into_summary(),
-            endpoint => self.chat.into_summary(endpoint),
+    fn into_summary(self) -> ResponseSummary {
+        match self {
+            OpenAiFold::Responses(responses) => responses.into_summary(),
+            OpenAiFold::Chat { chat, legacy } => chat.into_summary(legacy),
         }
-    }
-}
-
-/// What a stream may keep: assembled text (`content`), and everything else — per-index state,
-/// ids, roles, finish reasons, output items, usage (`state`). Past either, nothing more is kept
-/// anywhere, so the record is a clean prefix of the stream, marked truncated.
-#[derive(Debug)]
-struct ContentBudget {
-    content: usize,
-    state: usize,
-    exceeded: bool,
-}
-
-/// What keeping one choice, tool call or output item costs, beyond its strings.
-const ENTRY_COST: usize = 256;
-/// The most choices (or tool calls of one delta) read from one event: more than the state
-/// budget can keep at the default limit. The rest are skipped unread and the record says
-/// truncated.
-const MAX_ENTRIES_PER_EVENT: usize = 4096;
-
-impl ContentBudget {
-    fn new(max_content: usize) -> Self {
-        ContentBudget {
-            content: max_content,
-            state: (max_content / 8).max(64 << 10),
-            exceeded: false,
-        }
-    }
-
-    /// Appends `delta`, or as much of it as fits (cut at a character boundary).
-    fn append(&mut self, target: &mut String, delta: &str) {
-        if self.exceeded {
-            return;
-        }
-        if delta.len() <= self.content {
-            self.content -= delta.len();
-            target.push_str(delta);
-            return;
-        }
-        let mut cut = self.content;
-        while !delta.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        target.push_str(&delta[..cut]);
-        self.content = 0;
-        self.exceeded = true;
-    }
-
-    /// Charges `bytes` of kept state; `false` (and nothing more is kept) when they do not fit.
-    fn charge(&mut self, bytes: usize) -> bool {
-        if self.exceeded {
-            return false;
-        }
-        if bytes <= self.state {
-            self.state -= bytes;
-            return true;
-        }
-        self.state = 0;
-        self.exceeded = true;
-        false
-    }
-
-    /// Sets `slot` to `value` if it is empty and `value` is not, within the budget.
-    fn set_if_empty(&mut self, slot: &mut Option<String>, value: Option<Text<'_>>) {
-        if slot.is_none() {
-            if let Some(value) = value.filter(|v| !v.is_empty()) {
-                if self.charge(value.len()) {
-                    *slot = Some(value.into_owned());
-                }
-            }
-        }
-    }
-
-    /// A copy of a value that is replaced rather than accumulated (usage, an error), if it is
-    /// small; a larger one is not kept, and the record says truncated.
-    fn small_value(&mut self, raw: &RawValue) -> Option<Box<RawValue>> {
-        if raw.get().len() <= SMALL_VALUE {
-            return Some(raw.to_owned());
-        }
-        self.exceeded = true;
-        None
     }
 }
 
@@ -279,7 +147,7 @@ struct FunctionDelta<'a> {
 }
 
 #[derive(Debug, Default)]
-struct ChatAssembly {
+pub(crate) struct ChatAssembly {
     id: Option<String>,
     model: Option<String>,
     created: Option<i64>,
@@ -320,10 +188,6 @@ impl Keyed for ToolCallState {
     fn key(&self) -> u32 {
         self.index
     }
-}
-
-fn append_opt(budget: &mut ContentBudget, slot: &mut Option<String>, delta: &str) {
-    budget.append(slot.get_or_insert_with(String::new), delta);
 }
 
 impl ChatAssembly {
@@ -418,8 +282,7 @@ impl ChatAssembly {
 
     /// The response in `chat.completion` (or `text_completion`) shape. The assembled strings
     /// are moved into it, not copied: a long answer is held once.
-    fn into_summary(self, endpoint: Endpoint) -> ResponseSummary {
-        let legacy = endpoint == Endpoint::Completions;
+    fn into_summary(self, legacy: bool) -> ResponseSummary {
         let usage = self.usage.as_deref().and_then(small_tree);
         let error = self.error.as_deref().and_then(small_tree);
         let choices = self.choices.into_sorted();
@@ -435,6 +298,7 @@ impl ChatAssembly {
             id: self.id.clone(),
             // The assembler's budget says whether the stream was cut.
             truncated: false,
+            decode_error: None,
         };
         let choices = choices
             .into_iter()
@@ -513,17 +377,6 @@ impl ToolCallState {
     }
 }
 
-/// An assembled string without the spare capacity its growth left.
-fn fitted(mut text: String) -> String {
-    text.shrink_to_fit();
-    text
-}
-
-/// A kept value as a tree (kept values are small: see [`ContentBudget::small_value`]).
-fn small_tree(raw: &RawValue) -> Option<Value> {
-    serde_json::from_str(raw.get()).ok()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Responses API events
 
@@ -548,7 +401,7 @@ struct ResponsesEvent<'a> {
 }
 
 #[derive(Debug, Default)]
-struct ResponsesAssembly {
+pub(crate) struct ResponsesAssembly {
     /// Latest full response object (`response.created` ... `response.completed`), as sent:
     /// it is replaced by each, and read only at the end.
     response: Option<Box<RawValue>>,
@@ -746,10 +599,15 @@ impl ResponsesAssembly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::assemble::{EventEffect, Fold, StreamAssembler};
     use serde_json::json;
 
+    fn assembler(endpoint: Endpoint, limit: usize) -> StreamAssembler {
+        StreamAssembler::new(Fold::OpenAi(OpenAiFold::new(endpoint)), limit)
+    }
+
     fn assemble(endpoint: Endpoint, events: &[&str]) -> (ResponseSummary, Vec<EventEffect>) {
-        let mut assembler = StreamAssembler::new(endpoint, 1 << 20);
+        let mut assembler = assembler(endpoint, 1 << 20);
         let effects = events
             .iter()
             .map(|data| {
@@ -878,7 +736,7 @@ mod tests {
 
     #[test]
     fn content_past_the_budget_is_a_clean_prefix() {
-        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 10);
+        let mut assembler = assembler(Endpoint::ChatCompletions, 10);
         // 6 bytes fit; of the next 6 only 4 do; nothing after that, not even what would fit.
         let events = ["abcdef", "ghijkl", "m", "é"].map(content_event);
         push_all(&mut assembler, &events);
@@ -889,7 +747,7 @@ mod tests {
 
     #[test]
     fn a_cut_never_splits_a_character() {
-        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 4);
+        let mut assembler = assembler(Endpoint::ChatCompletions, 4);
         push_all(
             &mut assembler,
             &["aéé".to_owned()].map(|t| content_event(&t)),
@@ -905,7 +763,7 @@ mod tests {
             .map(|i| json!({"index": i, "delta": {"content": "x"}, "finish_reason": "stop"}))
             .collect();
         let event = json!({"id": "c", "model": "m", "choices": choices}).to_string();
-        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 1 << 20);
+        let mut assembler = assembler(Endpoint::ChatCompletions, 1 << 20);
         push_all(&mut assembler, &[event]);
         assert!(
             assembler.truncated(),
@@ -929,7 +787,7 @@ mod tests {
                     .to_string()
             })
             .collect();
-        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 256 << 10);
+        let mut assembler = assembler(Endpoint::ChatCompletions, 256 << 10);
         push_all(&mut assembler, &events);
         assert!(assembler.truncated());
         let summary = assembler.into_summary();
@@ -949,7 +807,7 @@ mod tests {
             content_event("hi"),
             json!({"choices": [], "usage": {"prompt_tokens": 1, "extra": zeros}}).to_string(),
         ];
-        let mut assembler = StreamAssembler::new(Endpoint::ChatCompletions, 1 << 20);
+        let mut assembler = assembler(Endpoint::ChatCompletions, 1 << 20);
         push_all(&mut assembler, &events);
         assert!(assembler.truncated());
         let summary = assembler.into_summary();

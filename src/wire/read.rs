@@ -1,9 +1,10 @@
-//! Serde helpers for reading OpenAI JSON without building `serde_json::Value` trees.
+//! Serde helpers for reading API JSON without building `serde_json::Value` trees.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, Visitor};
+use serde_json::value::RawValue;
 
 /// Reads `T` from JSON `bytes`. UTF-8 is checked once for the whole text, not string by string
 /// as `serde_json::from_slice` does; text that is not UTF-8 is left to `from_slice`, which
@@ -13,6 +14,13 @@ pub(crate) fn read_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, se
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(bytes),
     }
+}
+
+/// A non-empty JSON string's value; `None` for anything else (a number, `null`, `""`).
+pub(crate) fn raw_string(raw: &RawValue) -> Option<String> {
+    serde_json::from_str::<String>(raw.get())
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A JSON string borrowed from the input when it has no escapes, owned otherwise.

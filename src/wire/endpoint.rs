@@ -1,58 +1,100 @@
-//! Which requests are LLM calls, and of which OpenAI endpoint.
+//! Which requests are LLM calls, and of which API family and endpoint.
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// An OpenAI-shaped endpoint the layer knows how to decode.
+/// An LLM API endpoint the layer knows how to decode: which API family (wire format) and which
+/// of its operations. New families add variants, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Endpoint {
-    /// `POST .../chat/completions`
+    /// OpenAI `POST .../chat/completions`
     #[serde(rename = "chat.completions")]
     ChatCompletions,
-    /// `POST .../completions` (legacy text completions)
+    /// OpenAI `POST .../completions` (legacy text completions)
     #[serde(rename = "completions")]
     Completions,
-    /// `POST .../embeddings`
+    /// OpenAI `POST .../embeddings`
     #[serde(rename = "embeddings")]
     Embeddings,
-    /// `POST .../responses` (Responses API)
+    /// OpenAI `POST .../responses` (Responses API)
     #[serde(rename = "responses")]
     Responses,
+    /// Anthropic `POST .../v1/messages` (Messages API)
+    #[serde(rename = "anthropic.messages")]
+    AnthropicMessages,
+}
+
+/// The API family an endpoint belongs to: one wire format each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    OpenAi,
+    Anthropic,
 }
 
 impl Endpoint {
-    /// The endpoint as written in the payload (`chat.completions`, `completions`, ...).
+    /// The endpoint as written in the payload (`chat.completions`, `anthropic.messages`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "chat.completions",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Responses => "responses",
+            Endpoint::AnthropicMessages => "anthropic.messages",
         }
     }
 
     /// The OpenTelemetry `gen_ai.operation.name` for this endpoint.
     pub fn operation(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions | Endpoint::Responses => "chat",
+            Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::AnthropicMessages => "chat",
             Endpoint::Completions => "text_completion",
             Endpoint::Embeddings => "embeddings",
         }
     }
 
-    /// Classifies a request by method and path, the default rule of the layer.
+    /// The API family (wire format) of this endpoint: `openai` (also every OpenAI-compatible
+    /// server) or `anthropic`.
     ///
-    /// POST requests whose path ends in `/chat/completions`, `/completions`, `/embeddings` or
-    /// `/responses` match, whatever comes before (`/v1`, a proxy prefix, Azure's
-    /// `/openai/deployments/{name}`).
+    /// ```
+    /// use llm_observability::Endpoint;
+    /// assert_eq!(Endpoint::Responses.api(), "openai");
+    /// assert_eq!(Endpoint::AnthropicMessages.api(), "anthropic");
+    /// ```
+    pub fn api(self) -> &'static str {
+        match self.family() {
+            Family::OpenAi => "openai",
+            Family::Anthropic => "anthropic",
+        }
+    }
+
+    pub(crate) fn family(self) -> Family {
+        match self {
+            Endpoint::ChatCompletions
+            | Endpoint::Completions
+            | Endpoint::Embeddings
+            | Endpoint::Responses => Family::OpenAi,
+            Endpoint::AnthropicMessages => Family::Anthropic,
+        }
+    }
+
+    /// Classifies a request by method and path, the default rule of the layer: each wire
+    /// format is asked in turn.
+    ///
+    /// OpenAI: POST requests whose path ends in `/chat/completions`, `/completions`,
+    /// `/embeddings` or `/responses`, whatever comes before (`/v1`, a proxy prefix, Azure's
+    /// `/openai/deployments/{name}`). Anthropic: POST `.../v1/messages` (not
+    /// `.../v1/messages/count_tokens`, which is not a model call).
     ///
     /// ```
     /// use llm_observability::Endpoint;
     /// use http::Method;
     /// assert_eq!(Endpoint::classify(&Method::POST, "/v1/chat/completions"), Some(Endpoint::ChatCompletions));
     /// assert_eq!(Endpoint::classify(&Method::POST, "/openai/deployments/gpt4/completions"), Some(Endpoint::Completions));
+    /// assert_eq!(Endpoint::classify(&Method::POST, "/v1/messages"), Some(Endpoint::AnthropicMessages));
+    /// assert_eq!(Endpoint::classify(&Method::POST, "/v1/messages/count_tokens"), None);
     /// assert_eq!(Endpoint::classify(&Method::GET, "/v1/models"), None);
     /// ```
     pub fn classify(method: &http::Method, path: &str) -> Option<Endpoint> {
@@ -60,25 +102,17 @@ impl Endpoint {
             return None;
         }
         let path = path.strip_suffix('/').unwrap_or(path);
-        // Routers that match paths case-insensitively serve `/v1/CHAT/completions` too.
-        let ends_with = |suffix: &str| {
-            path.len() >= suffix.len()
-                && path.as_bytes()[path.len() - suffix.len()..]
-                    .eq_ignore_ascii_case(suffix.as_bytes())
-        };
-        let named = |name: &str| path.eq_ignore_ascii_case(name);
-        if ends_with("/chat/completions") {
-            Some(Endpoint::ChatCompletions)
-        } else if ends_with("/completions") || named("completions") {
-            Some(Endpoint::Completions)
-        } else if ends_with("/embeddings") || named("embeddings") {
-            Some(Endpoint::Embeddings)
-        } else if ends_with("/responses") || named("responses") {
-            Some(Endpoint::Responses)
-        } else {
-            None
-        }
+        crate::wire::FORMATS
+            .iter()
+            .find_map(|format| format.recognise(method, path))
     }
+}
+
+/// Whether `path` ends with `suffix`, ASCII case-insensitively (routers that match paths
+/// case-insensitively serve `/v1/CHAT/completions` too).
+pub(crate) fn path_ends_with(path: &str, suffix: &str) -> bool {
+    path.len() >= suffix.len()
+        && path.as_bytes()[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 impl fmt::Display for Endpoint {
@@ -139,7 +173,7 @@ mod tests {
     use http::Method;
 
     #[test]
-    fn classifies_openai_and_azure_paths() {
+    fn classifies_openai_azure_and_anthropic_paths() {
         let cases = [
             ("/v1/chat/completions", Some(Endpoint::ChatCompletions)),
             ("/v1/CHAT/Completions", Some(Endpoint::ChatCompletions)),
@@ -161,6 +195,12 @@ mod tests {
             ("/telemetry/runs", None),
             ("/v1/responses/resp_123", None),
             ("/v1/chat/completionsx", None),
+            ("/v1/messages", Some(Endpoint::AnthropicMessages)),
+            ("/anthropic/v1/messages/", Some(Endpoint::AnthropicMessages)),
+            ("/v1/messages/count_tokens", None),
+            ("/v1/messages/batches", None),
+            ("/v1/threads/thread_1/messages", None),
+            ("/v1/complete", None),
         ];
         for (path, want) in cases {
             assert_eq!(Endpoint::classify(&Method::POST, path), want, "{path}");

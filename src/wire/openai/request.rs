@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::wire::read_json;
 use crate::json::Json;
 use crate::payload::RequestRecord;
+use crate::wire::read::read_json;
 
 /// The request fields we record, as they appear on the wire (all endpoints in one shape).
 /// JSON-valued fields are borrowed as text, not parsed into trees.
@@ -83,6 +83,7 @@ pub(crate) fn decode_request(body: &[u8]) -> Result<RequestRecord, serde_json::E
         stream_options: kept(wire.stream_options),
         temperature: wire.temperature,
         top_p: wire.top_p,
+        top_k: None,
         max_tokens: wire.max_tokens.or(wire.max_output_tokens),
         max_completion_tokens: wire.max_completion_tokens,
         n: wire.n,

@@ -1,0 +1,112 @@
+//! What a stream assembler may keep, and the small helpers every family's assembler shares.
+//!
+//! Memory of a streamed call grows with its assembled content, never with its raw bytes: each
+//! family's fold appends deltas through one [`ContentBudget`], which cuts the record at a clean
+//! prefix (and marks it truncated) when a limit is reached.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::read::Text;
+
+/// The largest `usage` or `error` value kept from a stream (they are replaced, not
+/// accumulated), or read into a tree out of a large body.
+pub(crate) const SMALL_VALUE: usize = 64 << 10;
+
+/// What a stream may keep: assembled text (`content`), and everything else — per-index state,
+/// ids, roles, finish reasons, output items, usage (`state`). Past either, nothing more is kept
+/// anywhere, so the record is a clean prefix of the stream, marked truncated.
+#[derive(Debug)]
+pub(crate) struct ContentBudget {
+    content: usize,
+    state: usize,
+    /// Something was not kept: the record is cut short.
+    pub(crate) exceeded: bool,
+}
+
+/// What keeping one choice, tool call or output item costs, beyond its strings.
+pub(crate) const ENTRY_COST: usize = 256;
+/// The most choices (or tool calls of one delta) read from one event: more than the state
+/// budget can keep at the default limit. The rest are skipped unread and the record says
+/// truncated.
+pub(crate) const MAX_ENTRIES_PER_EVENT: usize = 4096;
+
+impl ContentBudget {
+    pub(crate) fn new(max_content: usize) -> Self {
+        ContentBudget {
+            content: max_content,
+            state: (max_content / 8).max(64 << 10),
+            exceeded: false,
+        }
+    }
+
+    /// Appends `delta`, or as much of it as fits (cut at a character boundary).
+    pub(crate) fn append(&mut self, target: &mut String, delta: &str) {
+        if self.exceeded {
+            return;
+        }
+        if delta.len() <= self.content {
+            self.content -= delta.len();
+            target.push_str(delta);
+            return;
+        }
+        let mut cut = self.content;
+        while !delta.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        target.push_str(&delta[..cut]);
+        self.content = 0;
+        self.exceeded = true;
+    }
+
+    /// Charges `bytes` of kept state; `false` (and nothing more is kept) when they do not fit.
+    pub(crate) fn charge(&mut self, bytes: usize) -> bool {
+        if self.exceeded {
+            return false;
+        }
+        if bytes <= self.state {
+            self.state -= bytes;
+            return true;
+        }
+        self.state = 0;
+        self.exceeded = true;
+        false
+    }
+
+    /// Sets `slot` to `value` if it is empty and `value` is not, within the budget.
+    pub(crate) fn set_if_empty(&mut self, slot: &mut Option<String>, value: Option<Text<'_>>) {
+        if slot.is_none() {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                if self.charge(value.len()) {
+                    *slot = Some(value.into_owned());
+                }
+            }
+        }
+    }
+
+    /// A copy of a value that is replaced rather than accumulated (usage, an error), if it is
+    /// small; a larger one is not kept, and the record says truncated.
+    pub(crate) fn small_value(&mut self, raw: &RawValue) -> Option<Box<RawValue>> {
+        if raw.get().len() <= SMALL_VALUE {
+            return Some(raw.to_owned());
+        }
+        self.exceeded = true;
+        None
+    }
+}
+
+/// Appends `delta` to an optional string, creating it on first use.
+pub(crate) fn append_opt(budget: &mut ContentBudget, slot: &mut Option<String>, delta: &str) {
+    budget.append(slot.get_or_insert_with(String::new), delta);
+}
+
+/// An assembled string without the spare capacity its growth left.
+pub(crate) fn fitted(mut text: String) -> String {
+    text.shrink_to_fit();
+    text
+}
+
+/// A kept value as a tree (kept values are small: see [`ContentBudget::small_value`]).
+pub(crate) fn small_tree(raw: &RawValue) -> Option<Value> {
+    serde_json::from_str(raw.get()).ok()
+}

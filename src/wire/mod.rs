@@ -1,0 +1,102 @@
+//! Wire formats: which requests are LLM calls, and how each API family's requests and responses
+//! are read.
+//!
+//! The core (the call, the tees, the payload) knows no family. It asks [`format_of`] for the
+//! call's [`WireFormat`] and goes through it for everything family-specific: recognising a
+//! request, the provider's name, decoding the request and a JSON response, folding a stream, and
+//! turning messages and output into the neutral GenAI content that exporters read. Framing —
+//! SSE ([`sse`]) today — is protocol-neutral, and so are the budget every stream fold appends
+//! through ([`budget`]) and the bookkeeping around the fold ([`assemble`]).
+//!
+//! A family is one folder ([`openai`], [`anthropic`]) with one zero-sized type implementing
+//! [`WireFormat`], listed once in [`FORMATS`].
+
+use serde_json::Value;
+
+use crate::payload::{LlmCall, RequestRecord};
+
+pub(crate) mod anthropic;
+pub(crate) mod assemble;
+pub(crate) mod budget;
+pub(crate) mod content;
+pub(crate) mod decoder;
+pub(crate) mod endpoint;
+pub(crate) mod indexed;
+pub(crate) mod openai;
+pub(crate) mod read;
+pub(crate) mod sse;
+pub(crate) mod summary;
+
+use assemble::Fold;
+use endpoint::Endpoint;
+use summary::ResponseSummary;
+
+/// One API family's wire format: everything the core needs to know about it.
+pub(crate) trait WireFormat: Sync {
+    /// Which of this family's endpoints a request is, from its method and path (no query).
+    fn recognise(&self, method: &http::Method, path: &str) -> Option<Endpoint>;
+
+    /// The OpenTelemetry `gen_ai.provider.name` of a call of `endpoint` addressed to `host` at
+    /// `path` (e.g. `azure.ai.openai` for an OpenAI-shaped call to Azure).
+    fn provider(&self, endpoint: Endpoint, host: Option<&str>, path: &str) -> &'static str;
+
+    /// The model a request's URL path names, for families (or deployments) that put it there.
+    fn path_model(&self, _endpoint: Endpoint, _path: &str) -> Option<String> {
+        None
+    }
+
+    /// Decodes a request body. Fails when the body is not a JSON object of the expected field
+    /// types; the caller records the error and passes the bytes on untouched.
+    fn decode_request(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+    ) -> Result<RequestRecord, serde_json::Error>;
+
+    /// Decodes a complete (non-streamed) response body. Errors are for bodies that are not JSON
+    /// at all; a JSON body of an unexpected shape yields a summary of what could be read.
+    fn decode_response(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+    ) -> Result<ResponseSummary, serde_json::Error>;
+
+    /// A fresh fold for a streamed response of `endpoint`.
+    fn stream_fold(&self, endpoint: Endpoint) -> Fold;
+
+    /// `gen_ai.input.messages`: the messages sent to the model (system instructions apart), as
+    /// `{role, parts}` in the GenAI conventions' parts format.
+    fn input_messages(&self, call: &LlmCall) -> Option<Value>;
+
+    /// `gen_ai.system_instructions`: the system instructions, as parts.
+    fn system_instructions(&self, call: &LlmCall) -> Option<Value>;
+
+    /// `gen_ai.output.messages`: the model's answer, as `{role, parts, finish_reason}`.
+    fn output_messages(&self, call: &LlmCall) -> Option<Value>;
+
+    /// `gen_ai.tool.definitions`: the tools offered, as `{type, name, description, parameters}`.
+    fn tool_definitions(&self, call: &LlmCall) -> Option<Value>;
+
+    /// The request as the provider's JSON, rebuilt from the record (parameters under the API's
+    /// own names; `stream` only when set): what UIs that replay a request show as inputs.
+    fn native_request(&self, call: &LlmCall) -> Value;
+
+    /// What the model was given, in the provider's own shape (for UIs that render it: Langfuse,
+    /// Weave, MLflow): chat messages, a prompt, an input.
+    fn native_input(&self, call: &LlmCall) -> Option<Value>;
+
+    /// What the model answered, in the provider's own shape: the assistant message(s), the
+    /// completion text, the output items; `None` for embeddings.
+    fn native_output(&self, call: &LlmCall) -> Option<Value>;
+}
+
+/// Every wire format the layer recognises by default, in the order they are asked.
+pub(crate) const FORMATS: [&dyn WireFormat; 2] = [&openai::OpenAi, &anthropic::Anthropic];
+
+/// The wire format of `endpoint`.
+pub(crate) fn format_of(endpoint: Endpoint) -> &'static dyn WireFormat {
+    match endpoint.family() {
+        endpoint::Family::OpenAi => &openai::OpenAi,
+        endpoint::Family::Anthropic => &anthropic::Anthropic,
+    }
+}

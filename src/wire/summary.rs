@@ -1,0 +1,53 @@
+//! What a response said, in the terms every wire format reports: the one shape the core reads.
+
+use serde_json::Value;
+
+use crate::json::Json;
+use crate::payload::{CallError, Usage};
+
+/// What a response said, whichever way it arrived (one JSON body or an assembled stream).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ResponseSummary {
+    /// The response in the endpoint's non-streaming shape, in the provider's own words.
+    pub response: Option<Json>,
+    /// Normalised usage, when reported.
+    pub usage: Option<Usage>,
+    /// Finish reasons in the provider's words (one per choice where a response has several).
+    pub finish_reasons: Vec<String>,
+    /// An error the body itself reported (`{"error": {...}}`, `response.failed`, ...).
+    pub error: Option<CallError>,
+    /// `model` as reported by the response.
+    pub model: Option<String>,
+    /// `id` as reported by the response.
+    pub id: Option<String>,
+    /// Part of the response was not read into the summary (too many choices).
+    pub truncated: bool,
+    /// Part of the response could not be decoded (e.g. a streamed tool input that is not
+    /// JSON); the record keeps what it could, and says this.
+    pub decode_error: Option<String>,
+}
+
+/// An error object as OpenAI and Anthropic write it (`{"type", "code", "message"}`: the
+/// `error` of a body or of a stream event), read leniently: `code` and `type` may be strings, integers or null; `error` may be a bare string.
+pub(crate) fn error_from_value(error: &Value) -> Option<CallError> {
+    fn text(value: Option<&Value>) -> Option<String> {
+        match value? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+    match error {
+        Value::Object(fields) => Some(CallError {
+            kind: text(fields.get("type")),
+            code: text(fields.get("code")),
+            message: text(fields.get("message")),
+        }),
+        Value::String(message) => Some(CallError {
+            kind: None,
+            code: None,
+            message: Some(message.clone()),
+        }),
+        _ => None,
+    }
+}
