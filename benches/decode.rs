@@ -1,8 +1,10 @@
-//! Decoder micro benchmarks on recorded OpenAI traffic: time and allocations per SSE event for
-//! chat, tool-call and Responses API streams (one frame per event, as on the wire), request
-//! decoding, non-stream response decoding, and writing a payload as the JSONL sink does.
+//! Decoder micro benchmarks on recorded traffic: time and allocations per SSE event for OpenAI
+//! chat, tool-call and Responses API streams and Anthropic Messages text, tool-use and thinking
+//! streams (one frame per event, as on the wire), request decoding, non-stream response
+//! decoding, and writing a payload as the JSONL sink does.
 //!
-//! `cargo bench --bench decode` (needs `../shared/fixtures/openai-recorded` or `$LLM_OBS_FIXTURES`).
+//! `cargo bench --bench decode` (needs `../shared/fixtures/openai-recorded` and
+//! `../shared/fixtures/provider-recorded`, or `$LLM_OBS_FIXTURES` / `$LLM_OBS_PROVIDER_FIXTURES`).
 
 #[path = "../tests/support/mod.rs"]
 #[allow(unused)]
@@ -36,7 +38,34 @@ struct Stream {
     frames: Vec<Bytes>,
 }
 
+/// A recorded Anthropic stream (a file under `provider-recorded`, interaction 0).
+fn recorded_anthropic(file: &str) -> Interaction {
+    support::load_provider_interactions()
+        .expect("benchmarks need the recorded provider fixtures")
+        .into_iter()
+        .map(|p| p.interaction)
+        .find(|i| i.file.contains(file) && i.index == 0)
+        .unwrap_or_else(|| panic!("fixture {file} not found"))
+}
+
 fn stream(kind: &str) -> Stream {
+    let anthropic = match kind {
+        "anthropic_text" => Some("test_anthropic_message_streaming_legacy"),
+        "anthropic_tool_use" => Some("test_anthropic_tools_streaming_legacy"),
+        "anthropic_thinking" => Some("test_anthropic_thinking_streaming_legacy"),
+        _ => None,
+    };
+    if let Some(file) = anthropic {
+        let body = recorded_anthropic(file).response_body;
+        let frames = body
+            .split_inclusive("\n\n")
+            .map(|event| Bytes::copy_from_slice(event.as_bytes()))
+            .collect();
+        return Stream {
+            endpoint: Endpoint::AnthropicMessages,
+            frames,
+        };
+    }
     let (file, index, endpoint) = match kind {
         "chat" => (
             "test_streaming_with_api_usage_capture",
@@ -59,7 +88,14 @@ fn stream(kind: &str) -> Stream {
     Stream { endpoint, frames }
 }
 
-#[divan::bench(args = ["chat", "tool_calls", "responses"])]
+#[divan::bench(args = [
+    "chat",
+    "tool_calls",
+    "responses",
+    "anthropic_text",
+    "anthropic_tool_use",
+    "anthropic_thinking",
+])]
 fn sse_parse_and_assemble_per_event(bencher: Bencher, kind: &str) {
     let stream = stream(kind);
     let bytes: usize = stream.frames.iter().map(Bytes::len).sum();

@@ -11,7 +11,9 @@
 //! - a non-stream `[0,0,...]` and `{"choices":[0,0,...]}` just under the 8 MiB capture cap, so
 //!   they are decoded (kept as text, no `Value` tree);
 //! - one event, and one JSON body, of `{}` choices just under the limits (millions of choices:
-//!   at most 4,096 are read).
+//!   at most 4,096 are read);
+//! - Anthropic Messages streams (issue #23): 100k content blocks with descending indices, a
+//!   `tool_use` input whose `input_json_delta` fragments (4 MiB) never close, 4 MiB of `ping`s.
 //!
 //! For each: the client gets every byte unchanged (count, frames, checksum), one payload
 //! arrives, `truncated` says whether a budget was hit, what is kept is a clean prefix, and the
@@ -70,6 +72,14 @@ fn bound(hostile: Hostile) -> usize {
         Hostile::EmptyChoices { stream: true, .. } => 4 * LIMIT,
         // Measured 24.0 MiB (3.0x): as for `[0,0,...]` below the cap.
         Hostile::EmptyChoices { stream: false, .. } => 3 * LIMIT + MIB,
+        // The state budget stops admitting blocks at 4,096 (1 MiB / 256): a few MiB of blocks
+        // and their payload. One limit is the bound, as for many choice indices.
+        Hostile::AnthropicBlocksDescending { .. } => LIMIT,
+        // The fragments appended (4 MiB, grown by doubling: up to 8 MiB of capacity), fitted
+        // into the payload's string once, and checked without a tree: 2x the limit plus 1 MiB.
+        Hostile::AnthropicOpenToolInput { .. } => 2 * LIMIT + MIB,
+        // A ping is read and forgotten: nothing grows with the pings. 1 MiB.
+        Hostile::AnthropicPings { .. } => MIB,
     }
 }
 
@@ -160,6 +170,54 @@ fn check(row: &Measured) {
             } else {
                 assert!(call.response.is_some(), "{name}: the body is kept as text");
             }
+        }
+        Hostile::AnthropicBlocksDescending { blocks } => {
+            assert!(call.truncated, "{name}: not marked truncated");
+            let content = response(call)["content"]
+                .as_array()
+                .expect("content blocks");
+            // The blocks kept are the first that arrived (the highest indices), in index
+            // order, each with its text; no more than the state budget admits.
+            assert!(
+                !content.is_empty() && content.len() <= STATE_BUDGET / ENTRY_COST,
+                "{name}: {} blocks kept",
+                content.len()
+            );
+            assert!(content.iter().all(|b| b["text"] == "x"), "{name}: texts");
+            assert_eq!(call.finish_reasons, ["end_turn"], "{name}");
+            let _ = blocks;
+        }
+        Hostile::AnthropicOpenToolInput { fragments } => {
+            assert!(!call.truncated, "{name}: under the content limit");
+            let input = response(call)["content"][0]["input"]
+                .as_str()
+                .expect("an input that is not JSON is kept as text");
+            assert_eq!(
+                input.len(),
+                "{\"a\":[".len() + fragments as usize * memory_scenarios::TOOL_FRAGMENT,
+                "{name}: every fragment kept"
+            );
+            assert!(
+                call.decode_errors
+                    .iter()
+                    .any(|e| e.contains("1 are not complete JSON")),
+                "{name}: {:?}",
+                call.decode_errors
+            );
+        }
+        Hostile::AnthropicPings { .. } => {
+            assert!(!call.truncated, "{name}");
+            assert!(
+                call.decode_errors.is_empty(),
+                "{name}: {:?}",
+                call.decode_errors
+            );
+            assert_eq!(response(call)["content"][0]["text"], "x", "{name}");
+            assert_eq!(call.finish_reasons, ["end_turn"], "{name}");
+            assert!(
+                call.timing.time_to_first_token_ms.is_some(),
+                "{name}: first token"
+            );
         }
     }
 

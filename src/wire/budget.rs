@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use super::read::Text;
 
+/// The largest JSON text read into a `Value` tree: a tree takes up to ~16 times its text
+/// (`[0,0,...]`), so larger texts are kept as text.
+pub(crate) const TREE_LIMIT: usize = 1 << 20;
+
 /// The largest `usage` or `error` value kept from a stream (they are replaced, not
 /// accumulated), or read into a tree out of a large body.
 pub(crate) const SMALL_VALUE: usize = 64 << 10;

@@ -88,6 +88,32 @@ pub enum Hostile {
     /// `{"choices":[{},{},...,{}]}` of about `line` bytes: one SSE event (`data: ` and all)
     /// when `stream`, else a JSON body. Every `{}` is a valid choice.
     EmptyChoices { line: usize, stream: bool },
+    /// An Anthropic Messages stream: `message_start`, then `blocks` one-character
+    /// `text_delta`s to distinct content blocks with descending indices (`blocks - 1` first),
+    /// then `message_stop`.
+    AnthropicBlocksDescending { blocks: u32 },
+    /// An Anthropic Messages stream with one `tool_use` block whose input arrives as
+    /// `fragments` `input_json_delta`s of [`TOOL_FRAGMENT`] bytes (`{"a":[1,1,1,...`) and never
+    /// closes; then `message_delta` and `message_stop`.
+    AnthropicOpenToolInput { fragments: u32 },
+    /// An Anthropic Messages stream of one text delta, then `pings` `ping` events, then
+    /// `message_delta` (`end_turn`) and `message_stop`.
+    AnthropicPings { pings: u32 },
+}
+
+/// One `input_json_delta` fragment of [`Hostile::AnthropicOpenToolInput`]: 1,000 array items.
+pub const TOOL_FRAGMENT: usize = 2000;
+
+impl Hostile {
+    /// Whether the body is an Anthropic Messages stream (sent to `/v1/messages`).
+    pub fn is_anthropic(self) -> bool {
+        matches!(
+            self,
+            Hostile::AnthropicBlocksDescending { .. }
+                | Hostile::AnthropicOpenToolInput { .. }
+                | Hostile::AnthropicPings { .. }
+        )
+    }
 }
 
 /// Hostile frames are at least this long: a unit of a hostile body is at most this long too.
@@ -153,6 +179,15 @@ impl Hostile {
             Hostile::EmptyChoices { line, stream } => Hostile::EmptyChoices {
                 line: line / divisor,
                 stream,
+            },
+            Hostile::AnthropicBlocksDescending { blocks } => Hostile::AnthropicBlocksDescending {
+                blocks: fewer(blocks),
+            },
+            Hostile::AnthropicOpenToolInput { fragments } => Hostile::AnthropicOpenToolInput {
+                fragments: fewer(fragments),
+            },
+            Hostile::AnthropicPings { pings } => Hostile::AnthropicPings {
+                pings: fewer(pings),
             },
         }
     }
@@ -286,6 +321,28 @@ pub fn hostile_scenarios(size: Size) -> Vec<Scenario> {
             Hostile::EmptyChoices {
                 line: zeros,
                 stream: false,
+            },
+            1,
+        ),
+        // Anthropic (issue #23): content blocks out of order past the state budget, a tool
+        // input that never closes (4 MiB: under the content limit, over the tree limit), and
+        // 4 MiB of pings.
+        scenario(
+            "anthropic: 100k blocks, descending",
+            Hostile::AnthropicBlocksDescending { blocks: 100_000 },
+            1,
+        ),
+        scenario(
+            "anthropic: 4 MiB tool input never closed",
+            Hostile::AnthropicOpenToolInput {
+                fragments: (4 * MIB / TOOL_FRAGMENT) as u32,
+            },
+            1,
+        ),
+        scenario(
+            "anthropic: 4 MiB of pings",
+            Hostile::AnthropicPings {
+                pings: (4 * MIB / ANTHROPIC_PING.len()) as u32,
             },
             1,
         ),
@@ -716,6 +773,15 @@ impl Hostile {
 
     /// The body as a sequence of units, each at most [`HOSTILE_FRAME`] bytes: how many.
     fn units(self) -> u64 {
+        match self {
+            // `message_start`, a unit a block, `message_stop`.
+            Hostile::AnthropicBlocksDescending { blocks } => return u64::from(blocks) + 2,
+            // `message_start` and the block's start, a unit a fragment, the end.
+            Hostile::AnthropicOpenToolInput { fragments } => return u64::from(fragments) + 2,
+            // `message_start`, the block and its delta; a unit a ping; the end.
+            Hostile::AnthropicPings { pings } => return u64::from(pings) + 2,
+            _ => {}
+        }
         if let Some(repeated) = self.repeated() {
             return repeated.units();
         }
@@ -729,6 +795,60 @@ impl Hostile {
                 u64::from(choices) * (reason.div_ceil(HOSTILE_FRAME) as u64 + 2) + 1
             }
             Hostile::Zeros { .. } | Hostile::EmptyChoices { .. } => unreachable!("repeated"),
+            _ => unreachable!("counted above"),
+        }
+    }
+
+    /// Appends unit `k` of an Anthropic stream to `out`.
+    fn write_anthropic_unit(self, k: u64, out: &mut Vec<u8>) {
+        let units = self.units();
+        if k == 0 {
+            out.extend_from_slice(ANTHROPIC_START.as_bytes());
+            match self {
+                Hostile::AnthropicOpenToolInput { .. } => out.extend_from_slice(
+                    br#"event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":["}}
+
+"#,
+                ),
+                Hostile::AnthropicPings { .. } => out.extend_from_slice(
+                    br#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}
+
+"#,
+                ),
+                _ => {}
+            }
+            return;
+        }
+        if k + 1 == units {
+            out.extend_from_slice(ANTHROPIC_END.as_bytes());
+            return;
+        }
+        match self {
+            Hostile::AnthropicBlocksDescending { blocks } => {
+                let index = u64::from(blocks) - k;
+                write!(
+                    out,
+                    "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"text_delta\",\"text\":\"x\"}}}}\n\n"
+                )
+                .expect("in memory");
+            }
+            Hostile::AnthropicOpenToolInput { .. } => {
+                out.extend_from_slice(
+                    br#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""#,
+                );
+                for _ in 0..TOOL_FRAGMENT / 2 {
+                    out.extend_from_slice(b"1,");
+                }
+                out.extend_from_slice(b"\"}}\n\n");
+            }
+            Hostile::AnthropicPings { .. } => out.extend_from_slice(ANTHROPIC_PING.as_bytes()),
+            _ => unreachable!("Anthropic shapes only"),
         }
     }
 
@@ -742,6 +862,9 @@ impl Hostile {
         };
         if let Some(repeated) = self.repeated() {
             return repeated.write_unit(k, out);
+        }
+        if self.is_anthropic() {
+            return self.write_anthropic_unit(k, out);
         }
         match self {
             Hostile::OneEventDescending { choices } => {
@@ -793,9 +916,28 @@ impl Hostile {
                 }
             }
             Hostile::Zeros { .. } | Hostile::EmptyChoices { .. } => unreachable!("repeated"),
+            _ => unreachable!("Anthropic shapes are written above"),
         }
     }
 }
+
+/// The opening of every Anthropic hostile stream.
+const ANTHROPIC_START: &str = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_hostile","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}
+
+"#;
+
+/// The end of every Anthropic hostile stream.
+const ANTHROPIC_END: &str = r#"event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":5}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+
+/// One `ping` event, as Anthropic sends it.
+pub const ANTHROPIC_PING: &str = "event: ping\ndata: {\"type\": \"ping\"}\n\n";
 
 /// A hostile body, unit by unit, in frames of at least [`HOSTILE_FRAME`] bytes.
 struct HostileSource {
@@ -837,6 +979,9 @@ impl FrameSource for HostileSource {
 
 const REQUEST: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a storyteller."},{"role":"user","content":"Tell me a very, very long story."}],"stream":true,"stream_options":{"include_usage":true},"temperature":0.7}"#;
 
+/// The request of the Anthropic shapes.
+const ANTHROPIC_REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":1024,"system":"You are a storyteller.","messages":[{"role":"user","content":"Tell me a very, very long story."}],"stream":true}"#;
+
 /// An upstream that reads the request body and answers with a lazily generated body.
 fn upstream<B>(
     spec: BodySpec,
@@ -867,16 +1012,22 @@ where
 
 /// Sends the request and reads the response body to its end, dropping each frame after
 /// counting and checksumming it.
-async fn drive<S, B>(service: S) -> Digest
+async fn drive<S, B>(service: S, spec: BodySpec) -> Digest
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Debug,
 {
-    let request = Request::post("http://api.example.test/v1/chat/completions")
+    let (uri, body) = match spec {
+        BodySpec::Hostile(hostile) if hostile.is_anthropic() => {
+            ("http://api.example.test/v1/messages", ANTHROPIC_REQUEST)
+        }
+        _ => ("http://api.example.test/v1/chat/completions", REQUEST),
+    };
+    let request = Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
         .expect("valid request");
     let response = service.oneshot(request).await.expect("infallible upstream");
     let mut body = std::pin::pin!(response.into_body());
@@ -991,7 +1142,9 @@ fn run_without_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> 
     let ((received, time), heap) = alloc_meter::measure(|| {
         timed(|| {
             runtime.block_on(futures_util::future::join_all(
-                services.into_iter().map(drive),
+                services
+                    .into_iter()
+                    .map(|service| drive(service, scenario.body)),
             ))
         })
     });
@@ -1030,7 +1183,9 @@ fn run_with_layer(runtime: &tokio::runtime::Runtime, scenario: &Scenario) -> Run
     let ((received, time), heap) = alloc_meter::measure(|| {
         timed(|| {
             runtime.block_on(async {
-                let calls = services.into_iter().map(drive);
+                let calls = services
+                    .into_iter()
+                    .map(|service| drive(service, scenario.body));
                 let received = futures_util::future::join_all(calls).await;
                 crate::support::flushed(&layer, &memory).await;
                 received

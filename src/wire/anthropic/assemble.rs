@@ -9,6 +9,7 @@
 //! Usage arrives twice: `message_start.message.usage`, then the cumulative
 //! `message_delta.usage`, which overrides it field by field.
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -16,7 +17,7 @@ use serde_json::{Map, Value};
 use super::response::{merge_usage, usage_from_value};
 use crate::json::Json;
 use crate::wire::assemble::{Folded, StreamFold};
-use crate::wire::budget::{fitted, small_tree, ContentBudget, ENTRY_COST};
+use crate::wire::budget::{fitted, small_tree, ContentBudget, ENTRY_COST, TREE_LIMIT};
 use crate::wire::indexed::{Indexed, Keyed};
 use crate::wire::read::{raw_string, read_json, Text};
 use crate::wire::sse::SseEvent;
@@ -85,6 +86,10 @@ struct BlockStart<'a> {
     kind: Option<Text<'a>>,
 }
 
+/// The longest `stop_reason` or `stop_sequence` kept (as JSON text): stop sequences are short
+/// strings the client chose.
+const MAX_STOP_TEXT: usize = 4096;
+
 /// One content block being assembled.
 #[derive(Debug, Default)]
 struct BlockState {
@@ -124,6 +129,8 @@ pub(crate) struct MessageFold {
     started: bool,
     /// Tool-call inputs whose fragments were not JSON at the end (kept as text).
     unparsed_inputs: u32,
+    /// Tool-call inputs too large to hold as a tree (kept as text).
+    large_inputs: u32,
 }
 
 impl MessageFold {
@@ -244,10 +251,11 @@ impl MessageFold {
 
     fn message_delta(&mut self, event: &StreamEvent<'_>, budget: &mut ContentBudget) {
         if let Some(delta) = &event.delta {
-            let mut set = |slot: &mut Option<String>, raw: Option<&RawValue>| {
-                // `null` clears nothing: the delta says what it knows.
-                if let Some(value) = raw.and_then(raw_string) {
-                    if budget.charge(value.len()) {
+            // Replaced, not accumulated, and short: kept even when the content was cut, so a
+            // truncated record still says how the message ended. `null` clears nothing.
+            let set = |slot: &mut Option<String>, raw: Option<&RawValue>| {
+                if let Some(value) = raw.filter(|r| r.get().len() <= MAX_STOP_TEXT) {
+                    if let Some(value) = raw_string(value) {
                         *slot = Some(value);
                     }
                 }
@@ -325,12 +333,13 @@ impl StreamFold for MessageFold {
         if let Some(usage) = &usage {
             message.insert("usage".into(), usage.clone());
         }
-        let decode_error = (self.unparsed_inputs > 0).then(|| {
-            format!(
-                "{} tool_use input(s) streamed as input_json_delta are not complete JSON; kept as text",
-                self.unparsed_inputs
-            )
-        });
+        let decode_error = match (self.unparsed_inputs, self.large_inputs) {
+            (0, 0) => None,
+            (unparsed, large) => Some(format!(
+                "of the tool_use inputs streamed as input_json_delta, {unparsed} are not complete \
+                 JSON and {large} are larger than {TREE_LIMIT} bytes; those are kept as text"
+            )),
+        };
         ResponseSummary {
             response: Some(Json::from(Value::Object(message))),
             usage: usage.as_ref().and_then(usage_from_value),
@@ -345,6 +354,25 @@ impl StreamFold for MessageFold {
 }
 
 impl MessageFold {
+    /// A tool call's `input` from its `input_json_delta` fragments: the JSON they make, or —
+    /// when they are not complete JSON, or too large to hold as a tree — the text, counted in
+    /// the record's decode errors. Checked before it is built: a tree of a cut or hostile
+    /// text would cost many times the text.
+    fn tool_input(&mut self, fragments: String) -> Value {
+        let complete = serde_json::from_str::<IgnoredAny>(&fragments).is_ok();
+        if complete && fragments.len() <= TREE_LIMIT {
+            if let Ok(input) = serde_json::from_str::<Value>(&fragments) {
+                return input;
+            }
+        }
+        if complete {
+            self.large_inputs += 1;
+        } else {
+            self.unparsed_inputs += 1;
+        }
+        Value::String(fitted(fragments))
+    }
+
     /// A block as the unstreamed Message has it.
     fn block_value(&mut self, block: BlockState) -> Value {
         let mut fields = match block.start.as_deref().and_then(small_tree) {
@@ -373,13 +401,7 @@ impl MessageFold {
             }
             "tool_use" | "server_tool_use" | "mcp_tool_use" => {
                 if !block.partial_json.is_empty() {
-                    let input = match serde_json::from_str::<Value>(&block.partial_json) {
-                        Ok(input) => input,
-                        Err(_) => {
-                            self.unparsed_inputs += 1;
-                            Value::String(fitted(block.partial_json))
-                        }
-                    };
+                    let input = self.tool_input(block.partial_json);
                     fields.insert("input".into(), input);
                 } else if !fields.contains_key("input") {
                     fields.insert("input".into(), Value::Object(Map::new()));
@@ -560,7 +582,7 @@ mod tests {
             summary.response.unwrap()["content"][0]["input"],
             "{\"a\": [1, 2"
         );
-        assert!(summary.decode_error.unwrap().contains("not complete JSON"));
+        assert!(summary.decode_error.unwrap().contains("1 are not complete JSON and 0 are larger"));
         assert!(summary.finish_reasons.is_empty());
     }
 
