@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz the decoders with cargo-fuzz (libFuzzer + AddressSanitizer) for SECONDS per target
-# (default 25). Seeds come from the recorded OpenAI traffic when it is present.
+# (default 25). Seeds come from the recorded OpenAI and Anthropic traffic when it is present.
 # The machine has only a stable toolchain; RUSTC_BOOTSTRAP=1 lets it take cargo-fuzz's -Z flags.
 set -euo pipefail
 seconds="${1:-25}"
@@ -10,7 +10,8 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
 fixtures="${LLM_OBS_FIXTURES:-../../shared/fixtures/openai-recorded}"
-mkdir -p corpus/response_decoder corpus/request_decoder
+providers="${LLM_OBS_PROVIDER_FIXTURES:-../../shared/fixtures/provider-recorded}"
+mkdir -p corpus/response_decoder corpus/request_decoder corpus/anthropic_stream
 if [ -d "$fixtures" ]; then
   python3 - "$fixtures" <<'PY'
 import json, pathlib, sys, hashlib
@@ -27,7 +28,27 @@ for path in root.rglob("_decoded/**/*.json"):
 PY
 fi
 
-for target in response_decoder request_decoder; do
+if [ -d "$providers" ]; then
+  python3 - "$providers" <<'PY'
+import json, pathlib, sys, hashlib
+root = pathlib.Path(sys.argv[1])
+for path in root.rglob("_decoded/**/*.json"):
+    for interaction in json.loads(path.read_text())["interactions"]:
+        if not interaction["request"]["uri"].split("?")[0].endswith("/v1/messages"):
+            continue
+        body = interaction["response"]["body"] or ""
+        # [selector: 0 = SSE, 1 = JSON][3 cuts: 7, 64, 200][body]
+        selector = 0 if body.lstrip().startswith(("event:", "data:")) else 1
+        for target, data in (
+            ("anthropic_stream", bytes([selector, 3, 7, 64, 200]) + body.encode()),
+            ("request_decoder", (interaction["request"]["body"] or "").encode()),
+        ):
+            name = hashlib.sha1(data).hexdigest()
+            (pathlib.Path("corpus") / target / name).write_bytes(data)
+PY
+fi
+
+for target in response_decoder request_decoder anthropic_stream; do
   echo "== fuzz $target for ${seconds}s"
   cargo fuzz run "$target" --fuzz-dir . "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 2>&1 \

@@ -18,7 +18,18 @@ const ENDPOINTS: [Endpoint; 4] = [
 /// how the bytes were chunked, and never panics.
 pub fn response_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
     let endpoint = ENDPOINTS[usize::from(selector) % ENDPOINTS.len()];
-    let content_type = match (selector / 4) % 3 {
+    decoded_alike_in_any_chunking(endpoint, selector / 4, body, cuts);
+}
+
+/// As [`response_in_any_chunking`], for Anthropic Messages responses: an SSE stream of
+/// `message_start` / `content_block_*` / `message_delta` / `ping` / `error` events, or a JSON
+/// Message, with the content type chosen by `selector`.
+pub fn anthropic_response_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
+    decoded_alike_in_any_chunking(Endpoint::AnthropicMessages, selector, body, cuts);
+}
+
+fn decoded_alike_in_any_chunking(endpoint: Endpoint, selector: u8, body: &[u8], cuts: &[u8]) {
+    let content_type = match selector % 3 {
         0 => Some("text/event-stream"),
         1 => Some("application/json"),
         _ => None,
@@ -53,7 +64,9 @@ pub fn response_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
     );
 }
 
-/// Decodes arbitrary bytes as a request; must never panic.
+/// Decodes arbitrary bytes as a request of every wire format; must never panic.
 pub fn request(body: &[u8]) {
-    let _ = crate::wire::openai::request::decode_request(body);
+    for endpoint in [Endpoint::ChatCompletions, Endpoint::AnthropicMessages] {
+        let _ = crate::wire::format_of(endpoint).decode_request(endpoint, body);
+    }
 }
