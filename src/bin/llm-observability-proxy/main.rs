@@ -1,14 +1,17 @@
-//! `llm-observability-proxy`: an observability proxy for any OpenAI-compatible server. Put it in
-//! front of the API and every call is recorded, without touching the code that makes the calls.
+//! `llm-observability-proxy`: an observability proxy for any OpenAI-compatible server and for
+//! Anthropic's Messages API. Put it in front of the API and every call is recorded, without
+//! touching the code that makes the calls.
 //!
 //! ```text
 //! cargo install llm-observability --features proxy     # or, from a checkout: cargo install --path . --features proxy
 //! llm-observability-proxy --listen 127.0.0.1:8080 --upstream https://api.openai.com --jsonl calls.jsonl
+//! llm-observability-proxy --listen 127.0.0.1:8081 --upstream https://api.anthropic.com --jsonl calls.jsonl
 //! ```
 //!
 //! Every request that is not refused is forwarded — method, path and query, headers except
 //! hop-by-hop ones, body streamed — over a pooled HTTP/1.1 + HTTP/2 (TLS or plain) client, and the
-//! response is streamed back unchanged. Each OpenAI-shaped call appends one `LlmCall` JSON line
+//! response is streamed back unchanged. Each LLM call (OpenAI-shaped, or Anthropic
+//! `POST .../v1/messages`) appends one `LlmCall` JSON line
 //! to the JSONL file (within the sink's 200 ms batch interval). On SIGINT or SIGTERM the proxy
 //! stops accepting, lets calls in flight finish (up to `--shutdown-timeout`), writes every pending
 //! record and exits 0.
@@ -78,18 +81,21 @@ const DEFAULT_LOG_FILTER: &str = "warn,llm_observability=info,llm_observability_
 
 /// The `--help` text above the options (`-h` shows `about` only).
 const LONG_ABOUT: &str = "\
-Observability proxy for OpenAI-compatible APIs: forwards every request unchanged
-and records each LLM call as one JSON line.
+Observability proxy for OpenAI-compatible APIs and Anthropic's Messages API:
+forwards every request unchanged and records each LLM call as one JSON line.
 
 Point your client's base URL at --listen (for example http://127.0.0.1:8080/v1
-instead of https://api.openai.com/v1). Every request not refused (see below) is
+instead of https://api.openai.com/v1, or http://127.0.0.1:8080 instead of
+https://api.anthropic.com). Every request not refused (see below) is
 forwarded to --upstream: method, path and query, headers except hop-by-hop
 ones, the body streamed. The
 response, streams (SSE) included, comes back unchanged. The client's
-Authorization header is passed on and never recorded.
+Authorization and x-api-key headers are passed on and never recorded.
 
 What gets recorded: each POST whose path ends in /chat/completions,
-/completions, /embeddings or /responses appends one LlmCall JSON line to
+/completions, /embeddings or /responses (OpenAI and compatible servers, Azure
+OpenAI) or in /v1/messages (Anthropic Messages; not /v1/messages/count_tokens)
+appends one LlmCall JSON line to
 --jsonl, within about 200 ms of the call's end: the request, the response (a
 stream assembled into one), token usage, timings (time to first token
 included), the status (success, error or cancelled) and any error. Other
@@ -139,7 +145,7 @@ malformed command line.";
 #[command(
     name = "llm-observability-proxy",
     version,
-    about = "Observability proxy for OpenAI-compatible APIs: forwards every request unchanged and records each LLM call as one JSON line",
+    about = "Observability proxy for OpenAI-compatible APIs and Anthropic Messages: forwards every request unchanged and records each LLM call as one JSON line",
     long_about = LONG_ABOUT
 )]
 struct Args {
@@ -148,7 +154,7 @@ struct Args {
     /// Port 0 picks a free port. The bound address is printed on stdout as `listening on ADDR`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Base URL of the upstream OpenAI-compatible API, http or https.
+    /// Base URL of the upstream API (OpenAI-compatible or Anthropic), http or https.
     ///
     /// A path prefix is kept: with --upstream https://host/prefix, a request to /v1/x goes to
     /// https://host/prefix/v1/x. TLS uses the bundled webpki roots. Its host is recorded as

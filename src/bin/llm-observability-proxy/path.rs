@@ -1,5 +1,6 @@
 //! Which request targets the proxy forwards: paths in normal form only, and no path that an
-//! OpenAI-compatible server could route to an LLM endpoint while the layer would not record it.
+//! OpenAI-compatible or Anthropic server could route to an LLM endpoint while the layer would not
+//! record it. Only the path is checked: the query (Anthropic's `?beta=true`) is forwarded as sent.
 //!
 //! Rules, checked before anything is forwarded:
 //!
@@ -228,6 +229,12 @@ mod tests {
             "/v1/files/my%20file",
             "/v1/a%3Ab",
             "/v1/chat/completions/chatcmpl-1;x",
+            "/v1/messages",
+            "/v1/messages/",
+            "/anthropic/v1/messages",
+            "/v1/messages/count_tokens",
+            "/v1/messages/batches",
+            "/v1/complete",
         ] {
             assert_eq!(post(path), Ok(()), "{path}");
         }
@@ -256,6 +263,7 @@ mod tests {
             ("/v1/chat%2Fcompletions", PathError::EncodedCharacter('/')),
             ("/v1/chat%5ccompletions", PathError::EncodedCharacter('\\')),
             ("/v1/chat/completions%00", PathError::EncodedCharacter('\0')),
+            ("/v1/%6Dessages", PathError::EncodedCharacter('m')),
         ];
         for (path, want) in cases {
             assert_eq!(post(path), Err(want), "{path}");
@@ -270,6 +278,9 @@ mod tests {
             ("/v1/chat/%2563ompletions", Endpoint::ChatCompletions),
             ("/v1/chat/completions%3Bx", Endpoint::ChatCompletions),
             ("/v1/responses%2500", Endpoint::Responses),
+            ("/v1/messages;x=1", Endpoint::AnthropicMessages),
+            ("/v1/messages%3Bbeta", Endpoint::AnthropicMessages),
+            ("/v1/%256dessages", Endpoint::AnthropicMessages),
         ] {
             match post(path) {
                 Err(PathError::UnrecordedLlmEndpoint { endpoint: got, .. }) => {
