@@ -322,7 +322,8 @@ impl InFlightCall {
                 UsageSource::Missing
             },
             usage: decoded.summary.usage,
-            cost: None,
+            // A cost the provider reported (OpenRouter); else the pricing below sets one.
+            cost: decoded.summary.reported_cost,
             finish_reasons: decoded.summary.finish_reasons,
             status,
             http_status: self.http_status,
@@ -463,8 +464,7 @@ fn decode_captured_request(
         Ok(record) => {
             // A model the URL named was recorded as the call started; the body's does not
             // replace it.
-            let path_model = model_in_path.then_some("");
-            span.record_request(endpoint.operation(), path_model, &record);
+            span.record_request(endpoint.operation(), model_in_path, &record);
             CapturedRequest {
                 record,
                 truncated: false,

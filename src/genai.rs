@@ -134,6 +134,9 @@ pub fn request_attributes(request: &RequestRecord) -> Vec<Attribute<'_>> {
             attributes.push(float(key, value));
         }
     }
+    if let Some(top_k) = request.top_k {
+        attributes.push(int(GEN_AI_REQUEST_TOP_K, top_k));
+    }
     if let Some(max) = request.max_completion_tokens.or(request.max_tokens) {
         attributes.push(int(GEN_AI_REQUEST_MAX_TOKENS, max));
     }

@@ -21,6 +21,8 @@ pub const GEN_AI_REQUEST_MODEL: &str = "gen_ai.request.model";
 pub const GEN_AI_REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
 /// `gen_ai.request.top_p`
 pub const GEN_AI_REQUEST_TOP_P: &str = "gen_ai.request.top_p";
+/// `gen_ai.request.top_k`
+pub const GEN_AI_REQUEST_TOP_K: &str = "gen_ai.request.top_k";
 /// `gen_ai.request.max_tokens`
 pub const GEN_AI_REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
 /// `gen_ai.request.seed`
@@ -101,6 +103,7 @@ pub(crate) fn open(endpoint: Endpoint, provider: &str, server_address: Option<&s
         gen_ai.request.model = Empty,
         gen_ai.request.temperature = Empty,
         gen_ai.request.top_p = Empty,
+        gen_ai.request.top_k = Empty,
         gen_ai.request.max_tokens = Empty,
         gen_ai.request.seed = Empty,
         gen_ai.request.presence_penalty = Empty,
@@ -163,12 +166,13 @@ impl CallSpan {
         &self.span
     }
 
-    /// Records what the request said, as soon as it is decoded. `path_model` is the model the
-    /// request's URL named (recorded when the call started): it names the call, not the body's.
+    /// Records what the request said, as soon as it is decoded. With `model_in_path`, the
+    /// request's URL named the model (recorded when the call started): that one names the
+    /// call, not the body's.
     pub(crate) fn record_request(
         &self,
         operation: &str,
-        path_model: Option<&str>,
+        model_in_path: bool,
         request: &RequestRecord,
     ) {
         if self.span.is_disabled() {
@@ -177,10 +181,10 @@ impl CallSpan {
         let attributes = genai::request_attributes(request).into_iter();
         self.record(
             attributes
-                .filter(|a| path_model.is_none() || a.key != GEN_AI_REQUEST_MODEL)
+                .filter(|a| !model_in_path || a.key != GEN_AI_REQUEST_MODEL)
                 .collect(),
         );
-        if path_model.is_none() {
+        if !model_in_path {
             self.record_model(operation, request.model.as_deref());
         }
     }
@@ -279,6 +283,7 @@ mod tests {
                 GEN_AI_REQUEST_MODEL,
                 GEN_AI_REQUEST_TEMPERATURE,
                 GEN_AI_REQUEST_TOP_P,
+                GEN_AI_REQUEST_TOP_K,
                 GEN_AI_REQUEST_MAX_TOKENS,
                 GEN_AI_REQUEST_SEED,
                 GEN_AI_REQUEST_PRESENCE_PENALTY,
@@ -308,7 +313,7 @@ mod tests {
             ] {
                 assert!(fields.field(name).is_some(), "{name} is not declared");
             }
-            assert_eq!(fields.len(), 31, "a declared field has no constant");
+            assert_eq!(fields.len(), 32, "a declared field has no constant");
             assert_eq!(metadata.name(), SPAN_NAME);
         });
     }

@@ -159,3 +159,122 @@ async fn non_llm_requests_open_no_span() {
     response.into_body().collect().await.unwrap();
     assert!(recorder.all().is_empty(), "{:?}", recorder.all());
 }
+
+/// Serves `body` with `content_type` to one call of `request` through a fresh memory layer,
+/// reads the response to its end, and returns the recorded `gen_ai` span's fields and the
+/// call.
+async fn one_call(
+    request: Request<Full<Bytes>>,
+    content_type: &'static str,
+    body: &'static str,
+) -> (
+    std::collections::BTreeMap<String, String>,
+    std::sync::Arc<llm_observability::LlmCall>,
+) {
+    let recorder = Spans::default();
+    let _subscriber = tracing::subscriber::set_default(recorder.subscriber());
+    let (layer, memory) = support::memory_layer();
+    let upstream = tower::service_fn(
+        move |request: Request<RequestBody<Full<Bytes>>>| async move {
+            let _ = request.into_body().collect().await;
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", content_type)
+                    .body(ChannelBody::from_chunks(support::split(
+                        body.as_bytes(),
+                        &[33],
+                    )))
+                    .unwrap(),
+            )
+        },
+    );
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    (recorder.one("gen_ai").fields, calls[0].clone())
+}
+
+#[tokio::test]
+async fn an_azure_deployment_names_the_call_and_the_provider() {
+    // Azure's deployment-scoped route: the body names no model, the path names the deployment.
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let request = Request::post(
+        "https://my-resource.openai.azure.com/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21",
+    )
+    .body(Full::new(Bytes::from(body.to_string())))
+    .unwrap();
+    let (fields, call) = one_call(request, "text/event-stream", STREAM).await;
+    let field = |name: &str| fields.get(name).map(String::as_str);
+    assert_eq!(field("gen_ai.provider.name"), Some("azure.ai.openai"));
+    assert_eq!(field("gen_ai.request.model"), Some("my-gpt4o"));
+    assert_eq!(field("otel.name"), Some("chat my-gpt4o"));
+    assert_eq!(call.provider, "azure.ai.openai");
+    assert_eq!(call.request_model.as_deref(), Some("my-gpt4o"));
+    assert_eq!(call.request.model, None);
+    assert_eq!(
+        call.response_model.as_deref(),
+        Some("gpt-4o-mini-2024-07-18")
+    );
+}
+
+const ANTHROPIC_STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_7\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":2048,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":12}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+);
+
+#[tokio::test]
+async fn an_anthropic_stream_gets_genai_fields_with_every_input_token() {
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "top_k": 5, "stream": true,
+        "stop_sequences": ["END"], "messages": [{"role": "user", "content": "hi"}]});
+    let request = Request::post("https://api.anthropic.com/v1/messages")
+        .header("x-api-key", "sk-ant-api03-secret-key-value")
+        .header("anthropic-version", "2023-06-01")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (fields, call) = one_call(
+        request,
+        "text/event-stream; charset=utf-8",
+        ANTHROPIC_STREAM,
+    )
+    .await;
+    let field = |name: &str| fields.get(name).map(String::as_str);
+    assert_eq!(field("gen_ai.provider.name"), Some("anthropic"));
+    assert_eq!(field("gen_ai.operation.name"), Some("chat"));
+    assert_eq!(field("otel.name"), Some("chat claude-sonnet-4-5"));
+    assert_eq!(field("gen_ai.request.model"), Some("claude-sonnet-4-5"));
+    assert_eq!(field("gen_ai.request.top_k"), Some("5"));
+    assert_eq!(field("gen_ai.request.max_tokens"), Some("64"));
+    assert_eq!(field("gen_ai.request.stop_sequences"), Some("[\"END\"]"));
+    assert_eq!(
+        field("gen_ai.response.model"),
+        Some("claude-sonnet-4-5-20250929")
+    );
+    assert_eq!(field("gen_ai.response.id"), Some("msg_7"));
+    assert_eq!(
+        field("gen_ai.response.finish_reasons"),
+        Some("[\"end_turn\"]")
+    );
+    // Every input token: 3 uncached + 2,048 read from the cache + 0 written.
+    assert_eq!(field("gen_ai.usage.input_tokens"), Some("2051"));
+    assert_eq!(field("gen_ai.usage.cache_read.input_tokens"), Some("2048"));
+    assert_eq!(field("gen_ai.usage.cache_creation.input_tokens"), Some("0"));
+    assert_eq!(field("gen_ai.usage.output_tokens"), Some("12"));
+    assert!(field("gen_ai.response.time_to_first_chunk").is_some());
+    assert_eq!(
+        call.endpoint,
+        llm_observability::Endpoint::AnthropicMessages
+    );
+    assert_eq!(call.response.as_ref().unwrap()["content"][0]["text"], "Hi");
+    let record = serde_json::to_string(&*call).unwrap();
+    assert!(
+        !record.contains("secret-key-value"),
+        "the API key is in the record"
+    );
+}
