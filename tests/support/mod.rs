@@ -422,3 +422,175 @@ pub async fn through_json_upstream(
         .expect("body")
         .to_bytes()
 }
+
+/// One recorded interaction from `shared/fixtures/provider-recorded` (Anthropic, Gemini,
+/// Bedrock, Ollama), with what `INDEX.tsv` says about it.
+#[derive(Debug, Clone)]
+pub struct ProviderInteraction {
+    /// The recorded exchange. `file` is the decoded cassette's path under the fixtures folder
+    /// (`<owner>+<repo>/_decoded/<path>.json`); bodies are text as stored, so a `base64` body
+    /// is its base64 text, not its bytes.
+    pub interaction: Interaction,
+    /// Host of the recorded request URI (e.g. `api.anthropic.com`), empty when it has none.
+    pub host: String,
+    /// `request.body_form` of the recording (`plain-text`, `base64`, ...).
+    pub request_body_form: String,
+    /// `response.body_form` of the recording (`plain-text`, `gzip(!!binary)->decoded`,
+    /// `base64`, ...).
+    pub response_body_form: String,
+    /// The `INDEX.tsv` row of this interaction (column name to value), when it has one.
+    pub index_row: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl ProviderInteraction {
+    /// `INDEX.tsv`'s `family` (anthropic, gemini, bedrock-converse, ...), when indexed.
+    pub fn family(&self) -> Option<&str> {
+        self.index_row
+            .as_ref()
+            .and_then(|row| row.get("family"))
+            .map(String::as_str)
+    }
+
+    /// `INDEX.tsv`'s `operation` (messages, complete, ...), when indexed.
+    pub fn operation(&self) -> Option<&str> {
+        self.index_row
+            .as_ref()
+            .and_then(|row| row.get("operation"))
+            .map(String::as_str)
+    }
+
+    /// Whether either body is binary (kept as base64 text in the recording).
+    pub fn is_binary(&self) -> bool {
+        self.request_body_form == "base64" || self.response_body_form == "base64"
+    }
+
+    /// Whether the call went to Anthropic's API (by host, or by `INDEX.tsv` family).
+    pub fn is_anthropic(&self) -> bool {
+        self.host == "api.anthropic.com" || self.family() == Some("anthropic")
+    }
+}
+
+/// The recorded non-OpenAI provider traffic: `$LLM_OBS_PROVIDER_FIXTURES`, or
+/// `../shared/fixtures/provider-recorded` beside the repository.
+pub fn provider_fixtures_dir() -> PathBuf {
+    match std::env::var_os("LLM_OBS_PROVIDER_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/provider-recorded")
+        }
+    }
+}
+
+/// `INDEX.tsv` of the provider fixtures, one map (column name to value) per row; `None` (after
+/// saying so loudly, or failing under `CI`) when the folder is absent.
+pub fn load_provider_index() -> Option<Vec<std::collections::BTreeMap<String, String>>> {
+    let root = provider_fixtures_present()?;
+    let text = std::fs::read_to_string(root.join("INDEX.tsv")).expect("INDEX.tsv readable");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .expect("INDEX.tsv header")
+        .split('\t')
+        .collect();
+    Some(
+        lines
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                header
+                    .iter()
+                    .zip(line.split('\t').chain(std::iter::repeat("")))
+                    .map(|(k, v)| ((*k).to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// The provider fixtures folder when present; else `None` after a SKIPPED banner, or a panic
+/// when `CI` is set (a CI run must not pass by skipping).
+fn provider_fixtures_present() -> Option<PathBuf> {
+    let root = provider_fixtures_dir();
+    if root.is_dir() {
+        return Some(root);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "recorded provider fixtures not found at {} (CI is set, so this fails instead of \
+             skipping) — set LLM_OBS_PROVIDER_FIXTURES or check out shared/ beside the repository",
+            root.display()
+        );
+    }
+    eprintln!(
+        "\n!!! SKIPPED: recorded provider fixtures not found at {} — set LLM_OBS_PROVIDER_FIXTURES \
+         or check out shared/ beside the repository. Conformance against real provider traffic \
+         was NOT run.\n",
+        root.display()
+    );
+    None
+}
+
+/// Every interaction of every decoded provider cassette, in a stable order, joined with its
+/// `INDEX.tsv` row; `None` (after saying so loudly, or failing under `CI`) when the folder is
+/// absent.
+pub fn load_provider_interactions() -> Option<Vec<ProviderInteraction>> {
+    let root = provider_fixtures_present()?;
+    let rows: std::collections::HashMap<
+        (String, usize),
+        std::collections::BTreeMap<String, String>,
+    > = load_provider_index()?
+        .into_iter()
+        .filter_map(|row| {
+            let at = row.get("interaction")?.parse().ok()?;
+            Some(((row.get("file")?.clone(), at), row))
+        })
+        .collect();
+    let mut files = Vec::new();
+    collect_json(&root, &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("fixture readable");
+        let doc: Value = serde_json::from_str(&text).expect("fixture is JSON");
+        let file = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        // `<owner>+<repo>/_decoded/<path>.json` is the cassette `<owner>+<repo>/<path>`.
+        let cassette = file
+            .replacen("/_decoded/", "/", 1)
+            .strip_suffix(".json")
+            .unwrap_or(&file)
+            .to_owned();
+        for interaction in doc["interactions"].as_array().expect("interactions") {
+            let request = &interaction["request"];
+            let response = &interaction["response"];
+            let index = interaction["index"].as_u64().expect("index") as usize;
+            let uri = request["uri"].as_str().expect("uri").to_owned();
+            let host = uri
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_owned))
+                .unwrap_or_default();
+            out.push(ProviderInteraction {
+                interaction: Interaction {
+                    file: file.clone(),
+                    index,
+                    method: request["method"].as_str().expect("method").to_owned(),
+                    uri,
+                    request_body: request["body"].as_str().unwrap_or("").to_owned(),
+                    status: response["status"].as_u64().expect("status") as u16,
+                    content_type: response["content_type"].as_str().unwrap_or("").to_owned(),
+                    response_body: response["body"].as_str().unwrap_or("").to_owned(),
+                    serve_encoding: None,
+                },
+                host,
+                request_body_form: request["body_form"].as_str().unwrap_or("").to_owned(),
+                response_body_form: response["body_form"].as_str().unwrap_or("").to_owned(),
+                index_row: rows.get(&(cassette.clone(), index)).cloned(),
+            });
+        }
+    }
+    assert!(!out.is_empty(), "no interactions under {}", root.display());
+    Some(out)
+}
