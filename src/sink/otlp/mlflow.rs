@@ -23,20 +23,26 @@ use serde_json::{json, Map, Value};
 
 use super::client::{excerpt, retry_after, Http};
 use super::{OtlpError, OtlpSink};
+use crate::genai;
 use crate::payload::{CallStatus, LlmCall};
 use crate::sink::{Sink, SinkError};
 
 /// `mlflow.spanType`: `CHAT_MODEL`, `LLM` or `EMBEDDING`.
 pub const MLFLOW_SPAN_TYPE: &str = "mlflow.spanType";
-/// `mlflow.spanInputs`: the request, as OpenAI JSON.
+/// `mlflow.spanInputs`: the request, as its provider's JSON ([`genai::native_request`]).
 pub const MLFLOW_SPAN_INPUTS: &str = "mlflow.spanInputs";
-/// `mlflow.spanOutputs`: the (assembled) response, as OpenAI JSON.
+/// `mlflow.spanOutputs`: the (assembled) response, as its provider's JSON (an OpenAI chat
+/// completion, an Anthropic Message, ...).
 pub const MLFLOW_SPAN_OUTPUTS: &str = "mlflow.spanOutputs";
-/// `mlflow.message.format`: `openai`, so the chat view renders the messages.
+/// `mlflow.message.format`: the API family ([`Endpoint::api`](crate::Endpoint::api):
+/// `openai`, `anthropic`), so the chat view renders the messages in that format.
 pub const MLFLOW_MESSAGE_FORMAT: &str = "mlflow.message.format";
-/// `mlflow.chat.tokenUsage`: `{input_tokens, output_tokens, total_tokens}`.
+/// `mlflow.chat.tokenUsage`: `{input_tokens, output_tokens, total_tokens}`, and
+/// `cache_read_input_tokens` / `cache_creation_input_tokens` when the response reported them
+/// (`input_tokens` counts every input token, cached ones included).
 pub const MLFLOW_CHAT_TOKEN_USAGE: &str = "mlflow.chat.tokenUsage";
-/// `mlflow.chat.tools`: the tools offered, in the Chat Completions shape.
+/// `mlflow.chat.tools`: the function tools offered (from the GenAI mapping's tool
+/// definitions), in the Chat Completions shape MLflow reads whatever the API family.
 pub const MLFLOW_CHAT_TOOLS: &str = "mlflow.chat.tools";
 /// `mlflow.llm.model`: the model.
 pub const MLFLOW_LLM_MODEL: &str = "mlflow.llm.model";
@@ -400,24 +406,22 @@ pub fn span_type(operation: &str) -> &'static str {
     }
 }
 
-/// Tools in the Chat Completions shape MLflow's `mlflow.chat.tools` expects.
+/// The function tools of the GenAI mapping's definitions (`{type, name, description,
+/// parameters}`, whatever the API family) in the Chat Completions shape MLflow's
+/// `mlflow.chat.tools` expects; provider-run tools (web search, ...) are left out.
 fn chat_tools(call: &LlmCall) -> Option<Value> {
-    let tools = call.request.tools.as_deref()?.as_array()?;
-    let tools: Vec<Value> = tools
+    let definitions = genai::tool_definitions(call)?;
+    let tools: Vec<Value> = definitions
+        .as_array()?
         .iter()
-        .filter_map(|tool| {
-            if tool.get("function").is_some() {
-                return Some(tool.clone());
+        .filter_map(|definition| {
+            let definition = definition.as_object()?;
+            if definition.get("type").and_then(Value::as_str) != Some("function") {
+                return None;
             }
-            // Responses API: {"type": "function", "name", "description", "parameters"}.
-            let name = tool.get("name")?;
-            let mut function = Map::new();
-            function.insert("name".into(), name.clone());
-            for key in ["description", "parameters", "strict"] {
-                if let Some(value) = tool.get(key) {
-                    function.insert(key.into(), value.clone());
-                }
-            }
+            definition.get("name")?;
+            let mut function = definition.clone();
+            function.remove("type");
             Some(json!({ "type": "function", "function": function }))
         })
         .collect();
@@ -461,6 +465,10 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
                     .or_else(|| Some(usage.input_tokens?.saturating_add(usage.output_tokens?))),
             ),
             ("cache_read_input_tokens", usage.cached_input_tokens),
+            (
+                "cache_creation_input_tokens",
+                usage.cache_creation_input_tokens,
+            ),
         ];
         for (key, count) in counts {
             if let Some(count) = count {
@@ -478,7 +486,7 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
         attributes.push(json_attribute(
             MLFLOW_LLM_COST,
             &json!({
-                "input_cost": cost.input_usd + cost.cache_read_usd,
+                "input_cost": cost.input_usd + cost.cache_read_usd + cost.cache_write_usd,
                 "output_cost": cost.output_usd,
                 "total_cost": cost.total_usd,
             }),
@@ -487,7 +495,7 @@ fn mlflow_attributes(call: &LlmCall, content: bool, attributes: &mut Vec<KeyValu
     if content {
         attributes.push(json_attribute(
             MLFLOW_SPAN_INPUTS,
-            &crate::genai::native_request(call),
+            &genai::native_request(call),
         ));
         match (&call.response, call.status) {
             (Some(response), _) => attributes.push(json_attribute(MLFLOW_SPAN_OUTPUTS, response)),
@@ -595,6 +603,60 @@ mod tests {
         assert_eq!(span_type("text_completion"), "LLM");
         assert_eq!(span_type("embeddings"), "EMBEDDING");
         assert_eq!(span_type("chat"), "CHAT_MODEL");
+    }
+
+    #[test]
+    fn attributes_of_an_anthropic_call() {
+        let mut call = LlmCall::new(Endpoint::AnthropicMessages);
+        call.request.model = Some("claude-sonnet-4-5".into());
+        call.request.max_tokens = Some(1024);
+        call.request.instructions = Some(json!("Be brief.").into());
+        call.request.messages = Some(json!([{"role": "user", "content": "Weather?"}]).into());
+        call.request.tools = Some(
+            json!([{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}},
+                   {"type": "web_search_20250305", "name": "web_search"}])
+            .into(),
+        );
+        call.response = Some(
+            json!({"type": "message", "role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}
+            ], "stop_reason": "tool_use"})
+            .into(),
+        );
+        call.usage = Some(Usage {
+            input_tokens: Some(1200),
+            output_tokens: Some(30),
+            total_tokens: Some(1230),
+            cached_input_tokens: Some(1000),
+            cache_creation_input_tokens: Some(150),
+            ..Usage::default()
+        });
+        call.cost = Some(Cost::with_cache_write(0.5, 0.25, 0.125, 1.0, "built-in"));
+        let mut attributes = Vec::new();
+        mlflow_attributes(&call, true, &mut attributes);
+        let parsed =
+            |key| -> Value { serde_json::from_str(&find(&attributes, key).unwrap()).unwrap() };
+        assert_eq!(parsed(MLFLOW_MESSAGE_FORMAT), json!("anthropic"));
+        assert_eq!(parsed(MLFLOW_LLM_PROVIDER), json!("anthropic"));
+        assert_eq!(parsed(MLFLOW_SPAN_TYPE), json!("CHAT_MODEL"));
+        assert_eq!(
+            parsed(MLFLOW_CHAT_TOKEN_USAGE),
+            json!({"input_tokens": 1200, "output_tokens": 30, "total_tokens": 1230,
+                   "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 150})
+        );
+        assert_eq!(
+            parsed(MLFLOW_LLM_COST),
+            json!({"input_cost": 0.875, "output_cost": 1.0, "total_cost": 1.875})
+        );
+        let inputs = parsed(MLFLOW_SPAN_INPUTS);
+        assert_eq!(inputs["system"], "Be brief.");
+        assert_eq!(inputs["max_tokens"], 1024);
+        assert_eq!(parsed(MLFLOW_SPAN_OUTPUTS)["type"], "message");
+        assert_eq!(
+            parsed(MLFLOW_CHAT_TOOLS),
+            json!([{"type": "function", "function": {"name": "weather", "description": "Weather",
+                    "parameters": {"type": "object"}}}])
+        );
     }
 
     #[test]
