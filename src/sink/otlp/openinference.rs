@@ -40,13 +40,14 @@ pub const LLM_MODEL_NAME: &str = "llm.model_name";
 pub const LLM_REQUEST_MODEL_NAME: &str = "llm.request.model_name";
 /// `llm.response.model_name`.
 pub const LLM_RESPONSE_MODEL_NAME: &str = "llm.response.model_name";
-/// `llm.provider`: who hosts the model (`openai`, `azure`, ...).
+/// `llm.provider`: who hosts the model (`openai`, `azure`, `anthropic`, ...).
 pub const LLM_PROVIDER: &str = "llm.provider";
-/// `llm.system`: the API family (`openai` for all traffic this crate decodes).
+/// `llm.system`: the API family ([`Endpoint::api`](crate::Endpoint::api): `openai`,
+/// `anthropic`).
 pub const LLM_SYSTEM: &str = "llm.system";
 /// `llm.invocation_parameters`: the request's parameters as a JSON object.
 pub const LLM_INVOCATION_PARAMETERS: &str = "llm.invocation_parameters";
-/// `llm.token_count.prompt`.
+/// `llm.token_count.prompt`: every input token, cache reads and writes included.
 pub const LLM_TOKEN_COUNT_PROMPT: &str = "llm.token_count.prompt";
 /// `llm.token_count.completion`.
 pub const LLM_TOKEN_COUNT_COMPLETION: &str = "llm.token_count.completion";
@@ -54,23 +55,27 @@ pub const LLM_TOKEN_COUNT_COMPLETION: &str = "llm.token_count.completion";
 pub const LLM_TOKEN_COUNT_TOTAL: &str = "llm.token_count.total";
 /// `llm.token_count.prompt_details.cache_read`.
 pub const LLM_TOKEN_COUNT_CACHE_READ: &str = "llm.token_count.prompt_details.cache_read";
+/// `llm.token_count.prompt_details.cache_write`: input tokens written to the prompt cache.
+pub const LLM_TOKEN_COUNT_CACHE_WRITE: &str = "llm.token_count.prompt_details.cache_write";
 /// `llm.token_count.completion_details.reasoning`.
 pub const LLM_TOKEN_COUNT_REASONING: &str = "llm.token_count.completion_details.reasoning";
 /// `llm.finish_reason` (of the first choice).
 pub const LLM_FINISH_REASON: &str = "llm.finish_reason";
 /// `llm.cost.total`, in USD.
 pub const LLM_COST_TOTAL: &str = "llm.cost.total";
-/// `llm.cost.prompt`, in USD.
+/// `llm.cost.prompt`, in USD: every input token, cache reads and writes included.
 pub const LLM_COST_PROMPT: &str = "llm.cost.prompt";
 /// `llm.cost.completion`, in USD.
 pub const LLM_COST_COMPLETION: &str = "llm.cost.completion";
 /// `llm.cost.prompt_details.cache_read`, in USD.
 pub const LLM_COST_CACHE_READ: &str = "llm.cost.prompt_details.cache_read";
+/// `llm.cost.prompt_details.cache_write`, in USD.
+pub const LLM_COST_CACHE_WRITE: &str = "llm.cost.prompt_details.cache_write";
 /// `embedding.model_name`.
 pub const EMBEDDING_MODEL_NAME: &str = "embedding.model_name";
 /// `embedding.invocation_parameters`.
 pub const EMBEDDING_INVOCATION_PARAMETERS: &str = "embedding.invocation_parameters";
-/// `input.value`: the request as JSON.
+/// `input.value`: the request as its provider's JSON ([`genai::native_request`]).
 pub const INPUT_VALUE: &str = "input.value";
 /// `input.mime_type`.
 pub const INPUT_MIME_TYPE: &str = "input.mime_type";
@@ -91,8 +96,18 @@ pub const PROJECT_NAME: &str = "openinference.project.name";
 
 const JSON_MIME: &str = "application/json";
 
-/// The request fields that are content, not parameters.
-const CONTENT_FIELDS: [&str; 5] = ["messages", "prompt", "input", "instructions", "tools"];
+/// The request fields that are content, not parameters, under every API family's names.
+const CONTENT_FIELDS: [&str; 6] = [
+    "messages",
+    "prompt",
+    "input",
+    "instructions",
+    "system",
+    "tools",
+];
+
+/// The request fields that describe the output format (left out with the content).
+const FORMAT_FIELDS: [&str; 3] = ["response_format", "text", "output_format"];
 
 /// Every OpenInference attribute of `call`. With `content` false, nothing the call said or
 /// was told is included (messages, prompts, tools, input and output values), as with the
@@ -142,12 +157,16 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
         out.push(PresetAttribute::float(LLM_COST_TOTAL, cost.total_usd));
         out.push(PresetAttribute::float(
             LLM_COST_PROMPT,
-            cost.input_usd + cost.cache_read_usd,
+            cost.input_usd + cost.cache_read_usd + cost.cache_write_usd,
         ));
         out.push(PresetAttribute::float(LLM_COST_COMPLETION, cost.output_usd));
         out.push(PresetAttribute::float(
             LLM_COST_CACHE_READ,
             cost.cache_read_usd,
+        ));
+        out.push(PresetAttribute::float(
+            LLM_COST_CACHE_WRITE,
+            cost.cache_write_usd,
         ));
     }
     if let Some(reason) = call.finish_reasons.first() {
@@ -193,17 +212,20 @@ pub fn provider(genai_provider: &str) -> &str {
     }
 }
 
-/// The request's parameters (model included, content left out) as a JSON object; `None`
-/// when the request was not decoded.
+/// The request's parameters under its API's own names (model and `stream` included, content
+/// left out) as a JSON object; `None` when the request was not decoded.
 fn invocation_parameters(call: &LlmCall, content: bool) -> Option<Value> {
-    let Ok(Value::Object(mut request)) = serde_json::to_value(&call.request) else {
+    let Value::Object(mut request) = genai::native_request(call) else {
         return None;
     };
+    request.insert("stream".into(), Value::Bool(call.request.stream));
     for field in CONTENT_FIELDS {
         request.remove(field);
     }
     if !content {
-        request.remove("response_format");
+        for field in FORMAT_FIELDS {
+            request.remove(field);
+        }
     }
     request.retain(|_, value| !value.is_null());
     Some(Value::Object(request))
@@ -222,6 +244,10 @@ fn token_counts<'a>(call: &'a LlmCall, out: &mut Vec<PresetAttribute<'a>>) {
         (LLM_TOKEN_COUNT_COMPLETION, usage.output_tokens),
         (LLM_TOKEN_COUNT_TOTAL, total),
         (LLM_TOKEN_COUNT_CACHE_READ, usage.cached_input_tokens),
+        (
+            LLM_TOKEN_COUNT_CACHE_WRITE,
+            usage.cache_creation_input_tokens,
+        ),
         (LLM_TOKEN_COUNT_REASONING, usage.reasoning_tokens),
     ];
     for (key, count) in counts {
@@ -233,10 +259,11 @@ fn token_counts<'a>(call: &'a LlmCall, out: &mut Vec<PresetAttribute<'a>>) {
 
 fn content_attributes<'a>(call: &'a LlmCall, out: &mut Vec<PresetAttribute<'a>>) {
     let request = &call.request;
-    if let Ok(value) = serde_json::to_string(request) {
-        out.push(PresetAttribute::str(INPUT_VALUE, value));
-        out.push(PresetAttribute::str(INPUT_MIME_TYPE, JSON_MIME));
-    }
+    out.push(PresetAttribute::str(
+        INPUT_VALUE,
+        genai::native_request(call).to_string(),
+    ));
+    out.push(PresetAttribute::str(INPUT_MIME_TYPE, JSON_MIME));
     if let Some(response) = &call.response {
         out.push(PresetAttribute::str(OUTPUT_VALUE, response.text()));
         out.push(PresetAttribute::str(OUTPUT_MIME_TYPE, JSON_MIME));
@@ -301,8 +328,10 @@ fn content_attributes<'a>(call: &'a LlmCall, out: &mut Vec<PresetAttribute<'a>>)
 
 /// One message of the GenAI mapping (`{role, parts, name?}`) as OpenInference message
 /// attributes under `prefix` (`llm.input_messages.N.message.`): text parts joined as
-/// `content` (or, with images, each part under `contents.K.message_content.`), tool calls as
-/// `tool_calls.M.tool_call.*`, a tool response as `content` with its `tool_call_id`.
+/// `content` (or, with images or reasoning, each part in order under
+/// `contents.K.message_content.`: `text`, `image`, `reasoning` with its text), tool calls as
+/// `tool_calls.M.tool_call.*` (arguments as JSON text), a tool response as `content` with its
+/// `tool_call_id`.
 fn message_attributes<'a>(prefix: &str, message: &Value, out: &mut Vec<PresetAttribute<'a>>) {
     if let Some(role) = message["role"].as_str() {
         out.push(PresetAttribute::str(
@@ -322,12 +351,17 @@ fn message_attributes<'a>(prefix: &str, message: &Value, out: &mut Vec<PresetAtt
         .unwrap_or(&[]);
     let is_text = |part: &Value| part["type"] == "text";
     let is_media = |part: &Value| matches!(part["type"].as_str(), Some("uri" | "blob"));
-    if parts.iter().any(is_media) {
+    let is_reasoning = |part: &Value| part["type"] == "reasoning";
+    if parts.iter().any(|p| is_media(p) || is_reasoning(p)) {
         let mut k = 0;
-        for part in parts.iter().filter(|p| is_text(p) || is_media(p)) {
+        for part in parts
+            .iter()
+            .filter(|p| is_text(p) || is_media(p) || is_reasoning(p))
+        {
             let at = format!("{prefix}contents.{k}.message_content.");
-            if is_text(part) {
-                out.push(PresetAttribute::str(format!("{at}type"), "text"));
+            if is_text(part) || is_reasoning(part) {
+                let kind = if is_text(part) { "text" } else { "reasoning" };
+                out.push(PresetAttribute::str(format!("{at}type"), kind));
                 out.push(PresetAttribute::str(
                     format!("{at}text"),
                     text_of(&part["content"]),
@@ -621,6 +655,102 @@ mod tests {
             Some(&AttributeValue::StrArray(vec!["x".into(), "y".into()]))
         );
         assert_eq!(text(&attributes, METADATA), Some(r#"{"tenant":"acme"}"#));
+    }
+
+    #[test]
+    fn anthropic_reasoning_tool_calls_and_cache_counts() {
+        let mut call = LlmCall::new(Endpoint::AnthropicMessages);
+        call.request.model = Some("claude-sonnet-4-5".into());
+        call.request.max_tokens = Some(2048);
+        call.request.stop = Some(json!(["END"]).into());
+        call.request.instructions = Some(json!("Be brief.").into());
+        call.request.messages = Some(json!([{"role": "user", "content": "Weather?"}]).into());
+        call.request.tools = Some(
+            json!([{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}])
+                .into(),
+        );
+        call.response = Some(
+            json!({"type": "message", "role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Use the tool.", "signature": "sig"},
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}
+            ], "stop_reason": "tool_use"})
+            .into(),
+        );
+        call.usage = Some(Usage {
+            cached_input_tokens: Some(1000),
+            cache_creation_input_tokens: Some(150),
+            ..Usage::new(1200, 30)
+        });
+        call.cost = Some(crate::Cost::with_cache_write(
+            0.5, 0.25, 0.125, 1.0, "built-in",
+        ));
+        let attributes = attributes(&call, true);
+        let at = |key: &str| text(&attributes, key);
+        let int = |key| find_attribute(&attributes, key).cloned();
+        assert_eq!(at(LLM_SYSTEM), Some("anthropic"));
+        assert_eq!(at(LLM_PROVIDER), Some("anthropic"));
+        assert_eq!(int(LLM_TOKEN_COUNT_PROMPT), Some(AttributeValue::Int(1200)));
+        assert_eq!(
+            int(LLM_TOKEN_COUNT_CACHE_READ),
+            Some(AttributeValue::Int(1000))
+        );
+        assert_eq!(
+            int(LLM_TOKEN_COUNT_CACHE_WRITE),
+            Some(AttributeValue::Int(150))
+        );
+        assert_eq!(int(LLM_COST_PROMPT), Some(AttributeValue::Float(0.875)));
+        assert_eq!(
+            int(LLM_COST_CACHE_WRITE),
+            Some(AttributeValue::Float(0.125))
+        );
+        assert_eq!(at("llm.input_messages.0.message.role"), Some("system"));
+        assert_eq!(
+            at("llm.input_messages.0.message.content"),
+            Some("Be brief.")
+        );
+        assert_eq!(at("llm.input_messages.1.message.content"), Some("Weather?"));
+        let out = "llm.output_messages.0.message.";
+        assert_eq!(
+            at(&format!("{out}contents.0.message_content.type")),
+            Some("reasoning")
+        );
+        assert_eq!(
+            at(&format!("{out}contents.0.message_content.text")),
+            Some("Use the tool.")
+        );
+        assert_eq!(
+            at(&format!("{out}contents.1.message_content.type")),
+            Some("text")
+        );
+        assert_eq!(
+            at(&format!("{out}contents.1.message_content.text")),
+            Some("Checking.")
+        );
+        assert_eq!(
+            at(&format!("{out}tool_calls.0.tool_call.id")),
+            Some("toolu_1")
+        );
+        assert_eq!(
+            at(&format!("{out}tool_calls.0.tool_call.function.name")),
+            Some("weather")
+        );
+        assert_eq!(
+            at(&format!("{out}tool_calls.0.tool_call.function.arguments")),
+            Some(r#"{"city":"Paris"}"#)
+        );
+        assert_eq!(at("llm.tools.0.tool.name"), Some("weather"));
+        let parameters: Value =
+            serde_json::from_str(at(LLM_INVOCATION_PARAMETERS).unwrap()).unwrap();
+        assert_eq!(
+            parameters,
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 2048, "stop_sequences": ["END"],
+                   "stream": false})
+        );
+        let input: Value = serde_json::from_str(at(INPUT_VALUE).unwrap()).unwrap();
+        assert_eq!(input["system"], "Be brief.");
+        let output: Value = serde_json::from_str(at(OUTPUT_VALUE).unwrap()).unwrap();
+        assert_eq!(output["type"], "message");
     }
 
     #[test]
