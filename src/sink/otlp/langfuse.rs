@@ -18,9 +18,11 @@
 //! attributes of the [GenAI mapping](crate::genai) that every OTLP span carries.
 //!
 //! Names are those of Langfuse's OTLP ingestion (`langfuse.observation.*`, `langfuse.trace.*`,
-//! `user.id`, `session.id`). Langfuse counts usage in separate buckets: `input` excludes the
-//! cached input tokens (`input_cached_tokens`) and `output` excludes the reasoning tokens
-//! (`output_reasoning_tokens`); `total` is all of them.
+//! `user.id`, `session.id`). Langfuse counts usage in separate buckets, each priced on its
+//! own: `input` excludes the input tokens read from the prompt cache (`input_cached_tokens`)
+//! and written to it (`input_cache_creation`), and `output` excludes the reasoning tokens
+//! (`output_reasoning_tokens`); `total` is all of them. The same rule for every API family:
+//! the payload's [`Usage`](crate::Usage) is already normalised.
 //!
 //! ```
 //! use llm_observability::genai::AttributeValue;
@@ -371,17 +373,24 @@ fn model_parameters(call: &LlmCall) -> Map<String, Value> {
         .collect()
 }
 
-/// Usage in Langfuse's separate buckets; `None` when the response reported none.
+/// Usage in Langfuse's separate buckets (`input`, `input_cached_tokens`,
+/// `input_cache_creation`, `output`, `output_reasoning_tokens`, `total`); `None` when the
+/// response reported none.
 pub fn usage_details(call: &LlmCall) -> Option<Value> {
     let usage = call.usage?;
     let mut details = Map::new();
     let cached = usage.cached_input_tokens.unwrap_or(0);
+    let written = usage.cache_creation_input_tokens.unwrap_or(0);
     let reasoning = usage.reasoning_tokens.unwrap_or(0);
     if let Some(input) = usage.input_tokens {
-        details.insert("input".into(), json!(input.saturating_sub(cached)));
+        let uncached = input.saturating_sub(cached).saturating_sub(written);
+        details.insert("input".into(), json!(uncached));
     }
     if let Some(cached) = usage.cached_input_tokens {
         details.insert("input_cached_tokens".into(), json!(cached));
+    }
+    if let Some(written) = usage.cache_creation_input_tokens {
+        details.insert("input_cache_creation".into(), json!(written));
     }
     if let Some(output) = usage.output_tokens {
         details.insert("output".into(), json!(output.saturating_sub(reasoning)));
@@ -402,16 +411,23 @@ pub fn usage_details(call: &LlmCall) -> Option<Value> {
 }
 
 /// The call's [cost](crate::Cost) in USD under the names of the usage buckets it prices
-/// (`input`, `input_cached_tokens`, `output`, `total`); `None` unless a pricing processor set
-/// it.
+/// (`input`, `input_cached_tokens`, `input_cache_creation` when tokens were written to the
+/// cache, `output`, `total`); `None` unless a pricing processor set it.
 pub fn cost_details(call: &LlmCall) -> Option<Value> {
     let cost = call.cost.as_ref()?;
-    Some(json!({
+    let mut details = json!({
         "input": cost.input_usd,
         "input_cached_tokens": cost.cache_read_usd,
         "output": cost.output_usd,
         "total": cost.total_usd,
-    }))
+    });
+    let wrote = call
+        .usage
+        .is_some_and(|u| u.cache_creation_input_tokens.is_some());
+    if wrote || cost.cache_write_usd != 0.0 {
+        details["input_cache_creation"] = json!(cost.cache_write_usd);
+    }
+    Some(details)
 }
 
 /// When the first token arrived: the start plus the time to first token, in RFC 3339.
@@ -522,6 +538,55 @@ mod tests {
         assert_eq!(usage_details(&call), Some(json!({"input": 5})));
         call.usage = None;
         assert_eq!(usage_details(&call), None);
+    }
+
+    #[test]
+    fn anthropic_cache_reads_and_writes_are_their_own_buckets() {
+        let mut call = LlmCall::new(Endpoint::AnthropicMessages);
+        call.request.model = Some("claude-3-5-sonnet-20240620".into());
+        call.request.instructions = Some(json!("Be brief.").into());
+        call.request.messages = Some(json!([{"role": "user", "content": "Hi"}]).into());
+        call.response = Some(
+            json!({"type": "message", "role": "assistant",
+                   "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn"})
+            .into(),
+        );
+        // Anthropic's 4 uncached + 1165 written + 0 read, as the payload counts them.
+        call.usage = Some(Usage {
+            cached_input_tokens: Some(0),
+            cache_creation_input_tokens: Some(1165),
+            ..Usage::new(1169, 187)
+        });
+        call.cost = Some(crate::Cost::with_cache_write(
+            0.25, 0.0, 0.5, 1.0, "built-in",
+        ));
+        let attributes = attributes(&call, true);
+        assert_eq!(
+            parsed(&attributes, OBSERVATION_USAGE_DETAILS),
+            Some(
+                json!({"input": 4, "input_cached_tokens": 0, "input_cache_creation": 1165,
+                        "output": 187, "total": 1356})
+            )
+        );
+        assert_eq!(
+            parsed(&attributes, OBSERVATION_COST_DETAILS),
+            Some(
+                json!({"input": 0.25, "input_cached_tokens": 0.0, "input_cache_creation": 0.5,
+                        "output": 1.0, "total": 1.75})
+            )
+        );
+        assert_eq!(
+            parsed(&attributes, OBSERVATION_INPUT),
+            Some(json!({"system": "Be brief.", "messages": [{"role": "user", "content": "Hi"}]}))
+        );
+        assert_eq!(
+            parsed(&attributes, OBSERVATION_OUTPUT).unwrap()["content"][0]["text"],
+            "Hello"
+        );
+        assert_eq!(
+            text(&attributes, OBSERVATION_MODEL),
+            Some("claude-3-5-sonnet-20240620")
+        );
     }
 
     #[test]
