@@ -12,12 +12,12 @@
 //! | `id` | [`LlmCall::id`] (a UUID v7, the shape of Weave's own call ids) |
 //! | `trace_id` | the trace id, 32 lowercase hex digits |
 //! | `parent_id` | the parent span's id, 16 lowercase hex digits (none for a root span) |
-//! | `op_name` | `openai.chat.completions.create`, `openai.completions.create`, `openai.embeddings.create` or `openai.responses.create`: the names Weave's own OpenAI integration gives these operations |
+//! | `op_name` | `openai.chat.completions.create`, `openai.completions.create`, `openai.embeddings.create`, `openai.responses.create` or `anthropic.Messages.create`: the names Weave's own OpenAI and Anthropic integrations give these operations |
 //! | `display_name` | the GenAI span name, operation and model: `chat gpt-4o-mini` |
 //! | `started_at`, `ended_at` | the call's wall-clock start and end (UTC, microseconds) |
-//! | `inputs` | the request as recorded (model, parameters, messages, ...), after the layer's processors (redaction) ran |
-//! | `output` | the response; a stream assembled into the non-streaming shape |
-//! | `summary.usage` | `{model: {requests, prompt_tokens, completion_tokens, total_tokens}}`, keyed by the model that answered |
+//! | `inputs` | the request as its provider's JSON ([`genai::native_request`]: model, parameters, messages, ...), after the layer's processors (redaction) ran |
+//! | `output` | the response (an OpenAI response, an Anthropic Message); a stream assembled into the non-streaming shape |
+//! | `summary.usage` | keyed by the model that answered, as Weave's own integration of the API writes it: OpenAI `{requests, prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details: {cached_tokens}, completion_tokens_details: {reasoning_tokens}}`; Anthropic `{requests, input_tokens, output_tokens, total_tokens, cache_read_input_tokens, cache_creation_input_tokens}`, where `input_tokens` (Anthropic's meaning) leaves out the cache reads and writes and `total_tokens` counts them |
 //! | `summary.status_counts` | `{"success": n, "error": n}`, as Weave's client writes it |
 //! | `summary.weave.costs` | when the call has a [`cost`](LlmCall::cost) (a pricing processor ran): `{model: {prompt_tokens_total_cost, completion_tokens_total_cost, ..._unit: "USD", provider_id, pricing_level_id: <pricing source>, requests, prompt_tokens, ...}}`, every key of Weave's `LLMCostSchema` |
 //! | `exception` | for failed and cancelled calls: a JSON string `{"type", "message", ...}` |
@@ -58,7 +58,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Sink, SinkError};
 use crate::genai::{self, AttributeValue};
-use crate::payload::{CallStatus, LlmCall, RequestRecord, Usage};
+use crate::payload::{CallStatus, LlmCall};
 
 /// W&B cloud's Weave trace server, the default base URL.
 pub const WEAVE_CLOUD_URL: &str = "https://trace.wandb.ai";
@@ -505,7 +505,7 @@ struct Start<'a> {
     parent_id: Option<String>,
     started_at: String,
     attributes: Value,
-    inputs: &'a RequestRecord,
+    inputs: Value,
 }
 
 /// Weave's `EndedCallSchemaForInsert`.
@@ -560,7 +560,7 @@ fn records<'a>(call: &'a LlmCall, project: &'a str, link_parents: bool) -> (Star
             .map(|span| span.to_string()),
         started_at: timestamp(call.timing.start_time),
         attributes: attributes(call),
-        inputs: &call.request,
+        inputs: genai::native_request(call),
     };
     let end = End {
         project_id: project,
@@ -622,14 +622,65 @@ fn attributes(call: &LlmCall) -> Value {
     Value::Object(map)
 }
 
-/// The usage of one request, in the shape Weave's `LLMUsageSchema` and its cost rollup read.
-fn usage_entry(usage: Option<&Usage>) -> Value {
+/// How Weave's own integration of an API family names a request's usage (what its client
+/// copies from the response's `usage` into `summary.usage`).
+struct UsageNames {
+    input: &'static str,
+    output: &'static str,
+    /// Whether `input` counts the cache reads and writes (OpenAI's `prompt_tokens` does,
+    /// Anthropic's `input_tokens` does not; the payload's count always does).
+    input_counts_cache: bool,
+    /// The cached-input count, and the object it sits in (`None`: at the top level).
+    cache_read: (Option<&'static str>, &'static str),
+    cache_write: &'static str,
+    /// The reasoning count, in its object.
+    reasoning: (&'static str, &'static str),
+}
+
+const OPENAI_USAGE: UsageNames = UsageNames {
+    input: "prompt_tokens",
+    output: "completion_tokens",
+    input_counts_cache: true,
+    cache_read: (Some("prompt_tokens_details"), "cached_tokens"),
+    cache_write: "cache_creation_input_tokens",
+    reasoning: ("completion_tokens_details", "reasoning_tokens"),
+};
+
+const ANTHROPIC_USAGE: UsageNames = UsageNames {
+    input: "input_tokens",
+    output: "output_tokens",
+    input_counts_cache: false,
+    cache_read: (None, "cache_read_input_tokens"),
+    cache_write: "cache_creation_input_tokens",
+    reasoning: ("output_tokens_details", "reasoning_tokens"),
+};
+
+fn usage_names(call: &LlmCall) -> &'static UsageNames {
+    match call.endpoint.api() {
+        "anthropic" => &ANTHROPIC_USAGE,
+        _ => &OPENAI_USAGE,
+    }
+}
+
+/// The usage of one request, in the shape Weave's `LLMUsageSchema` and its cost rollup read,
+/// under the names of Weave's own integration of the call's API family.
+fn usage_entry(call: &LlmCall) -> Value {
+    let names = usage_names(call);
     let mut entry = Map::new();
     entry.insert("requests".into(), 1.into());
-    if let Some(usage) = usage {
+    if let Some(usage) = &call.usage {
+        let cache = usage
+            .cached_input_tokens
+            .unwrap_or(0)
+            .saturating_add(usage.cache_creation_input_tokens.unwrap_or(0));
+        let input = if names.input_counts_cache {
+            usage.input_tokens
+        } else {
+            usage.input_tokens.map(|n| n.saturating_sub(cache))
+        };
         let counts = [
-            ("prompt_tokens", usage.input_tokens),
-            ("completion_tokens", usage.output_tokens),
+            (names.input, input),
+            (names.output, usage.output_tokens),
             ("total_tokens", usage.total_tokens),
         ];
         for (key, count) in counts {
@@ -638,16 +689,17 @@ fn usage_entry(usage: Option<&Usage>) -> Value {
             }
         }
         if let Some(cached) = usage.cached_input_tokens {
-            entry.insert(
-                "prompt_tokens_details".into(),
-                json!({ "cached_tokens": cached }),
-            );
+            match names.cache_read {
+                (Some(object), key) => entry.insert(object.into(), json!({ key: cached })),
+                (None, key) => entry.insert(key.into(), cached.into()),
+            };
+        }
+        if let Some(written) = usage.cache_creation_input_tokens {
+            entry.insert(names.cache_write.into(), written.into());
         }
         if let Some(reasoning) = usage.reasoning_tokens {
-            entry.insert(
-                "completion_tokens_details".into(),
-                json!({ "reasoning_tokens": reasoning }),
-            );
+            let (object, key) = names.reasoning;
+            entry.insert(object.into(), json!({ key: reasoning }));
         }
     }
     Value::Object(entry)
@@ -660,10 +712,7 @@ fn summary(call: &LlmCall) -> Value {
     let model = call.response_model.as_deref().or(call.requested_model());
     if let Some(model) = model {
         if call.usage.is_some() || call.status == CallStatus::Success {
-            summary.insert(
-                "usage".into(),
-                json!({ model: usage_entry(call.usage.as_ref()) }),
-            );
+            summary.insert("usage".into(), json!({ model: usage_entry(call) }));
         }
     }
     let failed = u8::from(call.status != CallStatus::Success);
@@ -687,16 +736,16 @@ fn summary(call: &LlmCall) -> Value {
 /// [`pricing_source`](crate::Cost::pricing_source), `effective_date` the built-in table's date).
 /// Per-token rates are left `null`: a call's cost may mix cached and uncached rates.
 fn cost_entry(call: &LlmCall, cost: &crate::Cost) -> Value {
-    let mut entry = match usage_entry(call.usage.as_ref()) {
+    let mut entry = match usage_entry(call) {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    entry.remove("prompt_tokens_details");
-    entry.remove("completion_tokens_details");
+    // Counts only: the cost schema has no nested details.
+    entry.retain(|_, value| !value.is_object());
     let effective_date =
         (cost.pricing_source == "built-in").then_some(crate::process::pricing::BUILT_IN_AS_OF);
     let fields = json!({
-        "prompt_tokens_total_cost": cost.input_usd + cost.cache_read_usd,
+        "prompt_tokens_total_cost": cost.input_usd + cost.cache_read_usd + cost.cache_write_usd,
         "completion_tokens_total_cost": cost.output_usd,
         "prompt_token_cost": null,
         "completion_token_cost": null,
@@ -748,6 +797,7 @@ fn exception(call: &LlmCall) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Usage;
     use crate::{CallError, Endpoint, SpanId, TraceContext, TraceId};
 
     fn sample() -> LlmCall {
@@ -806,6 +856,41 @@ mod tests {
             crate::process::pricing::BUILT_IN_AS_OF
         );
         assert_eq!(costs.as_object().unwrap().len(), 16, "{costs:#}");
+    }
+
+    #[test]
+    fn an_anthropic_call_is_named_and_counted_as_weaves_anthropic_integration_does() {
+        let mut call = LlmCall::new(Endpoint::AnthropicMessages);
+        call.request.model = Some("claude-3-5-sonnet-20240620".into());
+        call.request.max_tokens = Some(1024);
+        call.request.instructions = Some(json!("Be brief.").into());
+        call.request.messages = Some(json!([{"role": "user", "content": "Hi"}]).into());
+        call.response_model = Some("claude-3-5-sonnet-20240620".into());
+        // Anthropic's 4 uncached + 1163 read, as the payload counts them.
+        call.usage = Some(Usage {
+            cached_input_tokens: Some(1163),
+            cache_creation_input_tokens: Some(0),
+            ..Usage::new(1167, 202)
+        });
+        call.cost = Some(crate::Cost::with_cache_write(
+            0.25, 0.5, 0.125, 1.0, "built-in",
+        ));
+        let (start, end) = records(&call, "me/proj", true);
+        assert_eq!(start.op_name, "anthropic.Messages.create");
+        assert_eq!(start.inputs["system"], "Be brief.");
+        assert_eq!(start.inputs["max_tokens"], 1024);
+        assert_eq!(start.inputs["messages"][0]["content"], "Hi");
+        assert_eq!(
+            end.summary["usage"],
+            json!({"claude-3-5-sonnet-20240620": {
+                "requests": 1, "input_tokens": 4, "output_tokens": 202, "total_tokens": 1369,
+                "cache_read_input_tokens": 1163, "cache_creation_input_tokens": 0
+            }})
+        );
+        let costs = &end.summary["weave"]["costs"]["claude-3-5-sonnet-20240620"];
+        assert_eq!(costs["prompt_tokens_total_cost"], json!(0.875));
+        assert_eq!(costs["provider_id"], "anthropic");
+        assert_eq!(costs["input_tokens"], 4);
     }
 
     #[test]
