@@ -19,11 +19,12 @@
 //!
 //! | facade name | kind | Prometheus name (recommended naming) |
 //! |---|---|---|
-//! | [`TOKEN_USAGE`] `gen_ai.client.token.usage` (`gen_ai.token.type` = `input`/`output`) | histogram, tokens | `gen_ai_client_token_usage` |
+//! | [`TOKEN_USAGE`] `gen_ai.client.token.usage` (`gen_ai.token.type` = `input`/`output`; `input` counts every input token, cache reads and writes included, for every API family) | histogram, tokens | `gen_ai_client_token_usage` |
 //! | [`OPERATION_DURATION`] `gen_ai.client.operation.duration` | histogram, seconds | `gen_ai_client_operation_duration_seconds` |
 //! | [`TIME_TO_FIRST_CHUNK`] `gen_ai.client.operation.time_to_first_chunk` (streams) | histogram, seconds | `gen_ai_client_operation_time_to_first_chunk_seconds` |
 //! | [`REQUESTS`] `llm_observability.requests` (`llm_observability.status`, `error.type`) | counter | `llm_observability_requests_total` |
 //! | [`CACHED_INPUT_TOKENS`] `llm_observability.usage.cached_input_tokens` | counter | `llm_observability_usage_cached_input_tokens_total` |
+//! | [`CACHE_CREATION_INPUT_TOKENS`] `llm_observability.usage.cache_creation_input_tokens` | counter | `llm_observability_usage_cache_creation_input_tokens_total` |
 //! | [`REASONING_TOKENS`] `llm_observability.usage.reasoning_tokens` | counter | `llm_observability_usage_reasoning_tokens_total` |
 //! | [`COST`] `llm_observability.cost.nano_usd` (when [`LlmCall::cost`] is known) | counter, 10⁻⁹ USD | `llm_observability_cost_nano_usd_total` |
 //!
@@ -92,6 +93,9 @@ pub const REQUESTS: &str = "llm_observability.requests";
 /// `llm_observability.usage.cached_input_tokens`: input tokens served from the prompt cache
 /// (counter).
 pub const CACHED_INPUT_TOKENS: &str = "llm_observability.usage.cached_input_tokens";
+/// `llm_observability.usage.cache_creation_input_tokens`: input tokens written to the prompt
+/// cache (counter; Anthropic reports them).
+pub const CACHE_CREATION_INPUT_TOKENS: &str = "llm_observability.usage.cache_creation_input_tokens";
 /// `llm_observability.usage.reasoning_tokens`: output tokens spent on reasoning (counter).
 pub const REASONING_TOKENS: &str = "llm_observability.usage.reasoning_tokens";
 /// `llm_observability.cost.nano_usd`: what calls cost, in 10⁻⁹ US dollars (counter; the
@@ -346,6 +350,11 @@ impl GenAiMetrics {
             "Input tokens served from the provider's prompt cache."
         );
         describe_counter!(
+            CACHE_CREATION_INPUT_TOKENS,
+            Unit::Count,
+            "Input tokens written to the provider's prompt cache."
+        );
+        describe_counter!(
             REASONING_TOKENS,
             Unit::Count,
             "Output tokens spent on reasoning."
@@ -454,6 +463,9 @@ impl GenAiMetrics {
             }
             if let Some(cached) = usage.cached_input_tokens {
                 counter!(CACHED_INPUT_TOKENS, labels.clone()).increment(cached);
+            }
+            if let Some(written) = usage.cache_creation_input_tokens {
+                counter!(CACHE_CREATION_INPUT_TOKENS, labels.clone()).increment(written);
             }
             if let Some(reasoning) = usage.reasoning_tokens {
                 counter!(REASONING_TOKENS, labels).increment(reasoning);
