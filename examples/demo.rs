@@ -1,15 +1,17 @@
 //! The offline demo: `cargo run --example demo`.
 //!
 //! ```text
-//!  hyper client ──► gateway (axum on 127.0.0.1)                       ──► mock OpenAI upstream
+//!  hyper client ──► gateway (axum on 127.0.0.1)                       ──► mock OpenAI + Anthropic
 //!  span demo.call     TraceLayer: span `request`                            (examples/support/
 //!                       LlmObservabilityLayer: span `gen_ai`, LlmCall ──►    mock_upstream.rs)
-//!                         forwarder (hyper-util client, streamed)            JsonlSink + MemorySink
+//!                         forwarder (hyper-util client, streamed)            upstream; JsonlSink +
+//!                                                                             MemorySink
 //! ```
 //!
 //! Makes a round of calls through the gateway — a streamed chat that calls a tool, a streamed
-//! chat answer, a plain chat, embeddings, a Responses API stream, a legacy completion, a 404 and
-//! one non-LLM call — then prints one row per recorded call, the span tree, the dispatcher's
+//! chat answer, a plain chat, embeddings, a Responses API stream, a legacy completion, a streamed
+//! Anthropic Messages call (prompt cache write, a tool call), a 404 and one non-LLM call — then
+//! prints one row per recorded call, the span tree, the dispatcher's
 //! counters and where the JSONL payloads went. Nothing leaves 127.0.0.1. Exits non-zero when a
 //! call was not recorded as expected.
 
@@ -159,6 +161,22 @@ fn demo_calls() -> Vec<DemoCall> {
             false,
         ),
         post(
+            "anthropic messages, streamed, tool",
+            "/v1/messages",
+            json!({"model": "claude-haiku-4-5", "max_tokens": 256, "stream": true,
+                   "system": [{"type": "text", "text": "You are a weather assistant. Answer in one sentence.",
+                               "cache_control": {"type": "ephemeral"}}],
+                   "messages": [{"role": "user", "content": "What is the weather in Oslo?"}],
+                   "tools": [{"name": "get_weather", "description": "Current weather in a city",
+                              "input_schema": {"type": "object",
+                                               "properties": {"location": {"type": "string"}},
+                                               "required": ["location"]}}]}),
+            AnthropicMessages,
+            200,
+            true,
+            true,
+        ),
+        post(
             "unknown model",
             "/v1/chat/completions",
             json!({"model": "does-not-exist", "messages": [{"role": "user", "content": "hi"}]}),
@@ -227,8 +245,14 @@ async fn main() -> Result<(), BoxError> {
         let mut request = http::Request::builder()
             .method(call.method.clone())
             .uri(format!("http://{gateway_addr}{}", call.path))
-            .header(CALL_HEADER, n.to_string())
-            .header("authorization", "Bearer sk-demo-never-recorded");
+            .header(CALL_HEADER, n.to_string());
+        // Each API's own credential header; neither is ever recorded.
+        request = if call.path == "/v1/messages" {
+            (request.header("x-api-key", "sk-ant-demo-never-recorded"))
+                .header("anthropic-version", "2023-06-01")
+        } else {
+            request.header("authorization", "Bearer sk-demo-never-recorded")
+        };
         if let Some(id) = span.id() {
             request = request.header(PARENT_SPAN_HEADER, id.into_u64().to_string());
         }
@@ -249,7 +273,7 @@ async fn main() -> Result<(), BoxError> {
         .instrument(span)
         .await?;
         println!(
-            "  #{n} {:<34} {:<4} {:<21} -> {status}, {bytes} bytes",
+            "  #{n} {:<35} {:<4} {:<21} -> {status}, {bytes} bytes",
             call.label,
             call.method.as_str(),
             call.path
@@ -271,7 +295,8 @@ async fn main() -> Result<(), BoxError> {
             sink.name, sink.delivered, sink.dropped, sink.failed
         );
     }
-    let lines = std::fs::read_to_string(JSONL)?.lines().count();
+    let jsonl = std::fs::read_to_string(JSONL)?;
+    let lines = jsonl.lines().count();
     let path = Path::new(JSONL).canonicalize()?;
     println!(
         "Payloads: {} ({lines} lines; try `jq . {JSONL}`)",
@@ -279,7 +304,7 @@ async fn main() -> Result<(), BoxError> {
     );
 
     upstream.shutdown().await;
-    check(&calls, &recorded)
+    check(&calls, &recorded, &jsonl)
 }
 
 /// The gateway's only handler: forward to the upstream inside a `forward` span.
@@ -307,7 +332,7 @@ fn print_calls(recorded: &[Arc<LlmCall>]) {
     let millis = |value: Option<f64>| value.map_or_else(dash, |v| format!("{v:.1}"));
     println!("\nRecorded calls ({}):", recorded.len());
     println!(
-        "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
+        "  {:<3} {:<18} {:<25} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
         "#", "endpoint", "model", "status", "http", "in", "out", "ttft ms", "total ms", "cost $"
     );
     for call in recorded {
@@ -317,7 +342,7 @@ fn print_calls(recorded: &[Arc<LlmCall>]) {
             .or(call.request.model.as_deref())
             .unwrap_or("-");
         println!(
-            "  {:<3} {:<17} {:<23} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
+            "  {:<3} {:<18} {:<25} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
             demo_call(call).unwrap_or("?"),
             call.endpoint.as_str(),
             model,
@@ -372,12 +397,38 @@ fn output_of(call: &LlmCall) -> String {
             let count = response["data"].as_array().map_or(0, Vec::len);
             format!("{count} embeddings (the payload keeps no vectors, only their count and usage)")
         }
+        Endpoint::AnthropicMessages => {
+            // The Message's content blocks, in order: text, then a tool call.
+            let blocks = response["content"].as_array().into_iter().flatten();
+            let shown: Vec<String> = blocks
+                .map(|block| match block["type"].as_str() {
+                    Some("text") => quoted(&block["text"]),
+                    Some("tool_use") => format!(
+                        "tool_use {}({})",
+                        block["name"].as_str().unwrap_or("?"),
+                        block["input"]
+                    ),
+                    other => format!("[{} block]", other.unwrap_or("?")),
+                })
+                .collect();
+            let usage = call.usage.unwrap_or_default();
+            format!(
+                "{} (input tokens incl. cache: {} written, {} read)",
+                shown.join(" + "),
+                usage.cache_creation_input_tokens.unwrap_or(0),
+                usage.cached_input_tokens.unwrap_or(0),
+            )
+        }
+        _ => "(an endpoint this demo does not call)".to_owned(),
     }
 }
 
 /// Fails the demo (non-zero exit) unless every call was recorded as expected, and only those.
-fn check(calls: &[DemoCall], recorded: &[Arc<LlmCall>]) -> Result<(), BoxError> {
+fn check(calls: &[DemoCall], recorded: &[Arc<LlmCall>], jsonl: &str) -> Result<(), BoxError> {
     let mut problems = Vec::new();
+    if jsonl.contains("never-recorded") {
+        problems.push("an API key reached the JSONL file".to_owned());
+    }
     for (n, call) in (1..).zip(calls) {
         let n = n.to_string();
         let found: Vec<_> = recorded
@@ -421,6 +472,14 @@ fn check(calls: &[DemoCall], recorded: &[Arc<LlmCall>]) -> Result<(), BoxError> 
             got.response.is_some() || got.error.is_some(),
             "no response recorded",
         );
+        if got.endpoint == Endpoint::AnthropicMessages {
+            let written = got.usage.and_then(|u| u.cache_creation_input_tokens);
+            let priced = got.cost.as_ref().map(|c| c.cache_write_usd);
+            expect_that(
+                written > Some(0) && priced > Some(0.0),
+                "prompt cache write not recorded or not priced",
+            );
+        }
     }
     if problems.is_empty() {
         println!("\nAll {} calls recorded as expected.", recorded.len());

@@ -1,5 +1,6 @@
-//! An embedded mock of an OpenAI-compatible API on 127.0.0.1, shaped after real recorded traffic
-//! (`../shared/fixtures/openai-recorded`), for examples and tests:
+//! An embedded mock of an OpenAI-compatible API and of Anthropic's Messages API on 127.0.0.1,
+//! shaped after real recorded traffic (`../shared/fixtures/openai-recorded`,
+//! `../shared/fixtures/provider-recorded`), for examples and tests:
 //!
 //! - `POST /v1/chat/completions`: JSON or SSE (`chat.completion.chunk`s, a usage chunk with
 //!   `choices: []` only when `stream_options.include_usage` is set, then `[DONE]`); with `tools`,
@@ -8,9 +9,18 @@
 //! - `POST /v1/embeddings`: small deterministic vectors;
 //! - `POST /v1/responses`: JSON, or `event:`/`data:` pairs ending in `response.completed` (no
 //!   `[DONE]`);
+//! - `POST /v1/messages` (Anthropic Messages): a Message as JSON, or SSE `event:`/`data:` pairs
+//!   (`message_start`, `content_block_start`, `ping`, `content_block_delta`, `content_block_stop`,
+//!   `message_delta`, `message_stop`); with `tools`, a text block then a `tool_use` block whose
+//!   input streams as `input_json_delta` pieces (`stop_reason: "tool_use"`). Usage counts the
+//!   prompt cache as Anthropic does: text in blocks marked `cache_control` is written to the
+//!   cache the first time (`cache_creation_input_tokens`) and read from it afterwards
+//!   (`cache_read_input_tokens`), apart from `input_tokens`;
+//! - `POST /v1/messages/count_tokens`: `{"input_tokens": N}`;
 //! - `GET /v1/models`;
-//! - model `does-not-exist` on any `POST`: OpenAI's 404 `model_not_found` error body; a body that
-//!   is not JSON: a 400 `invalid_request_error`.
+//! - model `does-not-exist` on any `POST`: a 404 in the API's error shape (OpenAI
+//!   `model_not_found`, Anthropic `not_found_error`); a body that is not JSON: a 400
+//!   `invalid_request_error`.
 //!
 //! Everything is deterministic: the answer is built from the last user message and tokens are
 //! counted as words. Streamed events go out as separate body frames [`EVENT_GAP`] apart, so time
@@ -20,8 +30,10 @@
 //! `#[path = "../examples/support/mock_upstream.rs"]`).
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, Request};
@@ -86,6 +98,8 @@ impl MockUpstream {
             .route("/v1/completions", post(completions))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/responses", post(responses))
+            .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/v1/models", get(models))
     }
 
@@ -220,14 +234,10 @@ async fn responses(OpenAiRequest(request): OpenAiRequest) -> Response {
         "response.completed",
         json!({"response": response("completed", json!([done]), usage)}),
     ));
-    let events = (events.into_iter().enumerate())
-        .map(|(sequence, (kind, mut body))| {
-            body["type"] = json!(kind);
-            body["sequence_number"] = json!(sequence);
-            format!("event: {kind}\ndata: {body}\n\n")
-        })
-        .collect();
-    event_stream(events)
+    for (sequence, (_, body)) in events.iter_mut().enumerate() {
+        body["sequence_number"] = json!(sequence);
+    }
+    named_event_stream(events)
 }
 
 /// `GET /v1/models`
@@ -383,6 +393,257 @@ fn argument_pieces(arguments: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Anthropic Messages
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/messages`
+async fn messages(AnthropicRequest(request): AnthropicRequest) -> Response {
+    let message = Message::from_request(&request);
+    if is_stream(&request) {
+        named_event_stream(message.events())
+    } else {
+        Json(message.message()).into_response()
+    }
+}
+
+/// `POST /v1/messages/count_tokens`: what `input_tokens` would be, cache included.
+async fn count_tokens(AnthropicRequest(request): AnthropicRequest) -> Json<Value> {
+    let (cached, uncached) = anthropic_input_words(&request);
+    Json(json!({"input_tokens": cached + uncached}))
+}
+
+/// What a Messages call answers: text, and a call of the request's first tool when it offered
+/// tools.
+struct Message {
+    model: String,
+    text_pieces: Vec<String>,
+    /// `(tool name, input JSON)` when the request offered tools.
+    tool_use: Option<(String, String)>,
+    input_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation_input_tokens: u64,
+}
+
+/// Cached prompt prefixes this process has seen: the first request writes one to the cache, the
+/// next ones read it.
+static PROMPT_CACHE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+impl Message {
+    fn from_request(request: &Value) -> Message {
+        let prompt = prompt_of(request);
+        let tool_use = (request["tools"].as_array())
+            .and_then(|tools| tools.first())
+            .and_then(|tool| {
+                let name = tool["name"].as_str()?.to_owned();
+                let parameter = (tool["input_schema"]["properties"].as_object())
+                    .and_then(|properties| properties.keys().next().cloned())
+                    .unwrap_or_else(|| "query".to_owned());
+                Some((name, json!({ parameter: topic_of(&prompt) }).to_string()))
+            });
+        let text_pieces = match &tool_use {
+            Some(_) => answer_pieces_for_tool(&prompt),
+            None => answer_pieces(&prompt),
+        };
+        let (cached, uncached) = anthropic_input_words(request);
+        let cached_text = cached_text_of(request);
+        let seen_before = cached > 0 && {
+            let mut cache = PROMPT_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+            !cache.get_or_insert_with(HashSet::new).insert(cached_text)
+        };
+        Message {
+            model: format!("{}-20251001", model_of_or(request, "claude-haiku-4-5")),
+            text_pieces,
+            tool_use,
+            input_tokens: uncached.max(1),
+            cache_read_input_tokens: if seen_before { cached } else { 0 },
+            cache_creation_input_tokens: if seen_before { 0 } else { cached },
+        }
+    }
+
+    fn output_tokens(&self) -> u64 {
+        let tool = (self.tool_use.as_ref()).map_or(0, |(name, input)| {
+            words(name) + input_pieces(input).len() as u64
+        });
+        self.text_pieces.len() as u64 + tool
+    }
+
+    fn stop_reason(&self) -> &'static str {
+        if self.tool_use.is_some() {
+            "tool_use"
+        } else {
+            "end_turn"
+        }
+    }
+
+    fn usage(&self, output_tokens: u64) -> Value {
+        json!({"input_tokens": self.input_tokens,
+               "cache_creation_input_tokens": self.cache_creation_input_tokens,
+               "cache_read_input_tokens": self.cache_read_input_tokens,
+               "output_tokens": output_tokens, "service_tier": "standard"})
+    }
+
+    fn content(&self) -> Vec<Value> {
+        let mut content = vec![json!({"type": "text", "text": self.text_pieces.concat()})];
+        if let Some((name, input)) = &self.tool_use {
+            let input: Value = serde_json::from_str(input).unwrap_or_default();
+            content.push(
+                json!({"type": "tool_use", "id": "toolu_mock0001", "name": name,
+                                "input": input}),
+            );
+        }
+        content
+    }
+
+    fn envelope(&self, content: Vec<Value>, stop_reason: Value, usage: Value) -> Value {
+        json!({"id": "msg_mock0001", "type": "message", "role": "assistant", "model": self.model,
+               "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+               "usage": usage})
+    }
+
+    /// The non-streamed Message.
+    fn message(&self) -> Value {
+        let usage = self.usage(self.output_tokens());
+        self.envelope(self.content(), json!(self.stop_reason()), usage)
+    }
+
+    /// The streamed events, `(event name, data)`, as Anthropic sends them.
+    fn events(&self) -> Vec<(&'static str, Value)> {
+        let start = self.envelope(Vec::new(), Value::Null, self.usage(1));
+        let mut events = vec![
+            ("message_start", json!({"message": start})),
+            (
+                "content_block_start",
+                json!({"index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            ("ping", json!({})),
+        ];
+        for piece in &self.text_pieces {
+            events.push((
+                "content_block_delta",
+                json!({"index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            ));
+        }
+        events.push(("content_block_stop", json!({"index": 0})));
+        if let Some((name, input)) = &self.tool_use {
+            events.push((
+                "content_block_start",
+                json!({"index": 1, "content_block": {"type": "tool_use", "id": "toolu_mock0001",
+                       "name": name, "input": {}}}),
+            ));
+            // Anthropic opens a tool's input with an empty piece.
+            for piece in std::iter::once(String::new()).chain(input_pieces(input)) {
+                events.push((
+                    "content_block_delta",
+                    json!({"index": 1, "delta": {"type": "input_json_delta",
+                           "partial_json": piece}}),
+                ));
+            }
+            events.push(("content_block_stop", json!({"index": 1})));
+        }
+        events.push((
+            "message_delta",
+            json!({"delta": {"stop_reason": self.stop_reason(), "stop_sequence": null},
+                   "usage": {"output_tokens": self.output_tokens()}}),
+        ));
+        events.push(("message_stop", json!({})));
+        events
+    }
+}
+
+/// A tool's input cut the way Anthropic streams it: a few characters at a time.
+fn input_pieces(input: &str) -> Vec<String> {
+    argument_pieces(input)
+}
+
+/// The text before a tool call, as the 4 pieces a model would stream.
+fn answer_pieces_for_tool(prompt: &str) -> Vec<String> {
+    let answer = format!("I'll look up {} for you.", topic_of(prompt));
+    answer.split_inclusive(' ').map(str::to_owned).collect()
+}
+
+/// Input words of a Messages request: `(in blocks marked cache_control, the rest)`. System
+/// blocks and message content blocks count; a string is never cached.
+fn anthropic_input_words(request: &Value) -> (u64, u64) {
+    let mut cached = 0;
+    let mut uncached = 0;
+    let mut count = |content: &Value| match content {
+        Value::Array(blocks) => {
+            for block in blocks {
+                let n = words(&text_of(&Value::Array(vec![block.clone()])));
+                if block.get("cache_control").is_some() {
+                    cached += n;
+                } else {
+                    uncached += n;
+                }
+            }
+        }
+        other => uncached += words(&text_of(other)),
+    };
+    count(&request["system"]);
+    for message in request["messages"].as_array().into_iter().flatten() {
+        count(&message["content"]);
+    }
+    (cached, uncached)
+}
+
+/// The text of every block marked `cache_control`: the prompt prefix the cache holds.
+fn cached_text_of(request: &Value) -> String {
+    let messages = request["messages"].as_array().into_iter().flatten();
+    let contents = std::iter::once(&request["system"]).chain(messages.map(|m| &m["content"]));
+    (contents.filter_map(Value::as_array).flatten())
+        .filter(|block| block.get("cache_control").is_some())
+        .map(|block| text_of(&Value::Array(vec![block.clone()])))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The request body as JSON, with Anthropic's error shape for a body that is not JSON (400)
+/// and the model `does-not-exist` (404).
+struct AnthropicRequest(Value);
+
+impl<S: Send + Sync> FromRequest<S> for AnthropicRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let request: Value = serde_json::from_slice(&body).map_err(|error| {
+            let message = format!("There was an issue with the JSON of your request: {error}");
+            anthropic_error(StatusCode::BAD_REQUEST, "invalid_request_error", &message)
+        })?;
+        if request["model"] == "does-not-exist" {
+            let message = "model: does-not-exist";
+            return Err(anthropic_error(
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                message,
+            ));
+        }
+        Ok(AnthropicRequest(request))
+    }
+}
+
+/// `{"type": "error", "error": {type, message}, "request_id"}` with `status`.
+fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = json!({"type": "error", "error": {"type": kind, "message": message},
+                      "request_id": "req_mock0001"});
+    (status, Json(body)).into_response()
+}
+
+/// Sends each `(event, data)` as an `event:`/`data:` pair in its own body frame,
+/// [`EVENT_GAP`] apart; `data` gets `"type": event`.
+fn named_event_stream(events: Vec<(&'static str, Value)>) -> Response {
+    let events = (events.into_iter())
+        .map(|(kind, mut body)| {
+            body["type"] = json!(kind);
+            format!("event: {kind}\ndata: {body}\n\n")
+        })
+        .collect();
+    event_stream(events)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
@@ -457,10 +718,11 @@ fn include_usage(request: &Value) -> bool {
 }
 
 fn model_of(request: &Value) -> String {
-    request["model"]
-        .as_str()
-        .unwrap_or("gpt-4o-mini")
-        .to_owned()
+    model_of_or(request, "gpt-4o-mini")
+}
+
+fn model_of_or(request: &Value, default: &str) -> String {
+    request["model"].as_str().unwrap_or(default).to_owned()
 }
 
 /// The text the answer is about: the last user message (chat), `prompt` (completions) or
