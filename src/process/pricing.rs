@@ -16,6 +16,8 @@
 //! - output tokens at the output rate; reasoning tokens are already part of OpenAI's output
 //!   count and are never added again;
 //! - embeddings are priced by their input tokens;
+//! - a cost the provider reported itself (OpenRouter's `usage.cost`, `pricing_source`
+//!   `provider`) is kept: the processor does not price such a call from the table;
 //! - an unknown model or missing usage leaves `cost` null, with the reason in
 //!   [`LlmCall::processing_errors`]: never a guess.
 //!
@@ -41,6 +43,10 @@ use serde::Deserialize;
 
 use crate::payload::{Cost, LlmCall};
 use crate::process::{ProcessError, Processor};
+
+/// The [`Cost::pricing_source`] of a cost the provider reported in its response (OpenRouter's
+/// `usage.cost`), which a [`Pricing`] processor keeps.
+pub const PROVIDER_SOURCE: &str = "provider";
 
 /// The date of the built-in price table: OpenAI's list prices (Standard tier) at that date, as
 /// published on <https://openai.com/api/pricing/> (per 1M tokens).
@@ -359,7 +365,15 @@ impl Processor for Pricing {
     }
 
     /// Sets `call.cost`, or leaves it null with a note in `processing_errors`. Never fails.
+    /// A cost the provider reported (`pricing_source` [`PROVIDER_SOURCE`]) is kept as it is.
     fn process(&self, call: &mut LlmCall) -> Result<(), ProcessError> {
+        if call
+            .cost
+            .as_ref()
+            .is_some_and(|c| c.pricing_source == PROVIDER_SOURCE)
+        {
+            return Ok(());
+        }
         match self.cost_of(call) {
             Ok(cost) => call.cost = Some(cost),
             Err(reason) => {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::json::Json;
-use crate::payload::{CallError, Usage};
+use crate::payload::{CallError, Cost, Usage};
 
 /// What a response said, whichever way it arrived (one JSON body or an assembled stream).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -12,6 +12,9 @@ pub(crate) struct ResponseSummary {
     pub response: Option<Json>,
     /// Normalised usage, when reported.
     pub usage: Option<Usage>,
+    /// What the call cost by the provider's own account (OpenRouter's `usage.cost`), with
+    /// `pricing_source` `provider`; a pricing processor keeps it.
+    pub reported_cost: Option<Cost>,
     /// Finish reasons in the provider's words (one per choice where a response has several).
     pub finish_reasons: Vec<String>,
     /// An error the body itself reported (`{"error": {...}}`, `response.failed`, ...).

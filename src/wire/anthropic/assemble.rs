@@ -343,6 +343,7 @@ impl StreamFold for MessageFold {
         ResponseSummary {
             response: Some(Json::from(Value::Object(message))),
             usage: usage.as_ref().and_then(usage_from_value),
+            reported_cost: None,
             finish_reasons: self.stop_reason.into_iter().collect(),
             error: self.error.as_ref().and_then(error_from_value),
             model: self.model,

@@ -108,6 +108,7 @@ pub(crate) fn decode_json_response(body: &[u8]) -> Result<ResponseSummary, serde
     }
     Ok(ResponseSummary {
         usage: wire.usage.and_then(usage_from_raw),
+        reported_cost: None,
         finish_reasons: wire.stop_reason.and_then(raw_string).into_iter().collect(),
         error: wire
             .error

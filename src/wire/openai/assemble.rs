@@ -286,9 +286,11 @@ impl ChatAssembly {
         let usage = self.usage.as_deref().and_then(small_tree);
         let error = self.error.as_deref().and_then(small_tree);
         let choices = self.choices.into_sorted();
+        let (usage_read, reported_cost) = usage.as_ref().map(usage_from_value).unwrap_or_default();
         let summary = ResponseSummary {
             response: None,
-            usage: usage.as_ref().and_then(usage_from_value),
+            usage: usage_read,
+            reported_cost,
             finish_reasons: choices
                 .iter()
                 .filter_map(|c| c.finish_reason.clone())
@@ -583,7 +585,10 @@ impl ResponsesAssembly {
         if let Some(fields) = response.as_object_mut() {
             let output = Self::into_partial_output(self.items);
             fields.insert("output".into(), Value::Array(output));
-            summary.usage = fields.get("usage").and_then(usage_from_value);
+            (summary.usage, summary.reported_cost) = fields
+                .get("usage")
+                .map(usage_from_value)
+                .unwrap_or_default();
             summary.model = fields
                 .get("model")
                 .and_then(Value::as_str)
@@ -646,6 +651,31 @@ mod tests {
         assert_eq!(summary.usage.unwrap().total_tokens, Some(7));
         assert_eq!(effects[0], EventEffect::Content);
         assert_eq!(effects[4], EventEffect::NoContent);
+    }
+
+    #[test]
+    fn a_cost_reported_in_the_usage_chunk_is_kept_and_read() {
+        // OpenRouter: `usage.cost` (USD) and `cost_details` in the last chunk.
+        let (summary, _) = assemble(
+            Endpoint::ChatCompletions,
+            &[
+                &content_event("hi"),
+                r#"{"id":"gen-1","model":"openai/gpt-4o-mini","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12,"cost":0.0000027,"is_byok":false,"cost_details":{"upstream_inference_cost":null,"upstream_inference_prompt_cost":0.0000015,"upstream_inference_completions_cost":0.0000012}}}"#,
+                "[DONE]",
+            ],
+        );
+        let cost = summary.reported_cost.expect("a reported cost");
+        assert_eq!(cost.total_usd, 0.0000027);
+        assert_eq!((cost.input_usd, cost.output_usd), (0.0000015, 0.0000012));
+        assert_eq!(cost.pricing_source, "provider");
+        assert_eq!(summary.usage.unwrap().input_tokens, Some(10));
+        let usage = &summary.response.unwrap()["usage"];
+        assert_eq!(usage["cost"], 0.0000027);
+        assert_eq!(
+            usage["cost_details"]["upstream_inference_prompt_cost"],
+            0.0000015
+        );
+        assert_eq!(usage["is_byok"], false);
     }
 
     #[test]

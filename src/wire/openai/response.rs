@@ -14,7 +14,8 @@ use crate::wire::summary::{error_from_value, ResponseSummary};
 /// OpenAI); past it the summary says truncated.
 const MAX_CHOICES: usize = 4096;
 use crate::json::Json;
-use crate::payload::Usage;
+use crate::payload::{Cost, Usage};
+use crate::process::pricing::PROVIDER_SOURCE;
 
 /// Usage as OpenAI sends it: chat/completions/embeddings names, or Responses API names.
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +38,14 @@ pub(crate) struct WireUsage {
     pub input_tokens_details: Option<WireTokenDetails>,
     #[serde(default)]
     pub output_tokens_details: Option<WireTokenDetails>,
+    /// OpenRouter: what the call cost, in USD (credits). Read as any value, so that one of
+    /// another type does not lose the token counts.
+    #[serde(default)]
+    pub cost: Option<Value>,
+    /// OpenRouter: `{upstream_inference_cost, upstream_inference_prompt_cost,
+    /// upstream_inference_completions_cost}`.
+    #[serde(default)]
+    pub cost_details: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,14 +72,50 @@ impl WireUsage {
             cache_creation_input_tokens: None,
         }
     }
+
+    /// The cost the provider reported (OpenRouter's `cost`, a non-negative number of USD), as
+    /// a [`Cost`] of source `provider`: the total as reported; its input and output parts from
+    /// `cost_details` when its prompt and completion costs add up to the total (they do not
+    /// when the provider's key was the caller's own, BYOK: `cost` is then OpenRouter's fee),
+    /// else 0.
+    pub(crate) fn reported_cost(&self) -> Option<Cost> {
+        let usd = |value: Option<&Value>| {
+            value
+                .and_then(Value::as_f64)
+                .filter(|c| c.is_finite() && *c >= 0.0)
+        };
+        let total = usd(self.cost.as_ref())?;
+        let detail = |key: &str| usd(self.cost_details.as_ref().and_then(|d| d.get(key)));
+        let parts = match (
+            detail("upstream_inference_prompt_cost"),
+            detail("upstream_inference_completions_cost"),
+        ) {
+            (Some(input), Some(output))
+                if (input + output - total).abs() <= 1e-12 + total * 1e-6 =>
+            {
+                (input, output)
+            }
+            _ => (0.0, 0.0),
+        };
+        let mut cost = Cost::new(parts.0, 0.0, parts.1, PROVIDER_SOURCE);
+        cost.total_usd = total;
+        Some(cost)
+    }
+
+    fn read(self) -> (Option<Usage>, Option<Cost>) {
+        (Some(self.normalise()), self.reported_cost())
+    }
 }
 
-/// Normalised usage from a `usage` JSON value; `None` for `null` or a non-object.
-pub(crate) fn usage_from_value(value: &Value) -> Option<Usage> {
+/// Normalised usage, and the cost the provider reported with it, from a `usage` JSON value;
+/// `None`s for `null` or a non-object.
+pub(crate) fn usage_from_value(value: &Value) -> (Option<Usage>, Option<Cost>) {
     if !value.is_object() {
-        return None;
+        return (None, None);
     }
-    WireUsage::deserialize(value).ok().map(|u| u.normalise())
+    WireUsage::deserialize(value)
+        .map(WireUsage::read)
+        .unwrap_or_default()
 }
 
 /// Decodes a complete response body. Errors are for bodies that are not JSON at all; a JSON body
@@ -138,8 +183,10 @@ fn decode_without_tree(
             TopLevel::default()
         }
     };
+    let (usage, reported_cost) = top.usage.map(usage_from_raw).unwrap_or_default();
     let mut summary = ResponseSummary {
-        usage: top.usage.and_then(usage_from_raw),
+        usage,
+        reported_cost,
         error: top
             .error
             .filter(|e| e.get() != "null" && e.get().len() <= SMALL_VALUE)
@@ -213,8 +260,10 @@ impl WireEmbeddings<'_> {
         let response = serde_json::json!({
             "object": self.object.as_deref(), "data": Value::Array(data), "model": model, "usage": usage
         });
+        let (usage, reported_cost) = self.usage.map(usage_from_raw).unwrap_or_default();
         ResponseSummary {
-            usage: self.usage.and_then(usage_from_raw),
+            usage,
+            reported_cost,
             model,
             response: Some(Json::from(response)),
             ..ResponseSummary::default()
@@ -277,9 +326,11 @@ impl WireResponse<'_> {
                 .map(str::to_owned)
                 .collect(),
         };
+        let (usage, reported_cost) = self.usage.map(usage_from_raw).unwrap_or_default();
         ResponseSummary {
             response: None,
-            usage: self.usage.and_then(usage_from_raw),
+            usage,
+            reported_cost,
             finish_reasons,
             error: self
                 .error
@@ -293,15 +344,15 @@ impl WireResponse<'_> {
     }
 }
 
-/// Normalised usage from a raw `usage` value; `None` for `null`, a non-object, or an object
-/// whose counts are not numbers (as [`usage_from_value`]).
-fn usage_from_raw(raw: &RawValue) -> Option<Usage> {
+/// Normalised usage and the reported cost from a raw `usage` value; `None`s for `null`, a
+/// non-object, or an object whose counts are not numbers (as [`usage_from_value`]).
+fn usage_from_raw(raw: &RawValue) -> (Option<Usage>, Option<Cost>) {
     if !raw.get().starts_with('{') {
-        return None;
+        return (None, None);
     }
     serde_json::from_str::<WireUsage>(raw.get())
-        .ok()
-        .map(|u| u.normalise())
+        .map(WireUsage::read)
+        .unwrap_or_default()
 }
 
 /// Reads usage, finish reasons, error, model and id out of a response object in its
@@ -325,7 +376,10 @@ pub(crate) fn summarise_response_value(endpoint: Endpoint, value: &mut Value) ->
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
         .map(str::to_owned);
-    summary.usage = object.get("usage").and_then(usage_from_value);
+    (summary.usage, summary.reported_cost) = object
+        .get("usage")
+        .map(usage_from_value)
+        .unwrap_or_default();
     match endpoint {
         Endpoint::Responses => {
             summary.finish_reasons = responses_finish_reason(object).into_iter().collect();
@@ -401,6 +455,75 @@ mod tests {
             })
         );
         assert!(summary.error.is_none());
+    }
+
+    #[test]
+    fn a_reported_cost_is_read_and_split_only_when_its_parts_add_up() {
+        let usage = |extra: Value| {
+            let mut usage =
+                json!({"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110});
+            usage
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            usage
+        };
+        let body = |usage: Value| {
+            json!({"id": "gen-1", "object": "chat.completion", "model": "anthropic/claude-3.5-haiku",
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                "finish_reason": "stop"}],
+                   "usage": usage})
+            .to_string()
+        };
+        let read = |usage: Value| {
+            let text = body(usage);
+            let summary = decode_json_response(Endpoint::ChatCompletions, text.as_bytes()).unwrap();
+            // The lenient reading of a body agrees with the borrowed one.
+            let mut value: Value = serde_json::from_str(&text).unwrap();
+            let lenient = summarise_response_value(Endpoint::ChatCompletions, &mut value);
+            assert_eq!(lenient.reported_cost, summary.reported_cost);
+            assert_eq!(lenient.usage, summary.usage);
+            summary
+        };
+        // Parts that add up: split.
+        let summary = read(usage(json!({"cost": 0.00012, "cost_details": {
+            "upstream_inference_cost": null, "upstream_inference_prompt_cost": 0.00008,
+            "upstream_inference_completions_cost": 0.00004}})));
+        let cost = summary.reported_cost.unwrap();
+        assert_eq!(
+            (cost.input_usd, cost.output_usd, cost.total_usd),
+            (0.00008, 0.00004, 0.00012)
+        );
+        assert_eq!(cost.pricing_source, "provider");
+        // The kept response keeps the usage object as sent.
+        assert_eq!(summary.response.unwrap()["usage"]["cost"], 0.00012);
+        // BYOK: `cost` is OpenRouter's fee; the upstream's parts do not add up to it.
+        let cost = read(usage(
+            json!({"cost": 0.000006, "is_byok": true, "cost_details": {
+            "upstream_inference_cost": 0.00012, "upstream_inference_prompt_cost": 0.00008,
+            "upstream_inference_completions_cost": 0.00004}}),
+        ))
+        .reported_cost
+        .unwrap();
+        assert_eq!(
+            (cost.input_usd, cost.output_usd, cost.total_usd),
+            (0.0, 0.0, 0.000006)
+        );
+        // No details: the total only.
+        let cost = read(usage(json!({"cost": 0}))).reported_cost.unwrap();
+        assert_eq!(cost.total_usd, 0.0);
+        // Not a cost: none, and the token counts survive.
+        for odd in [
+            json!({"cost": "0.1"}),
+            json!({"cost": -1.0}),
+            json!({"cost": null}),
+            json!({"cost_details": "x"}),
+            json!({}),
+        ] {
+            let summary = read(usage(odd.clone()));
+            assert_eq!(summary.reported_cost, None, "{odd}");
+            assert_eq!(summary.usage.unwrap().input_tokens, Some(100), "{odd}");
+        }
     }
 
     #[test]
