@@ -4,6 +4,12 @@
 //! Each `data:` payload is decoded into borrowed structs (strings without escapes are not
 //! copied) and only the deltas are appended, so memory grows with the assembled content, not
 //! with the raw stream.
+//!
+//! Reasoning text that OpenAI-compatible servers stream in a chat delta is assembled under the
+//! name the server used, so the message is what the same server returns unstreamed:
+//! `reasoning_content` (DeepSeek, vLLM before 0.10) and `reasoning` (vLLM since, OpenRouter,
+//! Ollama's `/v1`) each into the message field of that name. Reasoning deltas are content (the
+//! first one is the call's first token).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -119,9 +125,12 @@ struct ChunkDelta<'a> {
     content: Option<Text<'a>>,
     #[serde(default, borrow)]
     refusal: Option<Text<'a>>,
-    /// DeepSeek and other OpenAI-compatible servers stream reasoning here.
+    /// DeepSeek and older vLLM stream reasoning here.
     #[serde(default, borrow)]
     reasoning_content: Option<Text<'a>>,
+    /// vLLM (since 0.10), OpenRouter and Ollama's `/v1` stream reasoning here.
+    #[serde(default, borrow)]
+    reasoning: Option<Text<'a>>,
     #[serde(default, borrow)]
     tool_calls: Option<Capped<ToolCallDelta<'a>, Vec<ToolCallDelta<'a>>, MAX_ENTRIES_PER_EVENT>>,
 }
@@ -163,6 +172,9 @@ struct ChoiceState {
     role: Option<String>,
     content: Option<String>,
     refusal: Option<String>,
+    /// `delta.reasoning_content`, assembled.
+    reasoning_content: Option<String>,
+    /// `delta.reasoning`, assembled.
     reasoning: Option<String>,
     text: Option<String>,
     tool_calls: Indexed<ToolCallState>,
@@ -239,6 +251,10 @@ impl ChatAssembly {
                     append_opt(budget, &mut state.refusal, &text);
                 }
                 if let Some(text) = delta.reasoning_content {
+                    content |= !text.is_empty();
+                    append_opt(budget, &mut state.reasoning_content, &text);
+                }
+                if let Some(text) = delta.reasoning {
                     content |= !text.is_empty();
                     append_opt(budget, &mut state.reasoning, &text);
                 }
@@ -352,8 +368,11 @@ impl ChoiceState {
             self.content.or(self.text).map(fitted).into(),
         );
         message.insert("refusal".into(), self.refusal.into());
-        if let Some(reasoning) = self.reasoning {
+        if let Some(reasoning) = self.reasoning_content {
             message.insert("reasoning_content".into(), fitted(reasoning).into());
+        }
+        if let Some(reasoning) = self.reasoning {
+            message.insert("reasoning".into(), fitted(reasoning).into());
         }
         if !self.tool_calls.is_empty() {
             let calls = self.tool_calls.into_sorted().into_iter();
@@ -651,6 +670,66 @@ mod tests {
         assert_eq!(summary.usage.unwrap().total_tokens, Some(7));
         assert_eq!(effects[0], EventEffect::Content);
         assert_eq!(effects[4], EventEffect::NoContent);
+    }
+
+    #[test]
+    fn reasoning_is_assembled_under_the_name_the_server_used() {
+        // vLLM (since 0.10), OpenRouter, Ollama's /v1: `delta.reasoning`; OpenRouter sends
+        // `"reasoning": null` beside the answer's deltas.
+        let (summary, effects) = assemble(
+            Endpoint::ChatCompletions,
+            &[
+                r#"{"id":"g1","model":"qwen3","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+                r#"{"id":"g1","model":"qwen3","choices":[{"index":0,"delta":{"reasoning":"Let me"}}]}"#,
+                r#"{"id":"g1","model":"qwen3","choices":[{"index":0,"delta":{"reasoning":" think."}}]}"#,
+                r#"{"id":"g1","model":"qwen3","choices":[{"index":0,"delta":{"content":"4","reasoning":null}}]}"#,
+                r#"{"id":"g1","model":"qwen3","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                "[DONE]",
+            ],
+        );
+        let message = &summary.response.unwrap()["choices"][0]["message"];
+        assert_eq!(message["reasoning"], "Let me think.");
+        assert_eq!(message["content"], "4");
+        assert!(message.get("reasoning_content").is_none(), "{message}");
+        // The first reasoning delta is the first token.
+        assert_eq!(
+            effects[..4],
+            [
+                EventEffect::NoContent,
+                EventEffect::Content,
+                EventEffect::Content,
+                EventEffect::Content
+            ]
+        );
+
+        // DeepSeek, older vLLM: `delta.reasoning_content`, kept under that name.
+        let (summary, effects) = assemble(
+            Endpoint::ChatCompletions,
+            &[
+                r#"{"id":"d1","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"role":"assistant","content":null,"reasoning_content":"Hm"}}]}"#,
+                r#"{"id":"d1","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"m."}}]}"#,
+                r#"{"id":"d1","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":"Yes","reasoning_content":null},"finish_reason":"stop"}]}"#,
+            ],
+        );
+        let message = &summary.response.unwrap()["choices"][0]["message"];
+        assert_eq!(message["reasoning_content"], "Hmm.");
+        assert_eq!(message["content"], "Yes");
+        assert!(message.get("reasoning").is_none(), "{message}");
+        assert_eq!(effects[0], EventEffect::Content);
+
+        // A server that sends both keeps both, each as sent.
+        let (summary, _) = assemble(
+            Endpoint::ChatCompletions,
+            &[
+                r#"{"choices":[{"index":0,"delta":{"reasoning":"a","reasoning_content":"a"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"reasoning":"b","reasoning_content":"b"}}]}"#,
+            ],
+        );
+        let message = &summary.response.unwrap()["choices"][0]["message"];
+        assert_eq!(
+            (&message["reasoning"], &message["reasoning_content"]),
+            (&json!("ab"), &json!("ab"))
+        );
     }
 
     #[test]

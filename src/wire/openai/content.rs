@@ -109,7 +109,17 @@ fn chat_message(raw: &Value) -> Value {
         return message("tool", vec![part]);
     }
     let mut parts = content_parts(raw.get("content"));
-    if let Some(reasoning) = raw.get("reasoning_content").and_then(Value::as_str) {
+    // Reasoning under either name OpenAI-compatible servers give it (`reasoning_content`:
+    // DeepSeek, older vLLM; `reasoning`: vLLM, OpenRouter, Ollama), first; a server that sends
+    // both with the same text gets one part.
+    let text = |key: &str| {
+        raw.get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
+    let reasoning_content = text("reasoning_content");
+    let reasoning = text("reasoning").filter(|r| Some(*r) != reasoning_content);
+    for reasoning in [reasoning, reasoning_content].into_iter().flatten() {
         parts.insert(0, json!({"type": "reasoning", "content": reasoning}));
     }
     chat_tool_calls(raw, &mut parts);
@@ -399,4 +409,34 @@ pub(crate) fn record_map(call: &LlmCall) -> Map<String, Value> {
         request.remove("stream");
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_under_either_name_is_a_reasoning_part() {
+        for key in ["reasoning", "reasoning_content"] {
+            let raw = json!({"role": "assistant", "content": "4", key: "2 + 2"});
+            assert_eq!(
+                chat_message(&raw)["parts"],
+                json!([{"type": "reasoning", "content": "2 + 2"}, {"type": "text", "content": "4"}]),
+                "{key}"
+            );
+        }
+        // Both with the same text: one part; different texts: both.
+        let same = json!({"role": "assistant", "content": "4",
+                          "reasoning": "r", "reasoning_content": "r"});
+        assert_eq!(chat_message(&same)["parts"].as_array().unwrap().len(), 2);
+        let both = json!({"role": "assistant", "content": null,
+                          "reasoning": "b", "reasoning_content": "a"});
+        assert_eq!(
+            chat_message(&both)["parts"],
+            json!([{"type": "reasoning", "content": "a"}, {"type": "reasoning", "content": "b"}])
+        );
+        // OpenRouter's `"reasoning": null` beside an answer: no part.
+        let none = json!({"role": "assistant", "content": "4", "reasoning": null});
+        assert_eq!(chat_message(&none)["parts"].as_array().unwrap().len(), 1);
+    }
 }
