@@ -3,16 +3,22 @@
 //!
 //! Prices come from, in order of precedence: prices set in code ([`Pricing::with_price`]), a
 //! LiteLLM `model_prices_and_context_window.json` loaded with [`Pricing::load_litellm`] (the file
-//! many teams already keep current), and the built-in table of OpenAI models
-//! ([`BUILT_IN_AS_OF`]).
+//! many teams already keep current), and the built-in tables of OpenAI models
+//! ([`BUILT_IN_AS_OF`]) and Anthropic models ([`BUILT_IN_ANTHROPIC_AS_OF`]).
 //!
 //! The rules:
-//! - the model is the response's (`response_model`, e.g. a dated snapshot), else the
-//!   requested one; each is looked up as it is, then without a date suffix, then without a
-//!   provider prefix (`openai/`, `azure/`, ...), then without both (`gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`,
-//!   `gpt-3.5-turbo-0125` -> `gpt-3.5-turbo`);
+//! - the model is the one an [alias](Pricing::with_alias) of the response's or the requested
+//!   model names (an Azure deployment priced as the model it deploys), else the response's
+//!   (`response_model`, e.g. a dated snapshot), else the requested one; each is looked up as
+//!   it is, then without a date suffix (or `-latest`), then without a provider prefix
+//!   (`openai/`, `azure/`, ...), then without both (`gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`,
+//!   `gpt-3.5-turbo-0125` -> `gpt-3.5-turbo`, `claude-sonnet-4-5-20250929` ->
+//!   `claude-sonnet-4-5`, `claude-3-5-haiku-latest` -> `claude-3-5-haiku`);
 //! - input tokens read from the prompt cache are priced at the cached-input rate (at the input
-//!   rate when the model has none), the rest of the input at the input rate;
+//!   rate when the model has none), input tokens written to it (Anthropic's
+//!   `cache_creation_input_tokens`) at the cache-write rate (at the input rate when the model
+//!   has none; Anthropic's 1-hour cache writes, which cost more, at the 5-minute rate), the rest
+//!   of the input at the input rate;
 //! - output tokens at the output rate; reasoning tokens are already part of OpenAI's output
 //!   count and are never added again;
 //! - embeddings are priced by their input tokens;
@@ -78,12 +84,39 @@ const BUILT_IN: &[(&str, f64, Option<f64>, f64)] = &[
     ("text-embedding-ada-002", 0.10, None, 0.0),
 ];
 
+/// The date of the built-in Anthropic table: Anthropic's list prices (per 1M tokens, cache
+/// writes at the 5-minute rate) of the models it holds, as published on
+/// <https://docs.claude.com/en/docs/about-claude/pricing>, unchanged since the release of the
+/// newest of them (Claude Haiku 4.5) at that date.
+pub const BUILT_IN_ANTHROPIC_AS_OF: &str = "2025-10-15";
+
+/// The built-in Anthropic table: `(model, input, cache read, cache write, output)` in USD per
+/// 1M tokens, as of [`BUILT_IN_ANTHROPIC_AS_OF`]. Dated ids (`claude-sonnet-4-5-20250929`) and
+/// `-latest` aliases resolve to these names.
+const BUILT_IN_ANTHROPIC: &[(&str, f64, f64, f64, f64)] = &[
+    ("claude-opus-4-1", 15.00, 1.50, 18.75, 75.00),
+    ("claude-opus-4", 15.00, 1.50, 18.75, 75.00),
+    ("claude-opus-4-0", 15.00, 1.50, 18.75, 75.00),
+    ("claude-3-opus", 15.00, 1.50, 18.75, 75.00),
+    ("claude-sonnet-4-5", 3.00, 0.30, 3.75, 15.00),
+    ("claude-sonnet-4", 3.00, 0.30, 3.75, 15.00),
+    ("claude-sonnet-4-0", 3.00, 0.30, 3.75, 15.00),
+    ("claude-3-7-sonnet", 3.00, 0.30, 3.75, 15.00),
+    ("claude-3-5-sonnet", 3.00, 0.30, 3.75, 15.00),
+    ("claude-haiku-4-5", 1.00, 0.10, 1.25, 5.00),
+    ("claude-3-5-haiku", 0.80, 0.08, 1.00, 4.00),
+    ("claude-3-haiku", 0.25, 0.03, 0.30, 1.25),
+];
+
 /// One model's prices, in USD per token.
 ///
 /// ```
 /// use llm_observability::process::pricing::ModelPrice;
 /// let price = ModelPrice::per_million(2.50, Some(1.25), 10.00);
 /// assert_eq!(price.input_per_token, 2.5e-6);
+/// // Anthropic's Claude Sonnet 4.5: input, cache read, cache write, output.
+/// let sonnet = ModelPrice::per_million_with_cache_write(3.00, Some(0.30), Some(3.75), 15.00);
+/// assert_eq!(sonnet.cache_write_per_token, Some(3.75e-6));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -94,21 +127,52 @@ pub struct ModelPrice {
     pub output_per_token: f64,
     /// Price of one input token read from the prompt cache; `None`: the input price.
     pub cache_read_per_token: Option<f64>,
+    /// Price of one input token written to the prompt cache (Anthropic's cache writes);
+    /// `None`: the input price.
+    pub cache_write_per_token: Option<f64>,
 }
 
 impl ModelPrice {
-    /// Prices in USD per token.
+    /// Prices in USD per token (cache writes at the input price).
     pub fn per_token(input: f64, cache_read: Option<f64>, output: f64) -> Self {
+        ModelPrice::per_token_with_cache_write(input, cache_read, None, output)
+    }
+
+    /// Prices in USD per 1M tokens, as price pages list them (cache writes at the input price).
+    pub fn per_million(input: f64, cache_read: Option<f64>, output: f64) -> Self {
+        ModelPrice::per_million_with_cache_write(input, cache_read, None, output)
+    }
+
+    /// Prices in USD per token, with a price for tokens written to the prompt cache.
+    pub fn per_token_with_cache_write(
+        input: f64,
+        cache_read: Option<f64>,
+        cache_write: Option<f64>,
+        output: f64,
+    ) -> Self {
         ModelPrice {
             input_per_token: input,
             output_per_token: output,
             cache_read_per_token: cache_read,
+            cache_write_per_token: cache_write,
         }
     }
 
-    /// Prices in USD per 1M tokens, as price pages list them.
-    pub fn per_million(input: f64, cache_read: Option<f64>, output: f64) -> Self {
-        ModelPrice::per_token(input / 1e6, cache_read.map(|p| p / 1e6), output / 1e6)
+    /// Prices in USD per 1M tokens, with a price for tokens written to the prompt cache (as
+    /// Anthropic's price page lists them: input, cache hits, cache writes, output).
+    pub fn per_million_with_cache_write(
+        input: f64,
+        cache_read: Option<f64>,
+        cache_write: Option<f64>,
+        output: f64,
+    ) -> Self {
+        let per_token = |p: f64| p / 1e6;
+        ModelPrice::per_token_with_cache_write(
+            per_token(input),
+            cache_read.map(per_token),
+            cache_write.map(per_token),
+            per_token(output),
+        )
     }
 
     fn is_valid(&self) -> bool {
@@ -116,6 +180,7 @@ impl ModelPrice {
         ok(self.input_per_token)
             && ok(self.output_per_token)
             && self.cache_read_per_token.is_none_or(ok)
+            && self.cache_write_per_token.is_none_or(ok)
     }
 }
 
@@ -158,6 +223,7 @@ struct LiteLlmEntry {
     input_cost_per_token: Option<f64>,
     output_cost_per_token: Option<f64>,
     cache_read_input_token_cost: Option<f64>,
+    cache_creation_input_token_cost: Option<f64>,
     litellm_provider: Option<String>,
     mode: Option<String>,
 }
@@ -178,21 +244,35 @@ pub struct Pricing {
     overrides: HashMap<String, Entry>,
     file: HashMap<String, Entry>,
     built_in: HashMap<String, Entry>,
+    /// Lowercased alias -> the model it is priced as.
+    aliases: HashMap<String, String>,
 }
 
 impl Pricing {
-    /// The built-in table of OpenAI models (dated [`BUILT_IN_AS_OF`]).
+    /// The built-in tables of OpenAI models (dated [`BUILT_IN_AS_OF`]) and Anthropic models
+    /// (dated [`BUILT_IN_ANTHROPIC_AS_OF`]).
     pub fn built_in() -> Self {
-        let built_in = BUILT_IN
-            .iter()
-            .map(|&(model, input, cached, output)| {
-                let entry = Entry {
-                    price: ModelPrice::per_million(input, cached, output),
-                    source: "built-in".to_owned(),
-                };
-                (model.to_owned(), entry)
-            })
-            .collect();
+        let entry = |price| Entry {
+            price,
+            source: "built-in".to_owned(),
+        };
+        let openai = BUILT_IN.iter().map(|&(model, input, cached, output)| {
+            let price = ModelPrice::per_million(input, cached, output);
+            (model.to_owned(), entry(price))
+        });
+        let anthropic =
+            BUILT_IN_ANTHROPIC
+                .iter()
+                .map(|&(model, input, cache_read, cache_write, output)| {
+                    let price = ModelPrice::per_million_with_cache_write(
+                        input,
+                        Some(cache_read),
+                        Some(cache_write),
+                        output,
+                    );
+                    (model.to_owned(), entry(price))
+                });
+        let built_in = openai.chain(anthropic).collect();
         Pricing {
             built_in,
             ..Pricing::default()
@@ -241,7 +321,12 @@ impl Pricing {
                     None => continue,
                 }
             };
-            let price = ModelPrice::per_token(input, entry.cache_read_input_token_cost, output);
+            let price = ModelPrice::per_token_with_cache_write(
+                input,
+                entry.cache_read_input_token_cost,
+                entry.cache_creation_input_token_cost,
+                output,
+            );
             if !price.is_valid() {
                 return Err(PricingError::InvalidPrice {
                     source_name: source.to_owned(),
@@ -282,19 +367,48 @@ impl Pricing {
         self
     }
 
+    /// Prices calls that name `alias` (an Azure deployment, a gateway's route name) as
+    /// `model`: an alias of the requested or the response's model wins over the response's
+    /// own name. `model` resolves by the usual rules (a dated snapshot, a provider prefix);
+    /// `alias` is matched whole, in any case.
+    ///
+    /// ```
+    /// use llm_observability::process::pricing::Pricing;
+    /// let pricing = Pricing::built_in().with_alias("my-gpt4o", "gpt-4o");
+    /// assert_eq!(pricing.resolve("My-GPT4o").unwrap().0, "gpt-4o");
+    /// ```
+    pub fn with_alias(mut self, alias: impl Into<String>, model: impl Into<String>) -> Self {
+        let alias = alias.into().trim().to_ascii_lowercase();
+        self.aliases.insert(alias, model.into());
+        self
+    }
+
     /// The price of `model` (the name as a call gives it) and the table entry it resolved to:
-    /// the name as it is, then without a date suffix, then without a provider prefix, then
-    /// without both.
+    /// the model it is an [alias](Self::with_alias) of, else the name as it is, then without a
+    /// date suffix, then without a provider prefix, then without both.
     ///
     /// ```
     /// use llm_observability::process::pricing::Pricing;
     /// let pricing = Pricing::built_in();
     /// assert_eq!(pricing.resolve("openai/gpt-4o-mini-2024-07-18").unwrap().0, "gpt-4o-mini");
     /// assert_eq!(pricing.resolve("gpt-4o-2024-05-13").unwrap().0, "gpt-4o-2024-05-13");
+    /// assert_eq!(pricing.resolve("claude-sonnet-4-5-20250929").unwrap().0, "claude-sonnet-4-5");
     /// assert!(pricing.resolve("my-fine-tune").is_none());
     /// ```
     pub fn resolve(&self, model: &str) -> Option<(String, ModelPrice)> {
-        self.lookup(model).map(|(name, e)| (name, e.price))
+        self.alias_of(model)
+            .and_then(|target| self.lookup(target))
+            .or_else(|| self.lookup(model))
+            .map(|(name, e)| (name, e.price))
+    }
+
+    /// The model `name` is an alias of.
+    fn alias_of(&self, name: &str) -> Option<&str> {
+        if self.aliases.is_empty() {
+            return None;
+        }
+        let key = name.trim().to_ascii_lowercase();
+        self.aliases.get(&key).map(String::as_str)
     }
 
     fn lookup(&self, model: &str) -> Option<(String, &Entry)> {
@@ -308,14 +422,18 @@ impl Pricing {
         None
     }
 
-    /// What `call` cost, or why it cannot be said.
+    /// What `call` cost by this table, or why it cannot be said.
     pub fn cost_of(&self, call: &LlmCall) -> Result<Cost, String> {
-        let mut models: Vec<&str> = [call.response_model.as_deref(), call.requested_model()]
-            .into_iter()
-            .flatten()
-            .filter(|m| !m.is_empty())
-            .collect();
-        models.dedup();
+        let named = [call.response_model.as_deref(), call.requested_model()];
+        let named = named.into_iter().flatten().filter(|m| !m.is_empty());
+        // An alias is the user's word on what a name is: it goes first.
+        let aliased = named.clone().filter_map(|m| self.alias_of(m));
+        let mut models: Vec<&str> = Vec::with_capacity(2);
+        for model in aliased.chain(named) {
+            if !models.contains(&model) {
+                models.push(model);
+            }
+        }
         if models.is_empty() {
             return Err("no cost: the call names no model".to_owned());
         }
@@ -342,17 +460,26 @@ impl Pricing {
             (_, Some(output)) => output,
             (_, None) => return Err("no cost: the usage has no output token count".to_owned()),
         };
-        let cached = usage.cached_input_tokens.unwrap_or(0).min(input);
+        // Both cache counts are part of `input`; a count past what is left is cut, so no
+        // part is ever negative.
+        let cache_read = usage.cached_input_tokens.unwrap_or(0).min(input);
+        let cache_write = usage
+            .cache_creation_input_tokens
+            .unwrap_or(0)
+            .min(input - cache_read);
+        let uncached = input - cache_read - cache_write;
         let price = entry.price;
-        let cache_rate = price.cache_read_per_token.unwrap_or(price.input_per_token);
+        let read_rate = price.cache_read_per_token.unwrap_or(price.input_per_token);
+        let write_rate = price.cache_write_per_token.unwrap_or(price.input_per_token);
         let output_usd = if embeddings {
             0.0
         } else {
             output as f64 * price.output_per_token
         };
-        Ok(Cost::new(
-            (input - cached) as f64 * price.input_per_token,
-            cached as f64 * cache_rate,
+        Ok(Cost::with_cache_write(
+            uncached as f64 * price.input_per_token,
+            cache_read as f64 * read_rate,
+            cache_write as f64 * write_rate,
             output_usd,
             entry.source.clone(),
         ))
@@ -386,7 +513,7 @@ impl Processor for Pricing {
 }
 
 /// The names to look `model` up by, most specific first: as given, lowercased, without a
-/// date suffix but with its provider prefix, without the prefix, without both.
+/// date suffix (or `-latest`) but with its provider prefix, without the prefix, without both.
 fn candidates(model: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(4);
     let mut push = |name: &str| {
@@ -411,11 +538,18 @@ fn candidates(model: &str) -> Vec<String> {
     names
 }
 
-/// `name` without a trailing `-YYYY-MM-DD` or `-MMDD` snapshot date.
+/// `name` without a trailing `-YYYY-MM-DD`, `-YYYYMMDD` (Anthropic) or `-MMDD` snapshot
+/// date, or a trailing `-latest`.
 fn strip_date(name: &str) -> Option<&str> {
+    if let Some(base) = name.strip_suffix("-latest").filter(|b| !b.is_empty()) {
+        return Some(base);
+    }
     let bytes = name.as_bytes();
     let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
     let n = bytes.len();
+    if n > 9 && bytes[n - 9] == b'-' && digits(&bytes[n - 8..]) {
+        return Some(&name[..n - 9]);
+    }
     if n > 11 {
         let tail = &bytes[n - 11..];
         if tail[0] == b'-'
@@ -453,6 +587,15 @@ mod tests {
             ("o4-mini-2025-04-16", "o4-mini"),
             ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
             ("gpt-4o-2024-08-06", "gpt-4o"),
+            ("claude-3-5-haiku-20241022", "claude-3-5-haiku"),
+            ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+            ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet"),
+            ("claude-3-haiku-20240307", "claude-3-haiku"),
+            ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+            ("claude-opus-4-20250514", "claude-opus-4"),
+            ("claude-haiku-4-5", "claude-haiku-4-5"),
+            ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
+            ("anthropic/claude-3-opus-20240229", "claude-3-opus"),
         ] {
             assert_eq!(
                 pricing.resolve(name).map(|r| r.0).as_deref(),
@@ -466,6 +609,8 @@ mod tests {
             "",
             "2024-07-18",
             "-0125",
+            "-latest",
+            "-20250929",
         ] {
             assert!(pricing.resolve(unknown).is_none(), "{unknown}");
         }
@@ -473,8 +618,97 @@ mod tests {
 
     #[test]
     fn every_built_in_price_is_valid() {
-        for (model, entry) in &Pricing::built_in().built_in {
-            assert!(entry.price.is_valid(), "{model}");
+        let pricing = Pricing::built_in();
+        assert_eq!(
+            pricing.built_in.len(),
+            BUILT_IN.len() + BUILT_IN_ANTHROPIC.len(),
+            "no name twice"
+        );
+        for (model, entry) in &pricing.built_in {
+            let price = entry.price;
+            assert!(price.is_valid(), "{model}");
+            assert!(price.input_per_token > 0.0, "{model}");
+            // A cache read never costs more than input, nor a cache write less.
+            let read = price.cache_read_per_token.unwrap_or(price.input_per_token);
+            let write = price.cache_write_per_token.unwrap_or(price.input_per_token);
+            assert!(read <= price.input_per_token, "{model}");
+            assert!(write >= price.input_per_token, "{model}");
         }
+        for &(model, input, read, write, output) in BUILT_IN_ANTHROPIC {
+            // Anthropic's multipliers, as its page rounds them (Claude 3 Haiku: 0.03, 0.30):
+            // reads 0.1x input, 5-minute writes 1.25x input.
+            assert!((read / (input * 0.1) - 1.0).abs() < 0.25, "{model}");
+            assert!((write / (input * 1.25) - 1.0).abs() < 0.05, "{model}");
+            assert!(output > input, "{model}");
+        }
+    }
+
+    fn anthropic_call(model: &str, input: u64, read: u64, write: u64, output: u64) -> LlmCall {
+        let mut call = LlmCall::new(crate::Endpoint::ChatCompletions);
+        call.request_model = Some(model.into());
+        let mut usage = crate::Usage::new(input, output);
+        usage.cached_input_tokens = Some(read);
+        usage.cache_creation_input_tokens = Some(write);
+        call.usage = Some(usage);
+        call
+    }
+
+    #[test]
+    fn cache_writes_are_priced_at_the_write_rate_and_no_part_is_negative() {
+        let pricing = Pricing::built_in();
+        // claude-sonnet-4-5: 3 / 0.30 read / 3.75 write / 15 per 1M. 10_000 input tokens of
+        // which 6_000 read and 3_000 written: 1_000 uncached.
+        let call = anthropic_call("claude-sonnet-4-5-20250929", 10_000, 6_000, 3_000, 500);
+        let cost = pricing.cost_of(&call).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(cost.input_usd, 0.003), "{cost:?}");
+        assert!(close(cost.cache_read_usd, 0.0018), "{cost:?}");
+        assert!(close(cost.cache_write_usd, 0.01125), "{cost:?}");
+        assert!(close(cost.output_usd, 0.0075), "{cost:?}");
+        assert!(close(cost.total_usd, 0.02355), "{cost:?}");
+        // Counts past the input (a provider's inconsistency) are cut, never negative.
+        let odd = anthropic_call("claude-3-haiku", 100, 80, 80, 0);
+        let cost = pricing.cost_of(&odd).unwrap();
+        assert_eq!(cost.input_usd, 0.0);
+        assert!(close(cost.cache_read_usd, 80.0 * 0.03e-6));
+        assert!(close(cost.cache_write_usd, 20.0 * 0.30e-6));
+        // No write price: writes at the input price.
+        let plain = Pricing::empty().with_price("m", ModelPrice::per_million(1.0, None, 2.0));
+        let cost = plain
+            .cost_of(&anthropic_call("m", 1000, 0, 400, 0))
+            .unwrap();
+        assert!(close(cost.input_usd + cost.cache_write_usd, 0.001));
+    }
+
+    #[test]
+    fn aliases_win_over_the_response_model_and_resolve_by_the_usual_rules() {
+        let pricing = Pricing::built_in()
+            .with_alias("My-GPT4o", "gpt-4o-2024-08-06")
+            .with_alias("cheap", "no-such-model");
+        let mut call = LlmCall::new(crate::Endpoint::ChatCompletions);
+        call.request_model = Some("my-gpt4o".into());
+        call.response_model = Some("gpt-4o-mini-2024-07-18".into());
+        call.usage = Some(crate::Usage::new(1_000_000, 0));
+        assert_eq!(pricing.cost_of(&call).unwrap().total_usd, 2.50);
+        // An alias without a price falls back to the names the call gives.
+        call.request_model = Some("cheap".into());
+        assert_eq!(pricing.cost_of(&call).unwrap().total_usd, 0.15);
+        call.response_model = None;
+        let error = pricing.cost_of(&call).unwrap_err();
+        assert!(error.contains("\"no-such-model\" or \"cheap\""), "{error}");
+    }
+
+    #[test]
+    fn a_provider_reported_cost_is_kept() {
+        let mut call = anthropic_call("gpt-4o", 1000, 0, 0, 10);
+        call.cost = Some(Cost::new(0.0, 0.0, 0.0, PROVIDER_SOURCE));
+        call.cost.as_mut().unwrap().total_usd = 0.42;
+        Pricing::built_in().process(&mut call).unwrap();
+        assert_eq!(call.cost.as_ref().unwrap().total_usd, 0.42);
+        assert!(call.processing_errors.is_empty());
+        // Any other cost is replaced by the table's.
+        call.cost.as_mut().unwrap().pricing_source = "override".into();
+        Pricing::built_in().process(&mut call).unwrap();
+        assert_eq!(call.cost.unwrap().pricing_source, "built-in");
     }
 }
