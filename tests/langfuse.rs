@@ -545,3 +545,105 @@ fn proxy_with_langfuse_flag_and_no_keys_does_not_start() {
     );
     assert!(output.stdout.is_empty(), "it never listened");
 }
+
+/// Recorded Anthropic calls become generations with Anthropic's model, input (`system` and
+/// `messages`) and output (the Message, its tool calls' inputs and thinking text as the
+/// recordings have them), and usage in Langfuse's priced buckets: `input` without the cache,
+/// `input_cached_tokens` (reads) and `input_cache_creation` (writes) apart, with the cost of
+/// each bucket.
+#[tokio::test]
+async fn recorded_anthropic_calls_with_cache_buckets_tool_calls_and_thinking() {
+    let Some(cases) = support::calls::anthropic_cases() else {
+        return;
+    };
+    // Anthropic's list prices for claude-3-5-sonnet (USD per million): input 3, cache hits
+    // 0.30, cache writes 3.75, output 15.
+    let pricing = Pricing::empty().with_price(
+        "claude-3-5-sonnet-20240620",
+        ModelPrice::per_million_with_cache_write(3.0, Some(0.30), Some(3.75), 15.0),
+    );
+    for case in &cases {
+        let receiver = OtlpReceiver::start().await;
+        let sink = OtlpSink::langfuse()
+            .environment(|_| None)
+            .host(receiver.base_url())
+            .public_key("pk-lf-test")
+            .secret_key("sk-lf-test")
+            .build()
+            .expect("the Langfuse preset builds");
+        let memory = MemorySink::new();
+        let layer = LlmObservabilityLayer::builder()
+            .pricing(pricing.clone())
+            .sink(sink)
+            .sink(memory.clone())
+            .build()
+            .expect("inside a runtime");
+        let (_, span) = replay(
+            &receiver,
+            &layer,
+            &memory,
+            &case.interaction,
+            CallMetadata::new(),
+        )
+        .await;
+        let (name, expect) = (case.name, &case.expect);
+        assert_eq!(span.string("langfuse.observation.type"), Some("generation"));
+        assert_eq!(
+            span.string("langfuse.observation.model.name"),
+            Some(expect.model.as_str())
+        );
+        assert_eq!(span.string("gen_ai.provider.name"), Some("anthropic"));
+        let uncached = expect.input_tokens - expect.cache_read - expect.cache_creation;
+        assert_eq!(
+            json_attribute(&span, "langfuse.observation.usage_details"),
+            json!({
+                "input": uncached,
+                "input_cached_tokens": expect.cache_read,
+                "input_cache_creation": expect.cache_creation,
+                "output": expect.output_tokens,
+                "total": expect.input_tokens + expect.output_tokens,
+            }),
+            "{name}"
+        );
+        if expect.model == "claude-3-5-sonnet-20240620" {
+            let cost = json_attribute(&span, "langfuse.observation.cost_details");
+            let close = |key: &str, want: f64| {
+                let got = cost[key].as_f64().unwrap_or(f64::NAN);
+                assert!((got - want).abs() < 1e-12, "{name} {key}: {got} vs {want}");
+            };
+            close("input", uncached as f64 * 3.0e-6);
+            close("input_cached_tokens", expect.cache_read as f64 * 0.30e-6);
+            close(
+                "input_cache_creation",
+                expect.cache_creation as f64 * 3.75e-6,
+            );
+            close("output", expect.output_tokens as f64 * 15.0e-6);
+        } else {
+            let cost = span.string("langfuse.observation.cost_details");
+            assert_eq!(cost, None, "{name}: no price for {}", expect.model);
+        }
+        let input = json_attribute(&span, "langfuse.observation.input");
+        assert_eq!(input["messages"], case.request["messages"], "{name}");
+        let output = json_attribute(&span, "langfuse.observation.output");
+        assert_eq!(output["type"], "message");
+        assert_eq!(output["id"], expect.id.as_str());
+        let blocks = output["content"].as_array().expect("content blocks");
+        let tool_inputs: Vec<&Value> = blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| &b["input"])
+            .collect();
+        let want: Vec<&Value> = expect.tool_calls.iter().map(|c| &c.2).collect();
+        assert_eq!(tool_inputs, want, "{name}");
+        let thinking: String = blocks
+            .iter()
+            .filter_map(|b| b["thinking"].as_str())
+            .collect();
+        assert_eq!(thinking, expect.thinking, "{name}");
+        layer
+            .dispatcher()
+            .shutdown(Duration::from_secs(5))
+            .await
+            .ok();
+    }
+}

@@ -444,3 +444,114 @@ fn bad_configuration_is_refused_at_build() {
         llm_observability::OtlpError::InvalidHeader { .. }
     ));
 }
+
+/// Recorded Anthropic calls (a streamed one with two tool calls, a streamed one with thinking,
+/// one writing and one reading the prompt cache) arrive as GenAI spans with provider
+/// `anthropic`, the counts the recordings report (input with the cache included, cache reads
+/// and writes apart) and the content in the conventions' parts: the tool calls' arguments and
+/// the thinking text as the recordings have them.
+#[tokio::test]
+async fn recorded_anthropic_calls_arrive_with_provider_cache_counts_tool_calls_and_reasoning() {
+    let Some(cases) = support::calls::anthropic_cases() else {
+        return;
+    };
+    let receiver = OtlpReceiver::start().await;
+    let sink = OtlpSink::builder()
+        .environment(|_| None)
+        .endpoint(receiver.traces_url())
+        .message_content(true)
+        .build()
+        .unwrap();
+    let memory = MemorySink::new();
+    let layer = support::quick_layer(sink, &memory);
+    for case in &cases {
+        support::calls::send(&layer, &case.interaction, &[], None).await;
+    }
+    assert_eq!(flushed(&layer, &memory).await.len(), cases.len());
+    let spans = receiver.wait_for_spans(cases.len(), WAIT).await;
+    for case in &cases {
+        let expect = &case.expect;
+        let span = spans
+            .iter()
+            .find(|s| s.string("gen_ai.response.id") == Some(expect.id.as_str()))
+            .unwrap_or_else(|| panic!("{}: no span for {}", case.name, expect.id));
+        let int = |key: &str| match span.attribute(key) {
+            Some(Any::IntValue(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        let model = case.request["model"].as_str().unwrap();
+        assert_eq!(span.span.name, format!("chat {model}"), "{}", case.name);
+        assert_eq!(span.string("gen_ai.provider.name"), Some("anthropic"));
+        assert_eq!(span.string("gen_ai.operation.name"), Some("chat"));
+        assert_eq!(span.string("gen_ai.request.model"), Some(model));
+        assert_eq!(
+            span.string("gen_ai.response.model"),
+            Some(expect.model.as_str())
+        );
+        assert_eq!(
+            int("gen_ai.usage.input_tokens"),
+            Some(expect.input_tokens),
+            "{}",
+            case.name
+        );
+        assert_eq!(
+            int("gen_ai.usage.output_tokens"),
+            Some(expect.output_tokens)
+        );
+        assert_eq!(
+            int("gen_ai.usage.cache_read.input_tokens"),
+            Some(expect.cache_read),
+            "{}",
+            case.name
+        );
+        assert_eq!(
+            int("gen_ai.usage.cache_creation.input_tokens"),
+            Some(expect.cache_creation),
+            "{}",
+            case.name
+        );
+        let output: Value =
+            serde_json::from_str(span.string("gen_ai.output.messages").expect("output"))
+                .expect("JSON");
+        let parts = output[0]["parts"].as_array().expect("parts");
+        assert_eq!(output[0]["role"], "assistant");
+        assert_eq!(output[0]["finish_reason"], expect.stop_reason.as_str());
+        let of =
+            |kind: &str| -> Vec<&Value> { parts.iter().filter(|p| p["type"] == kind).collect() };
+        let text: String = of("text")
+            .iter()
+            .filter_map(|p| p["content"].as_str())
+            .collect();
+        assert_eq!(text, expect.text, "{}", case.name);
+        let thinking: String = of("reasoning")
+            .iter()
+            .filter_map(|p| p["content"].as_str())
+            .collect();
+        assert_eq!(thinking, expect.thinking, "{}", case.name);
+        let calls: Vec<(String, String, Value)> = of("tool_call")
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap_or("").to_owned(),
+                    p["name"].as_str().unwrap_or("").to_owned(),
+                    p["arguments"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(calls, expect.tool_calls, "{}", case.name);
+        if case.name == "tools" {
+            let definitions: Value =
+                serde_json::from_str(span.string("gen_ai.tool.definitions").expect("tools"))
+                    .unwrap();
+            assert_eq!(definitions[0]["name"], case.request["tools"][0]["name"]);
+            assert_eq!(
+                definitions[0]["parameters"],
+                case.request["tools"][0]["input_schema"]
+            );
+        }
+    }
+    let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+    assert_eq!(names, ["tools", "thinking", "cache-write", "cache-read"]);
+    assert!(cases[0].expect.tool_calls.len() >= 2 && !cases[1].expect.thinking.is_empty());
+    assert!(cases[2].expect.cache_creation > 0 && cases[3].expect.cache_read > 0);
+}
