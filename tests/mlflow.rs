@@ -670,3 +670,108 @@ async fn a_wrong_url_or_a_deleted_experiment_is_a_clear_permanent_error() {
         "{stats:?}"
     );
 }
+
+/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
+/// read) become MLflow traces in Anthropic's message format: MLflow reads back provider,
+/// model, the token usage with the cache counts the recordings report, the request as sent
+/// (`messages`, `tools`) and the Message as output, with the tool calls' inputs and the
+/// thinking text.
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_anthropic_calls_are_traces_in_anthropic_format_with_cache_usage() {
+    let Some(cases) = support::calls::anthropic_cases() else {
+        return;
+    };
+    let name = unique("anthropic");
+    let sink = MlflowSink::builder(base())
+        .experiment(&name)
+        .build()
+        .unwrap();
+    let memory = MemorySink::new();
+    let layer = support::quick_layer(sink, &memory);
+    for case in &cases {
+        support::calls::send(&layer, &case.interaction, &[], None).await;
+    }
+    layer.dispatcher().flush(WAIT).await.unwrap();
+    let stats = layer.dispatcher().stats();
+    assert_eq!(stats.sinks[0].delivered, cases.len() as u64, "{stats:?}");
+    let experiment = experiment_id(&name).await;
+    let calls = memory.calls();
+    for case in &cases {
+        let (label, expect) = (case.name, &case.expect);
+        let call = calls
+            .iter()
+            .find(|c| c.response_id.as_deref() == Some(expect.id.as_str()))
+            .unwrap_or_else(|| panic!("{label}: no call {}", expect.id));
+        let trace = trace_of(&experiment, call).await;
+        let info = &trace["trace_info"];
+        assert_eq!(info["state"], "OK", "{label}");
+        let usage: Value = serde_json::from_str(
+            info["trace_metadata"]["mlflow.trace.tokenUsage"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            usage["input_tokens"], expect.input_tokens,
+            "{label}: {usage}"
+        );
+        assert_eq!(usage["output_tokens"], expect.output_tokens, "{label}");
+        let span = &trace["spans"][0];
+        let at = attributes(span);
+        let model = case.request["model"].as_str().unwrap();
+        assert_eq!(span["name"], format!("chat {model}"));
+        assert_eq!(at["mlflow.spanType"], "CHAT_MODEL");
+        assert_eq!(at["mlflow.message.format"], "anthropic");
+        assert_eq!(at["mlflow.llm.provider"], "anthropic");
+        assert_eq!(at["mlflow.llm.model"], model);
+        assert_eq!(at["gen_ai.provider.name"], "anthropic");
+        assert_eq!(at["gen_ai.response.model"], expect.model.as_str());
+        assert_eq!(
+            at["mlflow.chat.tokenUsage"],
+            json!({
+                "input_tokens": expect.input_tokens,
+                "output_tokens": expect.output_tokens,
+                "total_tokens": expect.input_tokens + expect.output_tokens,
+                "cache_read_input_tokens": expect.cache_read,
+                "cache_creation_input_tokens": expect.cache_creation,
+            }),
+            "{label}"
+        );
+        let inputs = &at["mlflow.spanInputs"];
+        assert_eq!(inputs["messages"], case.request["messages"], "{label}");
+        assert_eq!(inputs["max_tokens"], case.request["max_tokens"], "{label}");
+        let outputs = &at["mlflow.spanOutputs"];
+        assert_eq!(outputs["type"], "message");
+        assert_eq!(outputs["id"], expect.id.as_str());
+        assert_eq!(outputs["stop_reason"], expect.stop_reason.as_str());
+        let blocks = outputs["content"].as_array().expect("content blocks");
+        let text: String = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
+        assert_eq!(text, expect.text, "{label}");
+        let thinking: String = blocks
+            .iter()
+            .filter_map(|b| b["thinking"].as_str())
+            .collect();
+        assert_eq!(thinking, expect.thinking, "{label}");
+        let tool_calls: Vec<(String, String, Value)> = blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| {
+                (
+                    b["id"].as_str().unwrap_or("").to_owned(),
+                    b["name"].as_str().unwrap_or("").to_owned(),
+                    b["input"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(tool_calls, expect.tool_calls, "{label}");
+        if label == "tools" {
+            assert_eq!(inputs["tools"], case.request["tools"]);
+            let tools = at["mlflow.chat.tools"].as_array().expect("chat tools");
+            assert_eq!(tools.len(), case.request["tools"].as_array().unwrap().len());
+            assert_eq!(
+                tools[0]["function"]["parameters"],
+                case.request["tools"][0]["input_schema"]
+            );
+        }
+    }
+}
