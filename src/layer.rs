@@ -115,6 +115,7 @@ pub struct LlmObservabilityLayerBuilder {
     captured_headers: Vec<(String, String)>,
     redaction: Option<Redaction>,
     pricing: Option<Pricing>,
+    model_aliases: Vec<(String, String)>,
     dispatcher: DispatcherConfig,
     stream_usage: StreamUsage,
     #[cfg(feature = "metrics")]
@@ -211,6 +212,27 @@ impl LlmObservabilityLayerBuilder {
         self
     }
 
+    /// Prices calls that name `alias` as `model` ([`Pricing::with_alias`]): an Azure
+    /// deployment name, which is the call's requested model, priced as the model it deploys.
+    /// Applies to the [`pricing`](Self::pricing) table, in whichever order the two are set; a
+    /// [`Pricing`] added as a processor takes its own aliases.
+    ///
+    /// ```
+    /// use llm_observability::{LlmObservabilityLayer, MemorySink, Pricing};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = LlmObservabilityLayer::builder()
+    ///     .pricing(Pricing::built_in())
+    ///     .model_alias("my-gpt4o", "gpt-4o")
+    ///     .sink(MemorySink::new())
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn model_alias(mut self, alias: impl Into<String>, model: impl Into<String>) -> Self {
+        self.model_aliases.push((alias.into(), model.into()));
+        self
+    }
+
     /// Client side: sets the `traceparent` header of each outgoing LLM request to the call's
     /// span, so the upstream (e.g. another service with this layer, or the proxy) continues
     /// the same trace. Off by default, as it adds a header to the request.
@@ -295,7 +317,15 @@ impl LlmObservabilityLayerBuilder {
 
     /// Builds the layer. The sink workers start on the current Tokio runtime, or, when built
     /// outside one, on the runtime of the first call (or `flush`/`shutdown`).
-    pub fn build(self) -> Result<LlmObservabilityLayer, BuildError> {
+    pub fn build(mut self) -> Result<LlmObservabilityLayer, BuildError> {
+        let aliases = std::mem::take(&mut self.model_aliases);
+        self.pricing = self.pricing.map(|pricing| {
+            aliases
+                .into_iter()
+                .fold(pricing, |pricing, (alias, model)| {
+                    pricing.with_alias(alias, model)
+                })
+        });
         let captured_headers = self
             .captured_headers
             .into_iter()

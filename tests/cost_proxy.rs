@@ -1,5 +1,6 @@
-//! The proxy's cost and privacy flags as a real process: `--redact content` and `--pricing
-//! FILE` (LiteLLM format) on the records, and the cost totals per model it logs at shutdown.
+//! The proxy's cost and privacy flags as a real process: `--redact content`, `--pricing
+//! FILE` (LiteLLM format) and `--model-alias DEPLOYMENT=MODEL` on the records, and the cost
+//! totals per model it logs at shutdown.
 //!
 //! Prices: gpt-4o-mini from the file written below (0.20 input / 0.10 cached / 0.80 output per
 //! 1M tokens, instead of the built-in 0.15 / 0.075 / 0.60); text-embedding-3-small from the
@@ -165,6 +166,7 @@ fn help_explains_the_cost_and_privacy_flags() {
         "--pricing <FILE>",
         "model_prices_and_context_window.json",
         "per model (see --pricing)",
+        "--model-alias <DEPLOYMENT=MODEL>",
     ] {
         assert!(help.contains(text), "--help lacks {text:?}:\n{help}");
     }
@@ -195,4 +197,86 @@ async fn an_unreadable_price_file_stops_the_proxy_at_start() {
         !jsonl.exists(),
         "no records file is made when the prices cannot be read"
     );
+}
+
+/// An Azure deployment: the response names `gpt-35-turbo` (Azure's spelling, not priced).
+async fn azure_chat() -> Json<Value> {
+    Json(
+        json!({"id": "chatcmpl-a", "object": "chat.completion", "created": 1, "model": "gpt-35-turbo",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}),
+    )
+}
+
+#[tokio::test]
+async fn a_model_alias_prices_an_azure_deployment_as_its_model() {
+    let upstream = support::serve(Router::new().route(
+        "/openai/deployments/{deployment}/chat/completions",
+        post(azure_chat),
+    ))
+    .await;
+    let mut proxy = Proxy::start(
+        &format!("http://{upstream}"),
+        &[
+            "--model-alias",
+            "my-gpt35=gpt-3.5-turbo",
+            "--model-alias",
+            "my-gpt4o=gpt-4o",
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for deployment in ["my-gpt35", "other-deployment"] {
+        let response = client
+            .post(proxy.url(&format!(
+                "/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21"
+            )))
+            .header("api-key", "azure-key-0123456789")
+            .json(&json!({"messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status(), 200);
+    }
+    let lines = proxy.wait_for_lines(2).await;
+    proxy.terminate();
+    assert!(proxy.wait().await, "exits 0");
+    let by_deployment = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["request_model"] == name)
+            .unwrap_or_else(|| panic!("no {name} record in {lines:?}"))
+    };
+    // gpt-3.5-turbo, built in: 1000 * 0.50e-6 + 100 * 1.50e-6.
+    let aliased = by_deployment("my-gpt35");
+    assert_eq!(aliased["cost"]["pricing_source"], "built-in");
+    let total = aliased["cost"]["total_usd"].as_f64().expect("a number");
+    assert!((total - 0.00065).abs() < 1e-12, "{total}");
+    let other = by_deployment("other-deployment");
+    assert_eq!(other["cost"], Value::Null);
+    assert_eq!(
+        other["processing_errors"],
+        json!(["no cost: no price for model \"gpt-35-turbo\" or \"other-deployment\""])
+    );
+}
+
+#[test]
+fn invalid_model_aliases_are_refused_at_start() {
+    for (value, says) in [
+        ("gpt-4o", "expected DEPLOYMENT=MODEL"),
+        ("=gpt-4o", "both names non-empty"),
+        ("my-gpt4o=", "both names non-empty"),
+        ("a=b=c", "one '='"),
+    ] {
+        let output = std::process::Command::new(support::proxy::PROXY)
+            .args(["--upstream", "http://127.0.0.1:9", "--model-alias", value])
+            .output()
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--model-alias <DEPLOYMENT=MODEL>") && stderr.contains(says),
+            "{value}: {stderr}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
-//! Cost and privacy flags: `--redact content`, `--pricing FILE`, and the cost totals per model
-//! printed at shutdown.
+//! Cost and privacy flags: `--redact content`, `--pricing FILE`, `--model-alias
+//! DEPLOYMENT=MODEL`, and the cost totals per model printed at shutdown.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +37,29 @@ pub(crate) struct CostFlags {
     /// model are logged at shutdown.
     #[arg(long, value_name = "FILE")]
     pricing: Option<PathBuf>,
+    /// Price calls to DEPLOYMENT as MODEL (repeatable), e.g. an Azure deployment:
+    /// `--model-alias my-gpt4o=gpt-4o`.
+    ///
+    /// DEPLOYMENT is matched whole, in any case, against the requested and the response's
+    /// model; MODEL is looked up in the prices like any model name (a dated snapshot, a
+    /// provider prefix).
+    #[arg(long = "model-alias", value_name = "DEPLOYMENT=MODEL", value_parser = parse_alias)]
+    model_aliases: Vec<(String, String)>,
+}
+
+/// `DEPLOYMENT=MODEL`: one `=`, both names non-empty (spaces around them trimmed).
+fn parse_alias(text: &str) -> Result<(String, String), String> {
+    let Some((alias, model)) = text.split_once('=') else {
+        return Err("expected DEPLOYMENT=MODEL (e.g. my-gpt4o=gpt-4o)".to_owned());
+    };
+    let (alias, model) = (alias.trim(), model.trim());
+    if alias.is_empty() || model.is_empty() {
+        return Err("expected DEPLOYMENT=MODEL with both names non-empty".to_owned());
+    }
+    if model.contains('=') {
+        return Err("expected one '=' between DEPLOYMENT and MODEL".to_owned());
+    }
+    Ok((alias.to_owned(), model.to_owned()))
 }
 
 impl CostFlags {
@@ -54,10 +77,13 @@ impl CostFlags {
             pricing = pricing.load_litellm(path)?;
         }
         let totals = CostTotals::default();
-        let builder = builder
+        let mut builder = builder
             .redact(redaction)
             .pricing(pricing)
             .processor(totals.clone());
+        for (alias, model) in &self.model_aliases {
+            builder = builder.model_alias(alias, model);
+        }
         Ok((builder, totals))
     }
 }
