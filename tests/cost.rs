@@ -1,9 +1,13 @@
-//! The pricing processor on recorded OpenAI traffic (../shared/fixtures/openai-recorded),
-//! against costs computed by hand; LiteLLM's price-file format; model-name resolution.
+//! The pricing processor on recorded OpenAI and Anthropic traffic
+//! (../shared/fixtures/openai-recorded, provider-recorded), against costs computed by hand;
+//! LiteLLM's price-file format; model-name resolution; model aliases; a cost the provider
+//! reported (OpenRouter's `usage.cost`).
 //!
 //! Prices used (USD per 1M tokens, the built-in table, OpenAI's pricing page as of 2025-08-07):
 //! gpt-4o-mini 0.15 input / 0.075 cached input / 0.60 output; o4-mini 1.10 / 0.275 / 4.40;
-//! gpt-4.1-mini 0.40 / 0.10 / 1.60; text-embedding-ada-002 0.10 input.
+//! gpt-4.1-mini 0.40 / 0.10 / 1.60; gpt-3.5-turbo 0.50 / - / 1.50; text-embedding-ada-002 0.10
+//! input. Anthropic's list prices (input / cache read / cache write / output):
+//! claude-3-5-sonnet 3 / 0.30 / 3.75 / 15; claude-sonnet-4-5 the same.
 
 mod support;
 
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use llm_observability::genai::{self, AttributeValue};
 use llm_observability::{
-    Endpoint, LlmCall, LlmObservabilityLayer, MemorySink, ModelPrice, Pricing, PricingError,
+    Cost, Endpoint, LlmCall, LlmObservabilityLayer, MemorySink, ModelPrice, Pricing, PricingError,
     Processor, Usage,
 };
 use support::Interaction;
@@ -452,4 +456,440 @@ fn snapshot_names_and_provider_prefixes_resolve() {
         llm_observability::process::pricing::BUILT_IN_AS_OF,
         "2025-08-07"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic: cache reads and writes
+
+/// A recorded Anthropic prompt-caching interaction (provider-recorded).
+fn anthropic_interaction(file: &str, index: usize) -> Interaction {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+        "../shared/fixtures/provider-recorded/traceloop+openllmetry/_decoded/packages/\
+         opentelemetry-instrumentation-anthropic/tests/cassettes/test_prompt_caching",
+    );
+    let path = path.join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("recorded provider fixture {}: {e}", path.display()));
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+    let interaction = &doc["interactions"][index];
+    let (request, response) = (&interaction["request"], &interaction["response"]);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    Interaction {
+        file: file.to_owned(),
+        index,
+        method: text(&request["method"]),
+        uri: text(&request["uri"]),
+        request_body: text(&request["body"]),
+        status: response["status"].as_u64().expect("status") as u16,
+        content_type: text(&response["content_type"]),
+        response_body: text(&response["body"]),
+        serve_encoding: None,
+    }
+}
+
+async fn priced_anthropic(file: &str, index: usize) -> Arc<LlmCall> {
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .pricing(Pricing::built_in())
+        .sink(memory.clone())
+        .build()
+        .expect("inside a runtime");
+    let recorded = anthropic_interaction(file, index);
+    let frames = vec![Bytes::from(recorded.response_body.clone())];
+    support::replay_tower(&layer, &recorded, frames).await;
+    let mut calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    calls.remove(0)
+}
+
+#[tokio::test]
+async fn anthropic_cache_writes_and_reads_are_priced_at_their_rates() {
+    interest_in_every_span();
+    // claude-3-5-sonnet-20240620: 4 uncached input tokens, 1163 written to the cache, 187 out.
+    let call = priced_anthropic("test_anthropic_prompt_caching_legacy.yaml.json", 0).await;
+    let usage = call.usage.expect("usage");
+    assert_eq!(
+        (
+            usage.input_tokens,
+            usage.cache_creation_input_tokens,
+            usage.output_tokens
+        ),
+        (Some(4 + 1163), Some(1163), Some(187))
+    );
+    let cost = call.cost.as_ref().expect("priced");
+    close(cost.input_usd, 4.0 * 3e-6, "input"); // 0.000012
+    close(cost.cache_write_usd, 1163.0 * 3.75e-6, "cache write"); // 0.00436125
+    close(cost.cache_read_usd, 0.0, "cache read");
+    close(cost.output_usd, 187.0 * 15e-6, "output"); // 0.002805
+    close(cost.total_usd, 0.00717825, "total");
+    assert_eq!(cost.pricing_source, "built-in");
+
+    // The same prompt read back from the cache: 1163 at 0.30, 202 out.
+    let call = priced_anthropic("test_anthropic_prompt_caching_legacy.yaml.json", 1).await;
+    let cost = call.cost.as_ref().expect("priced");
+    close(cost.cache_read_usd, 1163.0 * 0.30e-6, "cache read"); // 0.0003489
+    close(cost.cache_write_usd, 0.0, "cache write");
+    close(
+        cost.total_usd,
+        4.0 * 3e-6 + 0.0003489 + 202.0 * 15e-6,
+        "total",
+    ); // 0.0033909
+
+    // Streamed: usage from message_start and message_delta; 1165 written, 201 out.
+    let call = priced_anthropic("test_anthropic_prompt_caching_stream_legacy.yaml.json", 0).await;
+    close(
+        call.cost.as_ref().expect("priced").total_usd,
+        4.0 * 3e-6 + 1165.0 * 3.75e-6 + 201.0 * 15e-6, // 0.00739575
+        "stream total",
+    );
+}
+
+fn claude_call(model: &str) -> LlmCall {
+    // 20_000 input tokens: 12_000 read from the cache, 5_000 written to it, 3_000 uncached.
+    let mut usage = Usage::new(20_000, 800);
+    usage.cached_input_tokens = Some(12_000);
+    usage.cache_creation_input_tokens = Some(5_000);
+    let mut call = LlmCall::new(Endpoint::ChatCompletions);
+    call.request_model = Some(model.into());
+    call.usage = Some(usage);
+    call
+}
+
+/// Claude models as LiteLLM's price file lists them, under its real key names.
+const LITELLM_CLAUDE: &str = r#"{
+  "claude-sonnet-4-5-20250929": {
+    "max_tokens": 64000, "max_input_tokens": 200000, "max_output_tokens": 64000,
+    "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
+    "cache_creation_input_token_cost": 3.75e-06, "cache_read_input_token_cost": 3e-07,
+    "litellm_provider": "anthropic", "mode": "chat", "supports_prompt_caching": true
+  },
+  "claude-3-5-haiku-20241022": {
+    "input_cost_per_token": 8e-07, "output_cost_per_token": 4e-06,
+    "cache_creation_input_token_cost": 1e-06, "cache_read_input_token_cost": 8e-08,
+    "litellm_provider": "anthropic", "mode": "chat"
+  }
+}"#;
+
+#[test]
+fn a_claude_call_with_cache_reads_and_writes_by_hand_and_from_a_litellm_file() {
+    interest_in_every_span();
+    // claude-sonnet-4-5: 3_000 * 3 + 12_000 * 0.30 + 5_000 * 3.75 + 800 * 15, per 1M.
+    let want = [
+        (3_000.0 * 3e-6, "input"),    // 0.009
+        (12_000.0 * 0.30e-6, "read"), // 0.0036
+        (5_000.0 * 3.75e-6, "write"), // 0.01875
+        (800.0 * 15e-6, "output"),    // 0.012
+        (0.04335, "total"),
+    ];
+    let check = |cost: &Cost| {
+        let got = [
+            cost.input_usd,
+            cost.cache_read_usd,
+            cost.cache_write_usd,
+            cost.output_usd,
+            cost.total_usd,
+        ];
+        for (got, (want, what)) in got.into_iter().zip(want) {
+            close(got, want, what);
+        }
+    };
+    let mut call = claude_call("claude-sonnet-4-5-20250929");
+    Pricing::built_in().process(&mut call).expect("never fails");
+    let built_in = call.cost.expect("priced");
+    check(&built_in);
+    assert_eq!(built_in.pricing_source, "built-in");
+
+    let from_file = Pricing::empty()
+        .litellm_json(LITELLM_CLAUDE, "file:claude.json")
+        .expect("loads");
+    let mut call = claude_call("claude-sonnet-4-5-20250929");
+    from_file.process(&mut call).expect("never fails");
+    let cost = call.cost.expect("priced");
+    check(&cost);
+    assert_eq!(cost.pricing_source, "file:claude.json");
+    // `anthropic/...` finds the entry LiteLLM lists under its provider.
+    assert_eq!(
+        from_file
+            .resolve("anthropic/claude-3-5-haiku-20241022")
+            .map(|r| r.1),
+        Some(ModelPrice::per_token_with_cache_write(
+            8e-07,
+            Some(8e-08),
+            Some(1e-06),
+            4e-06
+        ))
+    );
+    // A cache-write price of the wrong sign refuses the file.
+    let bad = LITELLM_CLAUDE.replace("3.75e-06", "-3.75e-06");
+    assert!(matches!(
+        Pricing::empty().litellm_json(&bad, "file:bad.json"),
+        Err(PricingError::InvalidPrice { .. })
+    ));
+}
+
+#[test]
+fn every_built_in_claude_price_is_anthropics_list_price() {
+    interest_in_every_span();
+    let pricing = Pricing::built_in();
+    // (name as calls give it, table entry, input, cache read, cache write, output) per 1M.
+    for (name, entry, input, read, write, output) in [
+        (
+            "claude-opus-4-1-20250805",
+            "claude-opus-4-1",
+            15.0,
+            1.5,
+            18.75,
+            75.0,
+        ),
+        (
+            "claude-opus-4-20250514",
+            "claude-opus-4",
+            15.0,
+            1.5,
+            18.75,
+            75.0,
+        ),
+        (
+            "claude-3-opus-20240229",
+            "claude-3-opus",
+            15.0,
+            1.5,
+            18.75,
+            75.0,
+        ),
+        (
+            "claude-sonnet-4-5-20250929",
+            "claude-sonnet-4-5",
+            3.0,
+            0.30,
+            3.75,
+            15.0,
+        ),
+        (
+            "claude-sonnet-4-20250514",
+            "claude-sonnet-4",
+            3.0,
+            0.30,
+            3.75,
+            15.0,
+        ),
+        (
+            "claude-3-7-sonnet-20250219",
+            "claude-3-7-sonnet",
+            3.0,
+            0.30,
+            3.75,
+            15.0,
+        ),
+        (
+            "claude-3-5-sonnet-20241022",
+            "claude-3-5-sonnet",
+            3.0,
+            0.30,
+            3.75,
+            15.0,
+        ),
+        (
+            "claude-3-5-sonnet-latest",
+            "claude-3-5-sonnet",
+            3.0,
+            0.30,
+            3.75,
+            15.0,
+        ),
+        (
+            "claude-haiku-4-5-20251001",
+            "claude-haiku-4-5",
+            1.0,
+            0.10,
+            1.25,
+            5.0,
+        ),
+        (
+            "claude-3-5-haiku-20241022",
+            "claude-3-5-haiku",
+            0.80,
+            0.08,
+            1.0,
+            4.0,
+        ),
+        (
+            "claude-3-5-haiku-latest",
+            "claude-3-5-haiku",
+            0.80,
+            0.08,
+            1.0,
+            4.0,
+        ),
+        (
+            "claude-3-haiku-20240307",
+            "claude-3-haiku",
+            0.25,
+            0.03,
+            0.30,
+            1.25,
+        ),
+    ] {
+        let (resolved, price) = pricing
+            .resolve(name)
+            .unwrap_or_else(|| panic!("{name} has no price"));
+        assert_eq!(resolved, entry, "{name}");
+        let per_million = |p: f64| p * 1e6;
+        close(per_million(price.input_per_token), input, name);
+        close(
+            per_million(price.cache_read_per_token.expect("read")),
+            read,
+            name,
+        );
+        close(
+            per_million(price.cache_write_per_token.expect("write")),
+            write,
+            name,
+        );
+        close(per_million(price.output_per_token), output, name);
+    }
+    assert_eq!(
+        llm_observability::process::pricing::BUILT_IN_ANTHROPIC_AS_OF,
+        "2025-10-15"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model aliases
+
+#[tokio::test]
+async fn an_azure_deployment_is_priced_as_the_model_its_alias_names() {
+    interest_in_every_span();
+    // Deployment `openllmetry-testing`; Azure answered `gpt-35-turbo` (Azure's spelling, not
+    // in the table): 15 input and 19 output tokens, unpriced without an alias.
+    let replay = |alias: bool| async move {
+        let memory = MemorySink::new();
+        let mut builder = LlmObservabilityLayer::builder();
+        if alias {
+            // Set before the pricing: the order does not matter.
+            builder = builder.model_alias("OpenLLMetry-Testing", "gpt-3.5-turbo-0125");
+        }
+        let layer = builder
+            .pricing(Pricing::built_in())
+            .sink(memory.clone())
+            .build()
+            .expect("inside a runtime");
+        let recorded = interaction("test_azure/test_chat_content_filtering.yaml.json", 0);
+        let frames = vec![Bytes::from(recorded.response_body.clone())];
+        support::replay_tower(&layer, &recorded, frames).await;
+        support::flushed(&layer, &memory).await.remove(0)
+    };
+    let unpriced = replay(false).await;
+    assert_eq!(unpriced.requested_model(), Some("openllmetry-testing"));
+    assert_eq!(unpriced.response_model.as_deref(), Some("gpt-35-turbo"));
+    assert_eq!(unpriced.cost, None);
+    assert!(
+        unpriced.processing_errors[0].contains("no price for model \"gpt-35-turbo\""),
+        "{:?}",
+        unpriced.processing_errors
+    );
+    let priced = replay(true).await;
+    let cost = priced.cost.as_ref().expect("priced by the alias");
+    close(cost.total_usd, 15.0 * 0.50e-6 + 19.0 * 1.50e-6, "total"); // 0.000036
+    assert_eq!(cost.pricing_source, "built-in");
+    assert!(priced.processing_errors.is_empty());
+
+    // On a Pricing used as a processor: the same.
+    let pricing = Pricing::built_in().with_alias("openllmetry-testing", "gpt-3.5-turbo");
+    let mut call = (*unpriced).clone();
+    call.processing_errors.clear();
+    pricing.process(&mut call).expect("never fails");
+    close(call.cost.expect("priced").total_usd, 0.000036, "processor");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cost the provider reported (OpenRouter)
+
+const OPENROUTER_USAGE: &str = r#"{"prompt_tokens":1000,"completion_tokens":100,"total_tokens":1100,"cost":0.000123,"is_byok":false,"prompt_tokens_details":{"cached_tokens":0},"cost_details":{"upstream_inference_cost":null,"upstream_inference_prompt_cost":0.000083,"upstream_inference_completions_cost":0.00004}}"#;
+
+/// An OpenRouter exchange: `stream` or not, answered with `body`.
+fn openrouter(stream: bool, content_type: &str, body: String) -> Interaction {
+    Interaction {
+        file: "openrouter".into(),
+        index: usize::from(stream),
+        method: "POST".into(),
+        uri: "https://openrouter.ai/api/v1/chat/completions".into(),
+        request_body: serde_json::json!({"model": "openai/gpt-4o-mini", "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}], "usage": {"include": true}})
+        .to_string(),
+        status: 200,
+        content_type: content_type.into(),
+        response_body: body,
+        serve_encoding: None,
+    }
+}
+
+fn openrouter_json() -> Interaction {
+    let body = format!(
+        r#"{{"id":"gen-1","object":"chat.completion","created":1,"provider":"OpenAI","model":"openai/gpt-4o-mini","choices":[{{"index":0,"finish_reason":"stop","message":{{"role":"assistant","content":"hi","reasoning":null}}}}],"usage":{OPENROUTER_USAGE}}}"#
+    );
+    openrouter(false, "application/json", body)
+}
+
+fn openrouter_stream() -> Interaction {
+    let chunk = |body: &str| format!("data: {body}\n\n");
+    let body = [
+        chunk(r#"{"id":"gen-2","model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning":"Think"}}]}"#),
+        ": OPENROUTER PROCESSING\n\n".to_owned(),
+        chunk(r#"{"id":"gen-2","model":"openai/gpt-4o-mini","choices":[{"index":0,"delta":{"content":"hi","reasoning":null},"finish_reason":"stop"}]}"#),
+        chunk(&format!(r#"{{"id":"gen-2","model":"openai/gpt-4o-mini","choices":[],"usage":{OPENROUTER_USAGE}}}"#)),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    openrouter(true, "text/event-stream", body)
+}
+
+#[tokio::test]
+async fn a_cost_the_provider_reported_is_the_calls_cost_and_pricing_keeps_it() {
+    interest_in_every_span();
+    let memory = MemorySink::new();
+    // The built-in table knows gpt-4o-mini (0.15 / 0.60: 0.00021 for these counts): the
+    // provider's figure is kept, by the layer's pricing and by a pricing processor.
+    let layer = LlmObservabilityLayer::builder()
+        .pricing(Pricing::built_in())
+        .processor(Pricing::built_in())
+        .sink(memory.clone())
+        .build()
+        .expect("inside a runtime");
+    for recorded in [openrouter_json(), openrouter_stream()] {
+        let body = recorded.response_body.clone();
+        // The stream in small pieces: the usage chunk split across frames.
+        let frames = support::split(body.as_bytes(), &[7, 50, 3, 200, 11]);
+        let exchange = support::replay_tower(&layer, &recorded, frames).await;
+        assert_eq!(exchange.response_body, body.as_bytes(), "bytes unchanged");
+    }
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 2);
+    for call in &calls {
+        let cost = call.cost.as_ref().expect("the provider's cost");
+        assert_eq!(cost.pricing_source, "provider");
+        assert_eq!(cost.total_usd, 0.000123);
+        // Its parts add up to the total: split as cost_details says.
+        assert_eq!((cost.input_usd, cost.output_usd), (0.000083, 0.00004));
+        assert!(
+            call.processing_errors.is_empty(),
+            "{:?}",
+            call.processing_errors
+        );
+        // The usage object is recorded as sent.
+        let usage = &call.response.as_ref().expect("response")["usage"];
+        assert_eq!(usage["cost"], 0.000123);
+        assert_eq!(
+            usage["cost_details"]["upstream_inference_completions_cost"],
+            0.00004
+        );
+        assert_eq!(call.usage.expect("usage").input_tokens, Some(1000));
+    }
+    let streamed = calls
+        .iter()
+        .find(|c| c.request.stream)
+        .expect("the streamed call");
+    let message = &streamed.response.as_ref().expect("response")["choices"][0]["message"];
+    assert_eq!(message["reasoning"], "Think");
+    assert_eq!(message["content"], "hi");
 }

@@ -454,7 +454,9 @@ impl Pricing {
         let input = usage
             .input_tokens
             .ok_or("no cost: the usage has no input token count")?;
-        let embeddings = call.operation == "embeddings";
+        // Either says so (a record made by hand may set only its endpoint).
+        let embeddings =
+            call.operation == "embeddings" || call.endpoint.operation() == "embeddings";
         let output = match (embeddings, usage.output_tokens) {
             (true, output) => output.unwrap_or(0),
             (_, Some(output)) => output,
