@@ -527,3 +527,95 @@ async fn a_server_restart_loses_nothing_acknowledged() {
         .get(0);
     assert_eq!(total, 60);
 }
+
+/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
+/// read) land as rows with provider `anthropic`, the models, the token columns the recordings
+/// report (input with the cache included; cache reads and writes apart) and the Message in the
+/// payload, its tool inputs and thinking text as recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_anthropic_calls_land_with_their_cache_columns() {
+    let Some(cases) = support::calls::anthropic_cases() else {
+        return;
+    };
+    let backend = shared();
+    let table = table();
+    let sink = PostgresSink::builder(url(backend))
+        .table(&table)
+        .connect()
+        .await
+        .unwrap();
+    let layer = layer(sink, quick_dispatch(10));
+    for case in &cases {
+        support::calls::send(&layer, &case.interaction, &[], None).await;
+    }
+    let stats = support::assert_accounted(&layer, cases.len() as u64).await;
+    assert_eq!(stats.sinks[0].delivered, cases.len() as u64);
+    let client = client(&url(backend)).await;
+    for case in &cases {
+        let (label, expect) = (case.name, &case.expect);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT endpoint, operation, provider, model, response_model, stream,
+                            input_tokens, output_tokens, total_tokens, cached_input_tokens,
+                            cache_creation_input_tokens, status, payload::text AS payload
+                     FROM {table} WHERE payload->>'response_id' = $1"
+                ),
+                &[&expect.id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let n = |v: u64| Some(v as i64);
+        assert_eq!(row.get::<_, String>("endpoint"), "anthropic.messages");
+        assert_eq!(row.get::<_, String>("operation"), "chat");
+        assert_eq!(row.get::<_, String>("provider"), "anthropic");
+        assert_eq!(
+            row.get::<_, Option<String>>("model").as_deref(),
+            case.request["model"].as_str()
+        );
+        assert_eq!(
+            row.get::<_, Option<String>>("response_model").as_deref(),
+            Some(expect.model.as_str())
+        );
+        assert_eq!(row.get::<_, bool>("stream"), case.streamed());
+        assert_eq!(row.get::<_, String>("status"), "success");
+        assert_eq!(
+            row.get::<_, Option<i64>>("input_tokens"),
+            n(expect.input_tokens),
+            "{label}"
+        );
+        assert_eq!(
+            row.get::<_, Option<i64>>("output_tokens"),
+            n(expect.output_tokens)
+        );
+        assert_eq!(
+            row.get::<_, Option<i64>>("total_tokens"),
+            n(expect.input_tokens + expect.output_tokens)
+        );
+        assert_eq!(
+            row.get::<_, Option<i64>>("cached_input_tokens"),
+            n(expect.cache_read),
+            "{label}"
+        );
+        assert_eq!(
+            row.get::<_, Option<i64>>("cache_creation_input_tokens"),
+            n(expect.cache_creation),
+            "{label}"
+        );
+        let payload: serde_json::Value =
+            serde_json::from_str(&row.get::<_, String>("payload")).unwrap();
+        let blocks = payload["response"]["content"].as_array().expect("blocks");
+        let tool_inputs: Vec<&serde_json::Value> = blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| &b["input"])
+            .collect();
+        let want: Vec<&serde_json::Value> = expect.tool_calls.iter().map(|c| &c.2).collect();
+        assert_eq!(tool_inputs, want, "{label}");
+        let thinking: String = blocks
+            .iter()
+            .filter_map(|b| b["thinking"].as_str())
+            .collect();
+        assert_eq!(thinking, expect.thinking, "{label}");
+    }
+}
