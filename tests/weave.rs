@@ -564,3 +564,106 @@ async fn the_dispatcher_retries_busy_answers_until_delivered() {
         "two refusals, then delivered"
     );
 }
+
+/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
+/// read) land as `anthropic.Messages.create` calls: the request as sent in `inputs`, the
+/// Message in `output` (tool inputs and thinking text as recorded), usage per model as Weave's
+/// Anthropic integration writes it (Anthropic's `input_tokens` without the cache, the cache
+/// reads and writes apart), and the cost of the priced model with its cache writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_anthropic_calls_land_as_anthropic_messages_calls_with_cache_usage() {
+    let Some(cases) = support::calls::anthropic_cases() else {
+        return;
+    };
+    let server = weave();
+    let project = project("anthropic");
+    let memory = MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .pricing(Pricing::empty().with_price(
+            "claude-3-5-sonnet-20240620",
+            llm_observability::ModelPrice::per_million_with_cache_write(
+                3.0,
+                Some(0.30),
+                Some(3.75),
+                15.0,
+            ),
+        ))
+        .sink(sink_for(server, &project))
+        .sink(memory.clone())
+        .build()
+        .expect("layer");
+    for case in &cases {
+        support::calls::send(&layer, &case.interaction, &[], None).await;
+    }
+    assert_eq!(
+        accounted(&layer, cases.len() as u64).await,
+        (cases.len() as u64, 0)
+    );
+    let observed = memory.calls();
+    let calls = query(server, &project, json!({}), None).await;
+    assert_eq!(calls.len(), cases.len(), "{calls:#?}");
+    for case in &cases {
+        let (label, expect) = (case.name, &case.expect);
+        let ours = observed
+            .iter()
+            .find(|c| c.response_id.as_deref() == Some(expect.id.as_str()))
+            .unwrap_or_else(|| panic!("{label}: no call"));
+        let call = calls
+            .iter()
+            .find(|c| c["id"] == ours.id.as_str())
+            .unwrap_or_else(|| panic!("{label}: not in Weave"));
+        let model = case.request["model"].as_str().unwrap();
+        assert_eq!(call["op_name"], "anthropic.Messages.create", "{label}");
+        assert_eq!(call["display_name"], format!("chat {model}"));
+        assert_eq!(call["exception"], Value::Null);
+        for key in ["model", "max_tokens", "messages", "tools", "stream"] {
+            if let Some(sent) = case.request.get(key) {
+                assert_eq!(&call["inputs"][key], sent, "{label}: inputs.{key}");
+            }
+        }
+        let output = &call["output"];
+        assert_eq!(output["type"], "message");
+        assert_eq!(output["id"], expect.id.as_str());
+        let blocks = output["content"].as_array().expect("content blocks");
+        let tool_inputs: Vec<&Value> = blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| &b["input"])
+            .collect();
+        let want: Vec<&Value> = expect.tool_calls.iter().map(|c| &c.2).collect();
+        assert_eq!(tool_inputs, want, "{label}");
+        let thinking: String = blocks
+            .iter()
+            .filter_map(|b| b["thinking"].as_str())
+            .collect();
+        assert_eq!(thinking, expect.thinking, "{label}");
+        let uncached = expect.input_tokens - expect.cache_read - expect.cache_creation;
+        assert_eq!(
+            call["summary"]["usage"],
+            json!({ expect.model.as_str(): {
+                "requests": 1,
+                "input_tokens": uncached,
+                "output_tokens": expect.output_tokens,
+                "total_tokens": expect.input_tokens + expect.output_tokens,
+                "cache_read_input_tokens": expect.cache_read,
+                "cache_creation_input_tokens": expect.cache_creation,
+            }}),
+            "{label}"
+        );
+        let attributes = &call["attributes"];
+        assert_eq!(attributes["gen_ai.provider.name"], "anthropic");
+        assert_eq!(attributes["gen_ai.usage.input_tokens"], expect.input_tokens);
+        let costs = &call["summary"]["weave"]["costs"][expect.model.as_str()];
+        if expect.model == "claude-3-5-sonnet-20240620" {
+            let want = (uncached as f64 * 3.0
+                + expect.cache_read as f64 * 0.30
+                + expect.cache_creation as f64 * 3.75)
+                / 1e6;
+            let got = costs["prompt_tokens_total_cost"].as_f64().expect("a cost");
+            assert!((got - want).abs() < 1e-12, "{label}: {got} vs {want}");
+            assert_eq!(costs["provider_id"], "anthropic");
+        } else {
+            assert_eq!(costs, &Value::Null, "{label}");
+        }
+    }
+}
