@@ -1,8 +1,13 @@
-//! Observability for OpenAI-shaped LLM traffic in Rust services: a tower layer (and a
-//! reqwest-middleware adapter) that records every chat, completion, embeddings and Responses API
-//! call as one [`LlmCall`] payload — model, parameters, messages, assembled output, tool calls,
-//! usage, latency, time to first token, status — and a `tracing` span with OpenTelemetry GenAI
-//! fields, while the bytes on the wire pass through unchanged and undelayed.
+//! Observability for LLM traffic in Rust services: a tower layer (and a reqwest-middleware
+//! adapter) that records every call as one [`LlmCall`] payload — model, parameters, messages,
+//! assembled output, tool calls, usage (cache reads and writes included), latency, time to first
+//! token, status — and a `tracing` span with OpenTelemetry GenAI fields, while the bytes on the
+//! wire pass through unchanged and undelayed.
+//!
+//! Recorded API families ([`Endpoint`]): OpenAI chat completions, completions, embeddings and
+//! the Responses API — from OpenAI, Azure OpenAI and every OpenAI-compatible server (vLLM,
+//! Ollama's `/v1`, OpenRouter, DeepSeek, ...) — and Anthropic's Messages API. Each family is
+//! one wire format; other requests pass through untouched and unrecorded.
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -31,12 +36,12 @@
 //! [`SinkStats`]), with a [`CallStatus`]:
 //!
 //! - **success**: the response body ended and was not an error. A stream whose body is dropped
-//!   after it said `data: [DONE]` (or a terminal Responses API event) is a success too —
-//!   clients such as async-openai stop reading there.
+//!   after it said its last word (`data: [DONE]`, a terminal Responses API event, Anthropic's
+//!   `message_stop`) is a success too — clients such as async-openai stop reading there.
 //! - **error**: an HTTP status of 400 or more, a transport error before the response head
 //!   (`error.type` `transport`), a body that failed mid-way (`body`), an HTTP 200 whose body is
-//!   an OpenAI error object (Azure's content filter), or an error inside a stream
-//!   (`data: {"error": ...}`, Responses `error` / `response.failed`).
+//!   an error object (Azure's content filter), or an error inside a stream
+//!   (`data: {"error": ...}`, Responses `error` / `response.failed`, Anthropic `event: error`).
 //! - **cancelled**: the response future or body was dropped before its end — the client hung
 //!   up. The payload keeps the partial output assembled so far.
 //!

@@ -363,7 +363,9 @@ impl Usage {
 /// cache, at the model's input rate; `cache_read_usd` the cached input tokens, at its
 /// cached-input rate; `cache_write_usd` the tokens written to the cache, at its cache-write
 /// rate; `output_usd` the output tokens (reasoning tokens included: providers count them in the
-/// output already); `total_usd` is their sum.
+/// output already); `total_usd` is their sum. A cost the provider reported itself
+/// (`pricing_source` `provider`, e.g. OpenRouter's `usage.cost`) keeps the provider's total, and
+/// its parts only where the provider split it (else they are 0).
 ///
 /// ```
 /// use llm_observability::Cost;
@@ -385,11 +387,12 @@ pub struct Cost {
     /// Input tokens written to the prompt cache, at the cache-write rate.
     #[serde(default)]
     pub cache_write_usd: f64,
-    /// `input_usd + cache_read_usd + cache_write_usd + output_usd`.
+    /// `input_usd + cache_read_usd + cache_write_usd + output_usd`, or the provider's own figure
+    /// (`pricing_source` `provider`).
     pub total_usd: f64,
-    /// Where the prices came from: `built-in` (the crate's table), `file:<path>` (a LiteLLM
-    /// `model_prices_and_context_window.json`), `override` (a price set in code), or what a
-    /// custom price source says.
+    /// Where the prices came from: `built-in` (the crate's tables), `file:<path>` (a LiteLLM
+    /// `model_prices_and_context_window.json`), `override` (a price set in code), `provider`
+    /// (the response said what the call cost), or what a custom price source says.
     pub pricing_source: String,
 }
 
