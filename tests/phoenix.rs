@@ -29,7 +29,7 @@ use support::Interaction;
 const INSIDE: &str = "LLM_OBS_PHOENIX_NETNS";
 
 /// How many `inside_*` tests the re-run must pass.
-const INSIDE_TESTS: usize = if cfg!(feature = "proxy") { 6 } else { 5 };
+const INSIDE_TESTS: usize = if cfg!(feature = "proxy") { 7 } else { 6 };
 
 #[test]
 fn phoenix_in_a_private_network() {
@@ -504,6 +504,103 @@ async fn send_app_span(project: &str, trace_id: &str, span_id: &str) {
         .await
         .expect("Phoenix takes the app span");
     assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
+/// read) read back from Phoenix as OpenInference LLM spans: system and provider `anthropic`,
+/// the model that answered, prompt tokens with the cache included and the cache reads and
+/// writes apart, the thinking text as a `reasoning` content item, and the tool calls with
+/// their arguments as the recordings have them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the private network namespace of phoenix_in_a_private_network"]
+async fn inside_anthropic_calls_show_cache_counts_reasoning_and_tool_calls() {
+    assert_inside();
+    let Some(cases) = support::calls::anthropic_cases() else {
+        return;
+    };
+    let project = project("anthropic");
+    let (layer, memory) = layer(&project);
+    for case in &cases {
+        let call = call(&layer, &memory, &case.interaction, &[], None).await;
+        let (label, expect) = (case.name, &case.expect);
+        let span_id = call.trace.span_id.to_string();
+        let spans = spans_until(&project, &span_id).await;
+        let span = span_with(&spans, &span_id);
+        let at = |key: &str| attribute(span, key);
+        assert_eq!(span["span_kind"], "LLM", "{label}");
+        assert_eq!(at("llm.system"), "anthropic");
+        assert_eq!(at("llm.provider"), "anthropic");
+        assert_eq!(at("llm.model_name"), expect.model.as_str());
+        assert_eq!(at("llm.token_count.prompt"), expect.input_tokens, "{label}");
+        assert_eq!(at("llm.token_count.completion"), expect.output_tokens);
+        assert_eq!(
+            at("llm.token_count.total"),
+            expect.input_tokens + expect.output_tokens
+        );
+        assert_eq!(
+            at("llm.token_count.prompt_details.cache_read"),
+            expect.cache_read,
+            "{label}"
+        );
+        assert_eq!(
+            at("llm.token_count.prompt_details.cache_write"),
+            expect.cache_creation,
+            "{label}"
+        );
+        let messages = case.request["messages"].as_array().unwrap();
+        // System instructions first, then the messages as sent.
+        let first = usize::from(case.request.get("system").is_some());
+        if first == 1 {
+            assert_eq!(at("llm.input_messages.0.message.role"), "system");
+        }
+        assert_eq!(
+            at(&format!("llm.input_messages.{first}.message.role")),
+            &messages[0]["role"],
+            "{label}"
+        );
+        let out = "llm.output_messages.0.message.";
+        assert_eq!(at(&format!("{out}role")), "assistant");
+        // Text and reasoning: in `contents` when the answer has reasoning, else `content`.
+        let (mut text, mut thinking) = (String::new(), String::new());
+        for k in 0.. {
+            let item = format!("{out}contents.{k}.message_content.");
+            match at(&format!("{item}type")).as_str() {
+                Some("text") => text.push_str(at(&format!("{item}text")).as_str().unwrap()),
+                Some("reasoning") => {
+                    thinking.push_str(at(&format!("{item}text")).as_str().unwrap())
+                }
+                Some(other) => panic!("{label}: unexpected content item {other}"),
+                None => break,
+            }
+        }
+        if let Some(content) = at(&format!("{out}content")).as_str() {
+            text.push_str(content);
+        }
+        assert_eq!(text, expect.text, "{label}");
+        assert_eq!(thinking, expect.thinking, "{label}");
+        for (j, (id, name, input)) in expect.tool_calls.iter().enumerate() {
+            let tool = format!("{out}tool_calls.{j}.tool_call.");
+            assert_eq!(at(&format!("{tool}id")), id.as_str(), "{label}");
+            assert_eq!(at(&format!("{tool}function.name")), name.as_str());
+            let arguments: Value = serde_json::from_str(
+                at(&format!("{tool}function.arguments"))
+                    .as_str()
+                    .expect("arguments as a JSON string"),
+            )
+            .expect("JSON arguments");
+            assert_eq!(&arguments, input, "{label}");
+        }
+        let n = expect.tool_calls.len();
+        assert_eq!(
+            at(&format!("{out}tool_calls.{n}.tool_call.id")),
+            &Value::Null
+        );
+    }
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(10))
+        .await
+        .ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
