@@ -542,3 +542,93 @@ async fn cost_of_priced_calls_is_counted() {
         3.0 * 190_000.0
     );
 }
+
+/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
+/// read) give token usage under provider `anthropic` with input counting the cache (the
+/// conventions' rule), and the cache reads and writes in their own counters; the exposition
+/// passes `promtool check metrics`.
+#[tokio::test(flavor = "current_thread")]
+async fn recorded_anthropic_calls_count_input_with_the_cache_and_cache_reads_and_writes_apart() {
+    let Some(cases) = support::calls::anthropic_cases() else {
+        return;
+    };
+    let (recorder, handle) = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let metrics = GenAiMetrics::new();
+    let (layer, memory) = layer_with(&metrics);
+    for case in &cases {
+        support::replay_tower(&layer, &case.interaction, frames(&case.interaction)).await;
+    }
+    assert_eq!(support::flushed(&layer, &memory).await.len(), cases.len());
+    let exposition = handle.render();
+    promtool_check(&exposition);
+    let models: std::collections::BTreeSet<&str> =
+        cases.iter().map(|c| c.expect.model.as_str()).collect();
+    for model in models {
+        let of: Vec<_> = cases.iter().filter(|c| c.expect.model == model).collect();
+        let total = |f: fn(&support::calls::AnthropicExpect) -> u64| -> f64 {
+            of.iter().map(|c| f(&c.expect) as f64).sum()
+        };
+        let labels = [
+            ("gen_ai_provider_name", "anthropic"),
+            ("gen_ai_response_model", model),
+        ];
+        let with = |extra: (&'static str, &'static str)| [labels[0], labels[1], extra];
+        assert_eq!(
+            sample(
+                &exposition,
+                "gen_ai_client_token_usage_sum",
+                &with(("gen_ai_token_type", "input"))
+            ),
+            total(|e| e.input_tokens),
+            "{model}"
+        );
+        assert_eq!(
+            sample(
+                &exposition,
+                "gen_ai_client_token_usage_count",
+                &with(("gen_ai_token_type", "output"))
+            ),
+            of.len() as f64
+        );
+        assert_eq!(
+            sample(
+                &exposition,
+                "gen_ai_client_token_usage_sum",
+                &with(("gen_ai_token_type", "output"))
+            ),
+            total(|e| e.output_tokens),
+            "{model}"
+        );
+        assert_eq!(
+            sample(
+                &exposition,
+                "llm_observability_usage_cached_input_tokens_total",
+                &labels
+            ),
+            total(|e| e.cache_read),
+            "{model}"
+        );
+        assert_eq!(
+            sample(
+                &exposition,
+                "llm_observability_usage_cache_creation_input_tokens_total",
+                &labels
+            ),
+            total(|e| e.cache_creation),
+            "{model}"
+        );
+        assert_eq!(
+            sample(
+                &exposition,
+                "llm_observability_requests_total",
+                &[
+                    labels[0],
+                    labels[1],
+                    ("llm_observability_status", "success")
+                ]
+            ),
+            of.len() as f64
+        );
+    }
+}
