@@ -583,7 +583,10 @@ mod tests {
             summary.response.unwrap()["content"][0]["input"],
             "{\"a\": [1, 2"
         );
-        assert!(summary.decode_error.unwrap().contains("1 are not complete JSON and 0 are larger"));
+        assert!(summary
+            .decode_error
+            .unwrap()
+            .contains("1 are not complete JSON and 0 are larger"));
         assert!(summary.finish_reasons.is_empty());
     }
 
