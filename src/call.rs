@@ -83,14 +83,12 @@ impl Observer {
         };
         let started = Instant::now();
         let started_wall = OffsetDateTime::now_utc();
-        let format = format_of(endpoint);
+        let route = format_of(endpoint).route(endpoint, server_address.as_deref(), uri.path());
         let provider = match &self.provider {
             Some(configured) => configured.clone(),
-            None => format
-                .provider(endpoint, server_address.as_deref(), uri.path())
-                .to_owned(),
+            None => route.provider.to_owned(),
         };
-        let path_model = format.path_model(endpoint, uri.path());
+        let path_model = route.model;
         let span = span::open(endpoint, &provider, server_address.as_deref());
         let (trace, exported) = trace_context::for_call(&span, headers);
         let span = CallSpan::new(span, exported);

@@ -147,7 +147,8 @@ impl LlmCall {
             endpoint,
             operation: endpoint.operation().to_owned(),
             provider: crate::wire::format_of(endpoint)
-                .provider(endpoint, None, "")
+                .route(endpoint, None, "")
+                .provider
                 .to_owned(),
             server_address: None,
             request_model: None,
@@ -338,8 +339,9 @@ pub struct Usage {
     /// `cache_read_input_tokens`); part of `input_tokens`.
     pub cached_input_tokens: Option<u64>,
     /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`),
-    /// priced at the cache-write rate; part of `input_tokens`.
-    #[serde(default)]
+    /// priced at the cache-write rate; part of `input_tokens`. Left out of the JSON when
+    /// unknown (only Anthropic reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_creation_input_tokens: Option<u64>,
     /// Output tokens spent on reasoning (`*_tokens_details.reasoning_tokens`).
     pub reasoning_tokens: Option<u64>,

@@ -31,6 +31,7 @@ pub(crate) struct Folded {
 
 impl Folded {
     /// An event with content (`true`) or without, that did not end the stream.
+    #[inline]
     pub(crate) fn content(content: bool) -> Self {
         Folded {
             content,
@@ -69,6 +70,7 @@ pub(crate) enum Fold {
 }
 
 impl StreamFold for Fold {
+    #[inline]
     fn push(
         &mut self,
         event: SseEvent<'_>,
@@ -114,6 +116,7 @@ impl StreamAssembler {
     }
 
     /// Folds one event into the state.
+    #[inline]
     pub(crate) fn push(&mut self, event: SseEvent<'_>) -> EventEffect {
         self.events += 1;
         match self.fold.push(event, &mut self.budget) {

@@ -45,6 +45,7 @@ impl ContentBudget {
     }
 
     /// Appends `delta`, or as much of it as fits (cut at a character boundary).
+    #[inline]
     pub(crate) fn append(&mut self, target: &mut String, delta: &str) {
         if self.exceeded {
             return;
@@ -64,6 +65,7 @@ impl ContentBudget {
     }
 
     /// Charges `bytes` of kept state; `false` (and nothing more is kept) when they do not fit.
+    #[inline]
     pub(crate) fn charge(&mut self, bytes: usize) -> bool {
         if self.exceeded {
             return false;
@@ -78,6 +80,7 @@ impl ContentBudget {
     }
 
     /// Sets `slot` to `value` if it is empty and `value` is not, within the budget.
+    #[inline]
     pub(crate) fn set_if_empty(&mut self, slot: &mut Option<String>, value: Option<Text<'_>>) {
         if slot.is_none() {
             if let Some(value) = value.filter(|v| !v.is_empty()) {
@@ -100,6 +103,7 @@ impl ContentBudget {
 }
 
 /// Appends `delta` to an optional string, creating it on first use.
+#[inline]
 pub(crate) fn append_opt(budget: &mut ContentBudget, slot: &mut Option<String>, delta: &str) {
     budget.append(slot.get_or_insert_with(String::new), delta);
 }

@@ -2,7 +2,9 @@
 //! `{role, parts}` messages of `text`, `reasoning`, `tool_call`, `tool_call_response`, `blob` and
 //! `uri` parts.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::payload::LlmCall;
 
 pub(crate) fn text_part(text: &str) -> Value {
     json!({"type": "text", "content": text})
@@ -44,4 +46,16 @@ pub(crate) fn with_finish_reason(mut message: Value, reason: Value) -> Value {
         map.insert("finish_reason".into(), reason);
     }
     message
+}
+
+/// The request record as a JSON object, `stream` left out unless set.
+pub(crate) fn record_map(call: &LlmCall) -> Map<String, Value> {
+    let mut request = match serde_json::to_value(&call.request) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    if !call.request.stream {
+        request.remove("stream");
+    }
+    request
 }

@@ -108,11 +108,11 @@ impl Endpoint {
     }
 }
 
-/// Whether `path` ends with `suffix`, ASCII case-insensitively (routers that match paths
-/// case-insensitively serve `/v1/CHAT/completions` too).
-pub(crate) fn path_ends_with(path: &str, suffix: &str) -> bool {
-    path.len() >= suffix.len()
-        && path.as_bytes()[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+/// Whether `text` ends with `suffix`, ASCII case-insensitively: paths (routers that match
+/// paths case-insensitively serve `/v1/CHAT/completions` too) and host names.
+pub(crate) fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 impl fmt::Display for Endpoint {

@@ -36,14 +36,11 @@ pub(crate) trait WireFormat: Sync {
     /// Which of this family's endpoints a request is, from its method and path (no query).
     fn recognise(&self, method: &http::Method, path: &str) -> Option<Endpoint>;
 
-    /// The OpenTelemetry `gen_ai.provider.name` of a call of `endpoint` addressed to `host` at
-    /// `path` (e.g. `azure.ai.openai` for an OpenAI-shaped call to Azure).
-    fn provider(&self, endpoint: Endpoint, host: Option<&str>, path: &str) -> &'static str;
-
-    /// The model a request's URL path names, for families (or deployments) that put it there.
-    fn path_model(&self, _endpoint: Endpoint, _path: &str) -> Option<String> {
-        None
-    }
+    /// Where a call of `endpoint` addressed to `host` at `path` goes: its OpenTelemetry
+    /// `gen_ai.provider.name` (e.g. `azure.ai.openai` for an OpenAI-shaped call to Azure) and
+    /// the model the URL names, for families (or deployments) that put it there. Runs as every
+    /// call starts: no allocation but the model's.
+    fn route(&self, endpoint: Endpoint, host: Option<&str>, path: &str) -> Route;
 
     /// Decodes a request body. Fails when the body is not a JSON object of the expected field
     /// types; the caller records the error and passes the bytes on untouched.
@@ -88,6 +85,25 @@ pub(crate) trait WireFormat: Sync {
     /// What the model answered, in the provider's own shape: the assistant message(s), the
     /// completion text, the output items; `None` for embeddings.
     fn native_output(&self, call: &LlmCall) -> Option<Value>;
+}
+
+/// What a request's address says about its call (see [`WireFormat::route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// `gen_ai.provider.name`.
+    pub(crate) provider: &'static str,
+    /// The model the URL names (a path segment, an Azure deployment), if any.
+    pub(crate) model: Option<String>,
+}
+
+impl Route {
+    /// A provider whose URLs name no model.
+    pub(crate) fn provider(provider: &'static str) -> Self {
+        Route {
+            provider,
+            model: None,
+        }
+    }
 }
 
 /// Every wire format the layer recognises by default, in the order they are asked.

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::payload::LlmCall;
-use crate::wire::content::{message, text_part, with_finish_reason};
+use crate::wire::content::{message, record_map, text_part, with_finish_reason};
 
 /// An image or document `source` as a part: base64 data as a blob, a URL as a uri, a file id
 /// as a file.
@@ -123,7 +123,7 @@ pub(crate) fn tool_definitions(call: &LlmCall) -> Option<Value> {
 
 /// The request as Messages API JSON: the record's fields under Anthropic's names.
 pub(crate) fn native_request(call: &LlmCall) -> Value {
-    let mut request = crate::wire::openai::content::record_map(call);
+    let mut request = record_map(call);
     for (ours, theirs) in [
         ("instructions", "system"),
         ("stop", "stop_sequences"),

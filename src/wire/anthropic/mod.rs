@@ -10,9 +10,9 @@ use http::Method;
 use serde_json::Value;
 
 use super::assemble::Fold;
-use super::endpoint::{path_ends_with, Endpoint};
+use super::endpoint::{ends_with_ignore_case, Endpoint};
 use super::summary::ResponseSummary;
-use super::WireFormat;
+use super::{Route, WireFormat};
 use crate::payload::{LlmCall, RequestRecord};
 
 /// The Anthropic wire format.
@@ -23,11 +23,11 @@ impl WireFormat for Anthropic {
     fn recognise(&self, _method: &Method, path: &str) -> Option<Endpoint> {
         // Not `.../v1/messages/count_tokens` or `.../batches`, nor OpenAI's
         // `/v1/threads/{id}/messages`.
-        path_ends_with(path, "/v1/messages").then_some(Endpoint::AnthropicMessages)
+        ends_with_ignore_case(path, "/v1/messages").then_some(Endpoint::AnthropicMessages)
     }
 
-    fn provider(&self, _endpoint: Endpoint, _host: Option<&str>, _path: &str) -> &'static str {
-        "anthropic"
+    fn route(&self, _endpoint: Endpoint, _host: Option<&str>, _path: &str) -> Route {
+        Route::provider("anthropic")
     }
 
     fn decode_request(

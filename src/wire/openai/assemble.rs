@@ -15,9 +15,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::response::{decode_json_response, usage_from_value, TREE_LIMIT};
+use super::response::{decode_json_response, usage_from_value};
 use crate::json::Json;
 use crate::wire::assemble::{Folded, StreamFold};
+use crate::wire::budget::TREE_LIMIT;
 use crate::wire::budget::{
     append_opt, fitted, small_tree, ContentBudget, ENTRY_COST, MAX_ENTRIES_PER_EVENT,
 };
@@ -50,6 +51,7 @@ impl OpenAiFold {
 }
 
 impl StreamFold for OpenAiFold {
+    #[inline]
     fn push(
         &mut self,
         event: SseEvent<'_>,

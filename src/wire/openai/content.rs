@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::payload::LlmCall;
-use crate::wire::content::{arguments, image_part, message, text_part};
+use crate::wire::content::{arguments, image_part, message, record_map, text_part};
 use crate::wire::endpoint::Endpoint;
 
 /// One OpenAI content part (chat or Responses API) as a conventions part.
@@ -397,18 +397,6 @@ pub(crate) fn native_request(call: &LlmCall) -> Value {
         }
     }
     Value::Object(request)
-}
-
-/// The request record as a JSON object, `stream` left out unless set.
-pub(crate) fn record_map(call: &LlmCall) -> Map<String, Value> {
-    let mut request = match serde_json::to_value(&call.request) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    if !call.request.stream {
-        request.remove("stream");
-    }
-    request
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use http::Method;
 use serde_json::Value;
 
 use super::assemble::Fold;
-use super::endpoint::{path_ends_with, Endpoint};
+use super::endpoint::{ends_with_ignore_case, Endpoint};
 use super::summary::ResponseSummary;
-use super::WireFormat;
+use super::{Route, WireFormat};
 use crate::payload::{LlmCall, RequestRecord};
 use assemble::OpenAiFold;
 
@@ -28,44 +28,50 @@ const AZURE_OPENAI_HOST: &str = ".openai.azure.com";
 /// APIs elsewhere).
 const AZURE_SERVICES_HOSTS: [&str; 2] = [".cognitiveservices.azure.com", ".services.ai.azure.com"];
 
-/// `/openai/deployments/{name}/...`: Azure's deployment-scoped routes.
+/// The deployment of Azure's deployment-scoped routes, `/openai/deployments/{name}/...` (under
+/// any prefix). Walks the path's segments: no substring search to set up for each call.
 fn azure_deployment(path: &str) -> Option<&str> {
-    let at = path.find("/openai/deployments/")?;
-    let rest = &path[at + "/openai/deployments/".len()..];
-    let name = rest.split('/').next()?;
-    (!name.is_empty()).then_some(name)
+    let mut segments = path.split('/');
+    while let Some(segment) = segments.next() {
+        if segment == "openai" {
+            let mut rest = segments.clone();
+            if rest.next() == Some("deployments") {
+                return rest.next().filter(|name| !name.is_empty());
+            }
+        }
+    }
+    None
 }
 
 impl WireFormat for OpenAi {
     fn recognise(&self, _method: &Method, path: &str) -> Option<Endpoint> {
         let named = |name: &str| path.eq_ignore_ascii_case(name);
-        if path_ends_with(path, "/chat/completions") {
+        if ends_with_ignore_case(path, "/chat/completions") {
             Some(Endpoint::ChatCompletions)
-        } else if path_ends_with(path, "/completions") || named("completions") {
+        } else if ends_with_ignore_case(path, "/completions") || named("completions") {
             Some(Endpoint::Completions)
-        } else if path_ends_with(path, "/embeddings") || named("embeddings") {
+        } else if ends_with_ignore_case(path, "/embeddings") || named("embeddings") {
             Some(Endpoint::Embeddings)
-        } else if path_ends_with(path, "/responses") || named("responses") {
+        } else if ends_with_ignore_case(path, "/responses") || named("responses") {
             Some(Endpoint::Responses)
         } else {
             None
         }
     }
 
-    fn provider(&self, _endpoint: Endpoint, host: Option<&str>, path: &str) -> &'static str {
-        let host = host.unwrap_or("").to_ascii_lowercase();
-        let azure_host = host.ends_with(AZURE_OPENAI_HOST)
+    fn route(&self, _endpoint: Endpoint, host: Option<&str>, path: &str) -> Route {
+        let host = host.unwrap_or("");
+        let deployment = azure_deployment(path);
+        let azure = deployment.is_some()
+            || ends_with_ignore_case(host, AZURE_OPENAI_HOST)
             || (path.starts_with("/openai/")
-                && AZURE_SERVICES_HOSTS.iter().any(|s| host.ends_with(s)));
-        if azure_host || azure_deployment(path).is_some() {
-            "azure.ai.openai"
-        } else {
-            "openai"
+                && AZURE_SERVICES_HOSTS
+                    .iter()
+                    .any(|suffix| ends_with_ignore_case(host, suffix)));
+        Route {
+            provider: if azure { "azure.ai.openai" } else { "openai" },
+            model: deployment.map(str::to_owned),
         }
-    }
-
-    fn path_model(&self, _endpoint: Endpoint, path: &str) -> Option<String> {
-        azure_deployment(path).map(str::to_owned)
     }
 
     fn decode_request(
@@ -123,40 +129,51 @@ mod tests {
 
     #[test]
     fn azure_hosts_and_deployment_paths() {
+        let route = |host, path| OpenAi.route(Endpoint::ChatCompletions, Some(host), path);
         let azure = "/openai/deployments/my-gpt4o/chat/completions";
         assert_eq!(
-            OpenAi.provider(Endpoint::ChatCompletions, Some("x.openai.azure.com"), azure),
-            "azure.ai.openai"
+            route("x.openai.azure.com", azure),
+            Route {
+                provider: "azure.ai.openai",
+                model: Some("my-gpt4o".into())
+            }
         );
         assert_eq!(
-            OpenAi.provider(
-                Endpoint::ChatCompletions,
-                Some("res.cognitiveservices.azure.com"),
+            route("RES.OpenAI.Azure.com", "/openai/v1/chat/completions"),
+            Route::provider("azure.ai.openai")
+        );
+        assert_eq!(
+            route(
+                "res.cognitiveservices.azure.com",
                 "/openai/v1/chat/completions"
-            ),
+            )
+            .provider,
             "azure.ai.openai"
         );
+        // Not under `/openai/`: another API of the AI Services host.
         assert_eq!(
-            OpenAi.provider(Endpoint::ChatCompletions, Some("localhost"), azure),
-            "azure.ai.openai"
-        );
-        assert_eq!(
-            OpenAi.provider(
-                Endpoint::ChatCompletions,
-                Some("api.openai.com"),
-                "/v1/chat/completions"
-            ),
+            route("res.services.ai.azure.com", "/models/chat/completions").provider,
             "openai"
         );
+        // A deployment path behind a gateway on any host, under a prefix.
         assert_eq!(
-            OpenAi
-                .path_model(Endpoint::ChatCompletions, azure)
-                .as_deref(),
-            Some("my-gpt4o")
+            route("localhost", "/azure/openai/deployments/d1/embeddings"),
+            Route {
+                provider: "azure.ai.openai",
+                model: Some("d1".into())
+            }
         );
         assert_eq!(
-            OpenAi.path_model(Endpoint::ChatCompletions, "/v1/chat/completions"),
+            route("api.openai.com", "/v1/chat/completions"),
+            Route::provider("openai")
+        );
+        assert_eq!(
+            route("h", "/openai/deployments//chat/completions").model,
             None
+        );
+        assert_eq!(
+            OpenAi.route(Endpoint::Embeddings, None, "/v1/embeddings"),
+            Route::provider("openai")
         );
     }
 }

@@ -5,17 +5,18 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::wire::budget::SMALL_VALUE;
+use crate::wire::budget::{SMALL_VALUE, TREE_LIMIT};
 use crate::wire::endpoint::Endpoint;
 use crate::wire::read::{raw_string, Capped, Object, Text};
 use crate::wire::summary::{error_from_value, ResponseSummary};
 
-/// The most choices whose finish reason a response's summary reads (`n` is at most 128 at
-/// OpenAI); past it the summary says truncated.
-const MAX_CHOICES: usize = 4096;
 use crate::json::Json;
 use crate::payload::{Cost, Usage};
 use crate::process::pricing::PROVIDER_SOURCE;
+
+/// The most choices whose finish reason a response's summary reads (`n` is at most 128 at
+/// OpenAI); past it the summary says truncated.
+const MAX_CHOICES: usize = 4096;
 
 /// Usage as OpenAI sends it: chat/completions/embeddings names, or Responses API names.
 #[derive(Debug, Default, Deserialize)]
@@ -151,10 +152,6 @@ pub(crate) fn decode_json_response(
     summary.response = Some(Json::from(value));
     Ok(summary)
 }
-
-/// A body larger than this that is not a well-formed response object is not read into a
-/// `Value` tree: a tree takes up to ~16 times the text (`[0,0,...]`), so it is kept as text.
-pub(crate) const TREE_LIMIT: usize = 1 << 20;
 
 /// Decodes a large body without a `Value` tree: embeddings keep their items without vectors;
 /// anything else is kept as (compact) text, summarised from its top-level fields.
