@@ -5,6 +5,7 @@
 //! It ends exactly once: [`InFlightCall::finish`] takes `self`, and a call dropped without being
 //! finished (a future or body dropped early, whoever held it) finishes itself as `cancelled`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,8 +86,8 @@ impl Observer {
         let started_wall = OffsetDateTime::now_utc();
         let route = format_of(endpoint).route(endpoint, server_address.as_deref(), uri.path());
         let provider = match &self.provider {
-            Some(configured) => configured.clone(),
-            None => route.provider.to_owned(),
+            Some(configured) => Cow::Owned(configured.clone()),
+            None => Cow::Borrowed(route.provider),
         };
         let path_model = route.model;
         let span = span::open(endpoint, &provider, server_address.as_deref());
@@ -166,8 +167,8 @@ pub(crate) struct InFlightCall {
     observer: Arc<Observer>,
     id: CallId,
     endpoint: Endpoint,
-    /// `gen_ai.provider.name`, known from the start.
-    provider: String,
+    /// `gen_ai.provider.name`, known from the start (a `String` only when the call ends).
+    provider: Cow<'static, str>,
     /// The model the request's URL named (e.g. an Azure deployment), if any.
     path_model: Option<String>,
     span: CallSpan,
@@ -305,7 +306,7 @@ impl InFlightCall {
             trace: *self.id.trace(),
             endpoint: self.endpoint,
             operation: self.endpoint.operation().to_owned(),
-            provider: std::mem::take(&mut self.provider),
+            provider: std::mem::take(&mut self.provider).into_owned(),
             server_address: self.server_address.take(),
             request_model,
             truncated: request.truncated || decoded.truncated,
