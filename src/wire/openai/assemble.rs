@@ -207,6 +207,18 @@ impl Keyed for ToolCallState {
     }
 }
 
+/// Appends a JSON string read from `raw` to `slot`; returns whether it was not empty. Fails
+/// (the event is undecodable) when `raw` is not a string.
+fn append_raw_text(
+    budget: &mut ContentBudget,
+    slot: &mut Option<String>,
+    raw: &RawValue,
+) -> Result<bool, serde_json::Error> {
+    let text: Text<'_> = serde_json::from_str(raw.get())?;
+    append_opt(budget, slot, &text);
+    Ok(!text.is_empty())
+}
+
 impl ChatAssembly {
     /// Returns whether the chunk carried content.
     fn push(&mut self, data: &[u8], budget: &mut ContentBudget) -> Result<bool, serde_json::Error> {
@@ -251,17 +263,14 @@ impl ChatAssembly {
                     content |= !text.is_empty();
                     append_opt(budget, &mut state.content, &text);
                 }
-                let rare = [
-                    (delta.refusal, &mut state.refusal),
-                    (delta.reasoning_content, &mut state.reasoning_content),
-                    (delta.reasoning, &mut state.reasoning),
-                ];
-                for (raw, slot) in rare {
-                    if let Some(raw) = raw {
-                        let text: Text<'_> = serde_json::from_str(raw.get())?;
-                        content |= !text.is_empty();
-                        append_opt(budget, slot, &text);
-                    }
+                if let Some(raw) = delta.refusal {
+                    content |= append_raw_text(budget, &mut state.refusal, raw)?;
+                }
+                if let Some(raw) = delta.reasoning_content {
+                    content |= append_raw_text(budget, &mut state.reasoning_content, raw)?;
+                }
+                if let Some(raw) = delta.reasoning {
+                    content |= append_raw_text(budget, &mut state.reasoning, raw)?;
                 }
                 let calls = delta.tool_calls.map(|capped| {
                     skipped |= capped.skipped;
