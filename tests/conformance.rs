@@ -76,25 +76,6 @@ fn usage_of(u: &Value) -> Option<Tokens> {
     Some((input, output, u["total_tokens"].as_u64(), cached))
 }
 
-/// `data:` payloads (with their `event:` names) of an SSE body, split the simple way: the
-/// recordings use `\n` line ends.
-fn sse_events(body: &str) -> Vec<(String, String)> {
-    body.split("\n\n")
-        .filter_map(|block| {
-            let mut event = String::new();
-            let mut data = Vec::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
-                }
-            }
-            (!data.is_empty()).then(|| (event, data.join("\n")))
-        })
-        .collect()
-}
-
 fn expected(interaction: &Interaction) -> Expected {
     let mut want = Expected {
         endpoint: endpoint_of(&interaction.uri, &interaction.method),
@@ -111,7 +92,7 @@ fn expected(interaction: &Interaction) -> Expected {
     let mut error = None;
     if streamed {
         let mut last_finish: BTreeMap<u64, String> = BTreeMap::new();
-        for (event, data) in sse_events(body) {
+        for (event, data) in support::sse_events(body) {
             if data == "[DONE]" {
                 continue;
             }

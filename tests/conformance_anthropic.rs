@@ -107,26 +107,6 @@ struct Expected {
     has_content_delta: bool,
 }
 
-/// `data:` payloads (with their `event:` names) of an SSE body, split the simple way: the
-/// recorded Anthropic streams use `\n` line ends.
-fn sse_events(body: &str) -> Vec<(String, String)> {
-    body.replace("\r\n", "\n")
-        .split("\n\n")
-        .filter_map(|block| {
-            let mut event = String::new();
-            let mut data = Vec::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
-                }
-            }
-            (!data.is_empty()).then(|| (event, data.join("\n")))
-        })
-        .collect()
-}
-
 fn string(v: &Value) -> Option<String> {
     v.as_str().map(str::to_owned)
 }
@@ -173,7 +153,7 @@ fn expected(interaction: &Interaction) -> Expected {
         let mut last_delta_usage: Option<Value> = None;
         let mut blocks: BTreeMap<u64, Value> = BTreeMap::new();
         let mut fragments: BTreeMap<u64, String> = BTreeMap::new();
-        for (event, data) in sse_events(body) {
+        for (event, data) in support::sse_events(body) {
             let chunk: Value = serde_json::from_str(&data).expect("recorded event is JSON");
             let kind = chunk["type"].as_str().unwrap_or(event.as_str()).to_owned();
             match kind.as_str() {

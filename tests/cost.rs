@@ -16,8 +16,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use llm_observability::genai::{self, AttributeValue};
 use llm_observability::{
-    Cost, Endpoint, LlmCall, LlmObservabilityLayer, MemorySink, ModelPrice, Pricing, PricingError,
-    Processor, Usage,
+    Cost, Endpoint, LlmCall, LlmObservabilityLayer, LlmObservabilityLayerBuilder, MemorySink,
+    ModelPrice, Pricing, PricingError, Processor, Usage,
 };
 use support::Interaction;
 
@@ -48,13 +48,18 @@ fn interaction(file_suffix: &str, index: usize) -> Interaction {
 
 /// Replays a recorded interaction through a layer with the built-in pricing; its payload.
 async fn priced(file_suffix: &str, index: usize) -> Arc<LlmCall> {
+    let layer = LlmObservabilityLayer::builder().processor(Pricing::built_in());
+    replay_one(layer, interaction(file_suffix, index)).await
+}
+
+/// Replays `recorded` whole through a layer built from `builder` with a memory sink; the one
+/// payload it recorded.
+async fn replay_one(builder: LlmObservabilityLayerBuilder, recorded: Interaction) -> Arc<LlmCall> {
     let memory = MemorySink::new();
-    let layer = LlmObservabilityLayer::builder()
-        .processor(Pricing::built_in())
+    let layer = builder
         .sink(memory.clone())
         .build()
         .expect("inside a runtime");
-    let recorded = interaction(file_suffix, index);
     let frames = vec![Bytes::from(recorded.response_body.clone())];
     support::replay_tower(&layer, &recorded, frames).await;
     let mut calls = support::flushed(&layer, &memory).await;
@@ -463,43 +468,20 @@ fn snapshot_names_and_provider_prefixes_resolve() {
 
 /// A recorded Anthropic prompt-caching interaction (provider-recorded).
 fn anthropic_interaction(file: &str, index: usize) -> Interaction {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
-        "../shared/fixtures/provider-recorded/traceloop+openllmetry/_decoded/packages/\
-         opentelemetry-instrumentation-anthropic/tests/cassettes/test_prompt_caching",
-    );
-    let path = path.join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("recorded provider fixture {}: {e}", path.display()));
-    let doc: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
-    let interaction = &doc["interactions"][index];
-    let (request, response) = (&interaction["request"], &interaction["response"]);
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-    Interaction {
-        file: file.to_owned(),
-        index,
-        method: text(&request["method"]),
-        uri: text(&request["uri"]),
-        request_body: text(&request["body"]),
-        status: response["status"].as_u64().expect("status") as u16,
-        content_type: text(&response["content_type"]),
-        response_body: text(&response["body"]),
-        serve_encoding: None,
-    }
+    support::load_provider_interactions()
+        .expect("recorded provider fixtures at ../shared")
+        .into_iter()
+        .map(|p| p.interaction)
+        .find(|i| {
+            i.file.contains("test_prompt_caching") && i.file.ends_with(file) && i.index == index
+        })
+        .unwrap_or_else(|| panic!("no recorded interaction {file}#{index}"))
 }
 
+/// Replays a recorded Anthropic call through a layer that prices as calls end; its payload.
 async fn priced_anthropic(file: &str, index: usize) -> Arc<LlmCall> {
-    let memory = MemorySink::new();
-    let layer = LlmObservabilityLayer::builder()
-        .pricing(Pricing::built_in())
-        .sink(memory.clone())
-        .build()
-        .expect("inside a runtime");
-    let recorded = anthropic_interaction(file, index);
-    let frames = vec![Bytes::from(recorded.response_body.clone())];
-    support::replay_tower(&layer, &recorded, frames).await;
-    let mut calls = support::flushed(&layer, &memory).await;
-    assert_eq!(calls.len(), 1);
-    calls.remove(0)
+    let layer = LlmObservabilityLayer::builder().pricing(Pricing::built_in());
+    replay_one(layer, anthropic_interaction(file, index)).await
 }
 
 #[tokio::test]

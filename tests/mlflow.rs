@@ -740,30 +740,7 @@ async fn recorded_anthropic_calls_are_traces_in_anthropic_format_with_cache_usag
         let inputs = &at["mlflow.spanInputs"];
         assert_eq!(inputs["messages"], case.request["messages"], "{label}");
         assert_eq!(inputs["max_tokens"], case.request["max_tokens"], "{label}");
-        let outputs = &at["mlflow.spanOutputs"];
-        assert_eq!(outputs["type"], "message");
-        assert_eq!(outputs["id"], expect.id.as_str());
-        assert_eq!(outputs["stop_reason"], expect.stop_reason.as_str());
-        let blocks = outputs["content"].as_array().expect("content blocks");
-        let text: String = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
-        assert_eq!(text, expect.text, "{label}");
-        let thinking: String = blocks
-            .iter()
-            .filter_map(|b| b["thinking"].as_str())
-            .collect();
-        assert_eq!(thinking, expect.thinking, "{label}");
-        let tool_calls: Vec<(String, String, Value)> = blocks
-            .iter()
-            .filter(|b| b["type"] == "tool_use")
-            .map(|b| {
-                (
-                    b["id"].as_str().unwrap_or("").to_owned(),
-                    b["name"].as_str().unwrap_or("").to_owned(),
-                    b["input"].clone(),
-                )
-            })
-            .collect();
-        assert_eq!(tool_calls, expect.tool_calls, "{label}");
+        expect.assert_message(&at["mlflow.spanOutputs"], label);
         if label == "tools" {
             assert_eq!(inputs["tools"], case.request["tools"]);
             let tools = at["mlflow.chat.tools"].as_array().expect("chat tools");

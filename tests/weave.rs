@@ -621,22 +621,7 @@ async fn recorded_anthropic_calls_land_as_anthropic_messages_calls_with_cache_us
                 assert_eq!(&call["inputs"][key], sent, "{label}: inputs.{key}");
             }
         }
-        let output = &call["output"];
-        assert_eq!(output["type"], "message");
-        assert_eq!(output["id"], expect.id.as_str());
-        let blocks = output["content"].as_array().expect("content blocks");
-        let tool_inputs: Vec<&Value> = blocks
-            .iter()
-            .filter(|b| b["type"] == "tool_use")
-            .map(|b| &b["input"])
-            .collect();
-        let want: Vec<&Value> = expect.tool_calls.iter().map(|c| &c.2).collect();
-        assert_eq!(tool_inputs, want, "{label}");
-        let thinking: String = blocks
-            .iter()
-            .filter_map(|b| b["thinking"].as_str())
-            .collect();
-        assert_eq!(thinking, expect.thinking, "{label}");
+        expect.assert_message(&call["output"], label);
         let uncached = expect.input_tokens - expect.cache_read - expect.cache_creation;
         assert_eq!(
             call["summary"]["usage"],

@@ -80,6 +80,38 @@ pub struct AnthropicExpect {
     pub stop_reason: String,
 }
 
+impl AnthropicExpect {
+    /// Asserts that `message` — a backend's copy of the call's response — is the Message the
+    /// recording says: type, id, stop reason, text, thinking, and each tool call's id, name
+    /// and input (parsed from its fragments), in order.
+    pub fn assert_message(&self, message: &serde_json::Value, label: &str) {
+        assert_eq!(message["type"], "message", "{label}: type");
+        assert_eq!(message["id"], self.id.as_str(), "{label}: id");
+        assert_eq!(
+            message["stop_reason"],
+            self.stop_reason.as_str(),
+            "{label}: stop_reason"
+        );
+        let blocks = message["content"].as_array().expect("content blocks");
+        let joined =
+            |key: &str| -> String { blocks.iter().filter_map(|b| b[key].as_str()).collect() };
+        assert_eq!(joined("text"), self.text, "{label}: text");
+        assert_eq!(joined("thinking"), self.thinking, "{label}: thinking");
+        let tool_calls: Vec<(String, String, serde_json::Value)> = blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| {
+                (
+                    b["id"].as_str().unwrap_or("").to_owned(),
+                    b["name"].as_str().unwrap_or("").to_owned(),
+                    b["input"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(tool_calls, self.tool_calls, "{label}: tool calls");
+    }
+}
+
 /// One recorded Anthropic call to send through a layer, with its request and expectations.
 #[derive(Debug, Clone)]
 pub struct AnthropicCase {

@@ -594,3 +594,23 @@ pub fn load_provider_interactions() -> Option<Vec<ProviderInteraction>> {
     assert!(!out.is_empty(), "no interactions under {}", root.display());
     Some(out)
 }
+
+/// `data:` payloads (with their `event:` names) of an SSE body, split the simple way: the
+/// recordings use `\n` line ends (`\r\n` is read as `\n`).
+pub fn sse_events(body: &str) -> Vec<(String, String)> {
+    body.replace("\r\n", "\n")
+        .split("\n\n")
+        .filter_map(|block| {
+            let mut event = String::new();
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                }
+            }
+            (!data.is_empty()).then(|| (event, data.join("\n")))
+        })
+        .collect()
+}
