@@ -527,6 +527,18 @@ fn op_name(call: &LlmCall) -> &'static str {
         crate::Endpoint::Embeddings => "openai.embeddings.create",
         crate::Endpoint::Responses => "openai.responses.create",
         crate::Endpoint::AnthropicMessages => "anthropic.Messages.create",
+        crate::Endpoint::GeminiGenerateContent => "google.genai.models.Models.generate_content",
+        crate::Endpoint::GeminiStreamGenerateContent => {
+            "google.genai.models.Models.generate_content_stream"
+        }
+        crate::Endpoint::GeminiEmbedContent | crate::Endpoint::GeminiBatchEmbedContents => {
+            "google.genai.models.Models.embed_content"
+        }
+        crate::Endpoint::BedrockConverse => "BedrockRuntime.converse",
+        crate::Endpoint::BedrockConverseStream => "BedrockRuntime.converse_stream",
+        crate::Endpoint::OllamaChat => "ollama.chat",
+        crate::Endpoint::OllamaGenerate => "ollama.generate",
+        crate::Endpoint::OllamaEmbed | crate::Endpoint::OllamaEmbeddings => "ollama.embed",
     }
 }
 

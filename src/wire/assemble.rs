@@ -3,8 +3,8 @@
 //! half — what an event means — is a [`Fold`] chosen by the call's wire format.
 
 use super::budget::ContentBudget;
-use super::sse::SseEvent;
 use super::summary::ResponseSummary;
+use super::Event;
 use super::{anthropic, openai};
 
 /// What one event contributed, as far as the caller cares.
@@ -52,7 +52,7 @@ pub(crate) trait StreamFold {
     /// stream goes on).
     fn push(
         &mut self,
-        event: SseEvent<'_>,
+        event: Event<'_>,
         budget: &mut ContentBudget,
     ) -> Result<Folded, serde_json::Error>;
 
@@ -67,18 +67,21 @@ pub(crate) enum Fold {
     OpenAi(openai::assemble::OpenAiFold),
     /// Anthropic Messages streams.
     Anthropic(Box<anthropic::assemble::MessageFold>),
+    /// A family whose fold is being written (nothing is kept).
+    Pending,
 }
 
 impl StreamFold for Fold {
     #[inline]
     fn push(
         &mut self,
-        event: SseEvent<'_>,
+        event: Event<'_>,
         budget: &mut ContentBudget,
     ) -> Result<Folded, serde_json::Error> {
         match self {
             Fold::OpenAi(fold) => fold.push(event, budget),
             Fold::Anthropic(fold) => fold.push(event, budget),
+            Fold::Pending => Ok(Folded::content(false)),
         }
     }
 
@@ -86,6 +89,7 @@ impl StreamFold for Fold {
         match self {
             Fold::OpenAi(fold) => fold.into_summary(),
             Fold::Anthropic(fold) => fold.into_summary(),
+            Fold::Pending => ResponseSummary::default(),
         }
     }
 }
@@ -117,7 +121,7 @@ impl StreamAssembler {
 
     /// Folds one event into the state.
     #[inline]
-    pub(crate) fn push(&mut self, event: SseEvent<'_>) -> EventEffect {
+    pub(crate) fn push(&mut self, event: Event<'_>) -> EventEffect {
         self.events += 1;
         match self.fold.push(event, &mut self.budget) {
             Ok(folded) => {
@@ -148,11 +152,12 @@ impl StreamAssembler {
         self.events
     }
 
-    /// The first decode error met, with the number of undecodable events.
-    pub(crate) fn decode_error(&self) -> Option<String> {
+    /// The first decode error met, with the number of undecodable events (`events`: what the
+    /// framing calls them, e.g. `SSE events`).
+    pub(crate) fn decode_error(&self, events: &str) -> Option<String> {
         self.first_decode_error.as_ref().map(|first| {
             format!(
-                "{} of {} SSE events could not be decoded; first: {first}",
+                "{} of {} {events} could not be decoded; first: {first}",
                 self.decode_failures, self.events
             )
         })

@@ -10,7 +10,7 @@ use http::HeaderMap;
 use super::assemble::{EventEffect, StreamAssembler};
 use super::endpoint::Endpoint;
 use super::format_of;
-use super::sse::SseParser;
+use super::framing::{Framer, Framing};
 use super::summary::ResponseSummary;
 use crate::capture::BytesCapture;
 use crate::decompress::{DecompressError, Decompressor};
@@ -32,11 +32,13 @@ const SNIFF_BYTES: usize = 16;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
-    /// The headers did not say; waiting for the first non-blank bytes.
-    Sniffing(BytesCapture),
+    /// The headers did not say; waiting for the first non-blank bytes. An event stream is
+    /// SSE; anything else is JSON, or, when the wire format streams in another framing, that.
+    Sniffing(BytesCapture, Option<Framing>),
     Json(BytesCapture),
-    Sse {
-        parser: SseParser,
+    /// A stream, cut into events by its framing and folded by the call's wire format.
+    Stream {
+        framer: Framer,
         assembler: StreamAssembler,
     },
     /// Bytes we cannot decode (an unsupported encoding); nothing is kept.
@@ -71,16 +73,20 @@ impl ResponseDecoder {
             .unwrap_or("")
             .to_ascii_lowercase();
         let decompressor = encoding.and_then(|e| Decompressor::for_encoding(e, limit));
+        // A framing the wire format streams in whatever the content type says (but SSE).
+        let declared = format_of(endpoint).stream_framing(endpoint);
         let state = if let (Some(encoding), None) = (encoding, &decompressor) {
             State::Opaque(format!(
                 "response body has Content-Encoding {encoding:?}, which is not decoded; it was passed through untouched"
             ))
         } else if content_type.starts_with("text/event-stream") {
-            Self::sse_state(endpoint, limit)
+            Self::stream_state(endpoint, Framing::Sse, limit)
+        } else if let (Some(framing), false) = (declared, content_type.is_empty()) {
+            Self::stream_state(endpoint, framing, limit)
         } else if content_type.contains("json") {
             State::Json(BytesCapture::new(limit))
         } else {
-            State::Sniffing(BytesCapture::new(limit))
+            State::Sniffing(BytesCapture::new(limit), declared)
         };
         ResponseDecoder {
             endpoint,
@@ -91,9 +97,9 @@ impl ResponseDecoder {
         }
     }
 
-    fn sse_state(endpoint: Endpoint, limit: usize) -> State {
-        State::Sse {
-            parser: SseParser::new(limit),
+    fn stream_state(endpoint: Endpoint, framing: Framing, limit: usize) -> State {
+        State::Stream {
+            framer: Framer::new(framing, limit),
             assembler: StreamAssembler::new(format_of(endpoint).stream_fold(endpoint), limit),
         }
     }
@@ -127,36 +133,38 @@ impl ResponseDecoder {
                 capture.push(frame);
                 false
             }
-            State::Sse { parser, assembler } => {
+            State::Stream { framer, assembler } => {
                 let mut content = false;
-                parser.feed(frame, &mut |event| {
+                framer.feed(frame, &mut |event| {
                     content |= assembler.push(event) == EventEffect::Content;
                 });
                 content
             }
             State::Opaque(_) => false,
-            State::Sniffing(capture) => {
+            State::Sniffing(capture, declared) => {
                 capture.push(frame);
-                match sniff(capture) {
-                    Some(true) => self.replay_as_sse(),
-                    Some(false) => {
+                match (sniff(capture), *declared) {
+                    (Some(true), _) => self.replay_as(Framing::Sse),
+                    (Some(false), Some(framing)) => self.replay_as(framing),
+                    (Some(false), None) => {
                         let capture = std::mem::replace(capture, BytesCapture::new(0));
                         self.state = State::Json(capture);
                         false
                     }
-                    None => false,
+                    (None, _) => false,
                 }
             }
         }
     }
 
-    fn replay_as_sse(&mut self) -> bool {
-        let State::Sniffing(capture) =
+    /// Decodes what a [`State::Sniffing`] captured as a stream of `framing`, and goes on so.
+    fn replay_as(&mut self, framing: Framing) -> bool {
+        let State::Sniffing(capture, _) =
             std::mem::replace(&mut self.state, State::Opaque(String::new()))
         else {
             return false;
         };
-        self.state = Self::sse_state(self.endpoint, self.limit);
+        self.state = Self::stream_state(self.endpoint, framing, self.limit);
         let mut content = false;
         for part in capture.parts() {
             content |= self.feed_plain(part);
@@ -164,9 +172,9 @@ impl ResponseDecoder {
         content
     }
 
-    /// Whether the body is an event stream that has already said its last word.
+    /// Whether the body is a stream that has already said its last word.
     pub(crate) fn stream_ended(&self) -> bool {
-        matches!(&self.state, State::Sse { assembler, .. } if assembler.ended())
+        matches!(&self.state, State::Stream { assembler, .. } if assembler.ended())
     }
 
     /// Ends the body and decodes what it said.
@@ -204,12 +212,18 @@ impl ResponseDecoder {
     }
 
     fn decode(mut self) -> DecodedResponse {
-        if let State::Sniffing(capture) = &mut self.state {
-            if sniff(capture) == Some(true) {
-                self.replay_as_sse();
-            } else {
-                let capture = std::mem::replace(capture, BytesCapture::new(0));
-                self.state = State::Json(capture);
+        if let State::Sniffing(capture, declared) = &mut self.state {
+            match (sniff(capture), *declared) {
+                (Some(true), _) => {
+                    self.replay_as(Framing::Sse);
+                }
+                (Some(false), Some(framing)) => {
+                    self.replay_as(framing);
+                }
+                _ => {
+                    let capture = std::mem::replace(capture, BytesCapture::new(0));
+                    self.state = State::Json(capture);
+                }
             }
         }
         match self.state {
@@ -222,7 +236,7 @@ impl ResponseDecoder {
                 let mut stream = ResponseDecoder {
                     endpoint: self.endpoint,
                     limit: self.limit,
-                    state: Self::sse_state(self.endpoint, self.limit),
+                    state: Self::stream_state(self.endpoint, Framing::Sse, self.limit),
                     decompressor: None,
                     decompress_error: None,
                 };
@@ -231,31 +245,45 @@ impl ResponseDecoder {
                 }
                 stream.decode()
             }
-            State::Sse {
-                mut parser,
+            State::Stream {
+                mut framer,
                 mut assembler,
             } => {
-                parser.finish(&mut |event| {
+                framer.finish(&mut |event| {
                     assembler.push(event);
                 });
+                let oversized = framer.oversized();
                 if assembler.events() == 0 {
+                    let error = match (&framer, framer.malformed()) {
+                        (_, Some(malformed)) => malformed.to_owned(),
+                        (Framer::Sse(_), None) => {
+                            "event-stream response carried no events".to_owned()
+                        }
+                        (_, None) => format!("streamed response carried no {}", framer.events()),
+                    };
                     return DecodedResponse {
-                        error: Some("event-stream response carried no events".to_owned()),
-                        truncated: parser.oversized_lines() > 0,
+                        error: Some(error),
+                        truncated: oversized > 0,
                         ..DecodedResponse::default()
                     };
                 }
-                let mut error = assembler.decode_error();
-                if parser.oversized_lines() > 0 {
+                let mut error = assembler.decode_error(framer.events());
+                if oversized > 0 {
                     error = Some(format!(
-                        "{} SSE line(s) longer than {} bytes were skipped{}",
-                        parser.oversized_lines(),
+                        "{oversized} {} longer than {} bytes were skipped{}",
+                        framer.unit(),
                         self.limit,
                         error.map(|e| format!("; {e}")).unwrap_or_default()
                     ));
                 }
+                if let Some(malformed) = framer.malformed() {
+                    error = Some(match error {
+                        Some(error) => format!("{malformed}; {error}"),
+                        None => malformed.to_owned(),
+                    });
+                }
                 DecodedResponse {
-                    truncated: assembler.truncated() || parser.oversized_lines() > 0,
+                    truncated: assembler.truncated() || oversized > 0,
                     summary: assembler.into_summary(),
                     error,
                 }
@@ -264,7 +292,7 @@ impl ResponseDecoder {
                 error: Some(reason),
                 ..DecodedResponse::default()
             },
-            State::Sniffing(_) => DecodedResponse::default(),
+            State::Sniffing(..) => DecodedResponse::default(),
         }
     }
 
@@ -272,7 +300,7 @@ impl ResponseDecoder {
     pub(crate) fn finish_partial(self) -> DecodedResponse {
         match self.state {
             // A cut JSON body would only yield a parse error; say what happened instead.
-            State::Json(ref capture) | State::Sniffing(ref capture) if capture.len() > 0 => {
+            State::Json(ref capture) | State::Sniffing(ref capture, _) if capture.len() > 0 => {
                 let mut decoded = decode_captured_json(self.endpoint, capture);
                 if decoded.error.is_some() {
                     decoded.error = Some(format!(

@@ -25,6 +25,37 @@ pub enum Endpoint {
     /// Anthropic `POST .../v1/messages` (Messages API)
     #[serde(rename = "anthropic.messages")]
     AnthropicMessages,
+    /// Gemini API or Vertex AI `POST .../models/{model}:generateContent`
+    #[serde(rename = "gemini.generate_content")]
+    GeminiGenerateContent,
+    /// Gemini API or Vertex AI `POST .../models/{model}:streamGenerateContent` (SSE with
+    /// `?alt=sse`, else one JSON array written piece by piece)
+    #[serde(rename = "gemini.stream_generate_content")]
+    GeminiStreamGenerateContent,
+    /// Gemini API or Vertex AI `POST .../models/{model}:embedContent`
+    #[serde(rename = "gemini.embed_content")]
+    GeminiEmbedContent,
+    /// Gemini API `POST .../models/{model}:batchEmbedContents`
+    #[serde(rename = "gemini.batch_embed_contents")]
+    GeminiBatchEmbedContents,
+    /// AWS Bedrock Runtime `POST .../model/{modelId}/converse`
+    #[serde(rename = "bedrock.converse")]
+    BedrockConverse,
+    /// AWS Bedrock Runtime `POST .../model/{modelId}/converse-stream` (AWS event-stream frames)
+    #[serde(rename = "bedrock.converse_stream")]
+    BedrockConverseStream,
+    /// Ollama `POST .../api/chat` (NDJSON unless `"stream": false`)
+    #[serde(rename = "ollama.chat")]
+    OllamaChat,
+    /// Ollama `POST .../api/generate` (NDJSON unless `"stream": false`)
+    #[serde(rename = "ollama.generate")]
+    OllamaGenerate,
+    /// Ollama `POST .../api/embed`
+    #[serde(rename = "ollama.embed")]
+    OllamaEmbed,
+    /// Ollama `POST .../api/embeddings` (the older embeddings route)
+    #[serde(rename = "ollama.embeddings")]
+    OllamaEmbeddings,
 }
 
 /// The API family an endpoint belongs to: one wire format each.
@@ -32,6 +63,9 @@ pub enum Endpoint {
 pub(crate) enum Family {
     OpenAi,
     Anthropic,
+    Gemini,
+    Bedrock,
+    Ollama,
 }
 
 impl Endpoint {
@@ -43,15 +77,37 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Responses => "responses",
             Endpoint::AnthropicMessages => "anthropic.messages",
+            Endpoint::GeminiGenerateContent => "gemini.generate_content",
+            Endpoint::GeminiStreamGenerateContent => "gemini.stream_generate_content",
+            Endpoint::GeminiEmbedContent => "gemini.embed_content",
+            Endpoint::GeminiBatchEmbedContents => "gemini.batch_embed_contents",
+            Endpoint::BedrockConverse => "bedrock.converse",
+            Endpoint::BedrockConverseStream => "bedrock.converse_stream",
+            Endpoint::OllamaChat => "ollama.chat",
+            Endpoint::OllamaGenerate => "ollama.generate",
+            Endpoint::OllamaEmbed => "ollama.embed",
+            Endpoint::OllamaEmbeddings => "ollama.embeddings",
         }
     }
 
     /// The OpenTelemetry `gen_ai.operation.name` for this endpoint.
     pub fn operation(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::AnthropicMessages => "chat",
-            Endpoint::Completions => "text_completion",
-            Endpoint::Embeddings => "embeddings",
+            Endpoint::ChatCompletions
+            | Endpoint::Responses
+            | Endpoint::AnthropicMessages
+            | Endpoint::BedrockConverse
+            | Endpoint::BedrockConverseStream
+            | Endpoint::OllamaChat => "chat",
+            Endpoint::GeminiGenerateContent | Endpoint::GeminiStreamGenerateContent => {
+                "generate_content"
+            }
+            Endpoint::Completions | Endpoint::OllamaGenerate => "text_completion",
+            Endpoint::Embeddings
+            | Endpoint::GeminiEmbedContent
+            | Endpoint::GeminiBatchEmbedContents
+            | Endpoint::OllamaEmbed
+            | Endpoint::OllamaEmbeddings => "embeddings",
         }
     }
 
@@ -67,6 +123,9 @@ impl Endpoint {
         match self.family() {
             Family::OpenAi => "openai",
             Family::Anthropic => "anthropic",
+            Family::Gemini => "gemini",
+            Family::Bedrock => "bedrock",
+            Family::Ollama => "ollama",
         }
     }
 
@@ -77,6 +136,15 @@ impl Endpoint {
             | Endpoint::Embeddings
             | Endpoint::Responses => Family::OpenAi,
             Endpoint::AnthropicMessages => Family::Anthropic,
+            Endpoint::GeminiGenerateContent
+            | Endpoint::GeminiStreamGenerateContent
+            | Endpoint::GeminiEmbedContent
+            | Endpoint::GeminiBatchEmbedContents => Family::Gemini,
+            Endpoint::BedrockConverse | Endpoint::BedrockConverseStream => Family::Bedrock,
+            Endpoint::OllamaChat
+            | Endpoint::OllamaGenerate
+            | Endpoint::OllamaEmbed
+            | Endpoint::OllamaEmbeddings => Family::Ollama,
         }
     }
 

@@ -5,8 +5,9 @@
 //! call's [`WireFormat`] and goes through it for everything family-specific: recognising a
 //! request, the provider's name, decoding the request and a JSON response, folding a stream, and
 //! turning messages and output into the neutral GenAI content that exporters read. Framing —
-//! SSE ([`sse`]) today — is protocol-neutral, and so are the budget every stream fold appends
-//! through ([`budget`]) and the bookkeeping around the fold ([`assemble`]).
+//! SSE ([`sse`]), NDJSON ([`ndjson`]), streamed JSON arrays ([`json_array`]), chosen by
+//! [`framing`] — is protocol-neutral, and so are the budget every stream fold appends through
+//! ([`budget`]) and the bookkeeping around the fold ([`assemble`]).
 //!
 //! A family is one folder ([`openai`], [`anthropic`]) with one zero-sized type implementing
 //! [`WireFormat`], listed once in [`FORMATS`].
@@ -17,11 +18,17 @@ use crate::payload::{LlmCall, RequestRecord};
 
 pub(crate) mod anthropic;
 pub(crate) mod assemble;
+pub(crate) mod bedrock;
 pub(crate) mod budget;
 pub(crate) mod content;
 pub(crate) mod decoder;
 pub(crate) mod endpoint;
+pub(crate) mod framing;
+pub(crate) mod gemini;
 pub(crate) mod indexed;
+pub(crate) mod json_array;
+pub(crate) mod ndjson;
+pub(crate) mod ollama;
 pub(crate) mod openai;
 pub(crate) mod read;
 pub(crate) mod sse;
@@ -29,7 +36,19 @@ pub(crate) mod summary;
 
 use assemble::Fold;
 use endpoint::Endpoint;
+use framing::Framing;
 use summary::ResponseSummary;
+
+/// One event of a response stream, whatever its framing: an SSE event (`name` is its `event:`
+/// field), an NDJSON line or a JSON array's element (`name` empty), an AWS event-stream frame
+/// (`name` is its `:event-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Event<'a> {
+    /// The event's type as the framing names it; empty when it names none.
+    pub(crate) name: &'a [u8],
+    /// The event's payload (for SSE, the `data:` lines joined with `\n`).
+    pub(crate) data: &'a [u8],
+}
 
 /// One API family's wire format: everything the core needs to know about it.
 pub(crate) trait WireFormat: Sync {
@@ -60,6 +79,13 @@ pub(crate) trait WireFormat: Sync {
 
     /// A fresh fold for a streamed response of `endpoint`.
     fn stream_fold(&self, endpoint: Endpoint) -> Fold;
+
+    /// The framing `endpoint` streams in when its response is not SSE (`None`: it streams SSE
+    /// or answers one JSON body). A response whose content type is `text/event-stream`, or whose
+    /// body sniffs as one, is read as SSE all the same.
+    fn stream_framing(&self, _endpoint: Endpoint) -> Option<Framing> {
+        None
+    }
 
     /// `gen_ai.input.messages`: the messages sent to the model (system instructions apart), as
     /// `{role, parts}` in the GenAI conventions' parts format.
@@ -107,12 +133,21 @@ impl Route {
 }
 
 /// Every wire format the layer recognises by default, in the order they are asked.
-pub(crate) const FORMATS: [&dyn WireFormat; 2] = [&openai::OpenAi, &anthropic::Anthropic];
+pub(crate) const FORMATS: [&dyn WireFormat; 5] = [
+    &openai::OpenAi,
+    &anthropic::Anthropic,
+    &gemini::Gemini,
+    &bedrock::Bedrock,
+    &ollama::Ollama,
+];
 
 /// The wire format of `endpoint`.
 pub(crate) fn format_of(endpoint: Endpoint) -> &'static dyn WireFormat {
     match endpoint.family() {
         endpoint::Family::OpenAi => &openai::OpenAi,
         endpoint::Family::Anthropic => &anthropic::Anthropic,
+        endpoint::Family::Gemini => &gemini::Gemini,
+        endpoint::Family::Bedrock => &bedrock::Bedrock,
+        endpoint::Family::Ollama => &ollama::Ollama,
     }
 }

@@ -5,14 +5,7 @@
 //! `\r\n` or `\r`, including a `\r\n` split across two chunks; a leading UTF-8 BOM, comments,
 //! `id:`/`retry:` fields and unknown fields are skipped; multi-line `data:` is joined with `\n`.
 
-/// One dispatched event. `event` is empty when the stream gave no `event:` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SseEvent<'a> {
-    /// The `event:` field, or empty for the default `message` type.
-    pub event: &'a [u8],
-    /// The `data:` lines joined with `\n`.
-    pub data: &'a [u8],
-}
+use super::Event;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -62,7 +55,7 @@ impl SseParser {
     }
 
     /// Feeds one chunk, calling `on_event` for every event it completes.
-    pub(crate) fn feed(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+    pub(crate) fn feed(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
         if !self.started {
             chunk = self.strip_bom(chunk);
             if chunk.is_empty() {
@@ -120,7 +113,7 @@ impl SseParser {
 
     /// Ends the stream: an unterminated last line is processed and a pending event dispatched,
     /// so that a stream cut short still yields what it said.
-    pub(crate) fn finish(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
+    pub(crate) fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
         if !self.tail.is_empty() && !self.skipping_line {
             let line = std::mem::take(&mut self.tail);
             self.process_line(&line, on_event);
@@ -147,12 +140,12 @@ impl SseParser {
         &chunk[consumed..]
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
         if line.is_empty() {
             if self.has_data {
                 let data = self.data.strip_suffix(b"\n").unwrap_or(&self.data);
-                on_event(SseEvent {
-                    event: &self.event,
+                on_event(Event {
+                    name: &self.event,
                     data,
                 });
             }
@@ -197,9 +190,9 @@ mod tests {
     fn parse_chunks(chunks: &[&[u8]]) -> Vec<(String, String)> {
         let mut parser = SseParser::new(1 << 20);
         let mut out = Vec::new();
-        let mut push = |ev: SseEvent<'_>| {
+        let mut push = |ev: Event<'_>| {
             out.push((
-                String::from_utf8_lossy(ev.event).into_owned(),
+                String::from_utf8_lossy(ev.name).into_owned(),
                 String::from_utf8_lossy(ev.data).into_owned(),
             ))
         };
@@ -267,7 +260,7 @@ mod tests {
     fn oversized_lines_are_skipped_and_counted() {
         let mut parser = SseParser::new(16);
         let mut out = Vec::new();
-        let mut push = |ev: SseEvent<'_>| out.push(ev.data.to_vec());
+        let mut push = |ev: Event<'_>| out.push(ev.data.to_vec());
         parser.feed(b"data: 0123456789", &mut push);
         parser.feed(b"0123456789abcdef", &mut push);
         parser.feed(b"xyz\n\ndata: ok\n\n", &mut push);

@@ -20,8 +20,8 @@ use crate::wire::assemble::{Folded, StreamFold};
 use crate::wire::budget::{fitted, small_tree, ContentBudget, ENTRY_COST, TREE_LIMIT};
 use crate::wire::indexed::{Indexed, Keyed};
 use crate::wire::read::{raw_string, read_json, Text};
-use crate::wire::sse::SseEvent;
 use crate::wire::summary::{error_from_value, ResponseSummary};
+use crate::wire::Event;
 
 #[derive(Deserialize)]
 struct StreamEvent<'a> {
@@ -272,7 +272,7 @@ impl MessageFold {
 impl StreamFold for MessageFold {
     fn push(
         &mut self,
-        event: SseEvent<'_>,
+        event: Event<'_>,
         budget: &mut ContentBudget,
     ) -> Result<Folded, serde_json::Error> {
         let parsed: StreamEvent<'_> = read_json(event.data)?;
@@ -433,8 +433,8 @@ mod tests {
         let effects = texts
             .iter()
             .map(|(name, data)| {
-                assembler.push(SseEvent {
-                    event: name.as_bytes(),
+                assembler.push(Event {
+                    name: name.as_bytes(),
                     data: data.as_bytes(),
                 })
             })
@@ -597,8 +597,8 @@ mod tests {
             let data = format!(
                 r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"x"}}}}"#
             );
-            assembler.push(SseEvent {
-                event: b"content_block_delta",
+            assembler.push(Event {
+                name: b"content_block_delta",
                 data: data.as_bytes(),
             });
         }

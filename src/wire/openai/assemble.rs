@@ -25,8 +25,8 @@ use crate::wire::budget::{
 use crate::wire::endpoint::Endpoint;
 use crate::wire::indexed::{Indexed, Keyed};
 use crate::wire::read::{read_json, Capped, Text};
-use crate::wire::sse::SseEvent;
 use crate::wire::summary::{error_from_value, ResponseSummary};
+use crate::wire::Event;
 
 /// The OpenAI fold: chat and legacy completion chunks, or Responses API events.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ impl StreamFold for OpenAiFold {
     #[inline]
     fn push(
         &mut self,
-        event: SseEvent<'_>,
+        event: Event<'_>,
         budget: &mut ContentBudget,
     ) -> Result<Folded, serde_json::Error> {
         if event.data == b"[DONE]" {
@@ -469,7 +469,7 @@ fn not_null(raw: &&RawValue) -> bool {
 impl ResponsesAssembly {
     fn push(
         &mut self,
-        event: SseEvent<'_>,
+        event: Event<'_>,
         budget: &mut ContentBudget,
     ) -> Result<bool, serde_json::Error> {
         let parsed: ResponsesEvent<'_> = read_json(event.data)?;
@@ -655,8 +655,8 @@ mod tests {
         let effects = events
             .iter()
             .map(|data| {
-                assembler.push(SseEvent {
-                    event: b"",
+                assembler.push(Event {
+                    name: b"",
                     data: data.as_bytes(),
                 })
             })
@@ -852,8 +852,8 @@ mod tests {
 
     fn push_all(assembler: &mut StreamAssembler, events: &[String]) {
         for data in events {
-            assembler.push(SseEvent {
-                event: b"",
+            assembler.push(Event {
+                name: b"",
                 data: data.as_bytes(),
             });
         }

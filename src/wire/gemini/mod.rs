@@ -1,0 +1,165 @@
+//! Google's Gemini API (`generativelanguage.googleapis.com`) and Vertex AI's Gemini models
+//! (`.../projects/*/locations/*/publishers/google/models/{m}`): `generateContent`,
+//! `streamGenerateContent` (SSE with `?alt=sse`, else one JSON array written piece by piece),
+//! `embedContent`, `batchEmbedContents`.
+
+use http::Method;
+use serde_json::Value;
+
+use super::assemble::Fold;
+use super::endpoint::{ends_with_ignore_case, Endpoint};
+use super::framing::Framing;
+use super::summary::ResponseSummary;
+use super::{Route, WireFormat};
+use crate::payload::{LlmCall, RequestRecord};
+
+/// The Gemini (and Vertex AI Gemini) wire format.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gemini;
+
+/// `.../models/{model}:{method}`: the model and the method, from the path's last two segments.
+fn model_and_method(path: &str) -> Option<(&str, &str)> {
+    let (rest, last) = path.rsplit_once('/')?;
+    let (model, method) = last.split_once(':')?;
+    let collection = rest.rsplit('/').next()?;
+    (collection == "models" && !model.is_empty()).then_some((model, method))
+}
+
+impl WireFormat for Gemini {
+    fn recognise(&self, _method: &Method, path: &str) -> Option<Endpoint> {
+        let (_, method) = model_and_method(path)?;
+        match method {
+            "generateContent" => Some(Endpoint::GeminiGenerateContent),
+            "streamGenerateContent" => Some(Endpoint::GeminiStreamGenerateContent),
+            "embedContent" => Some(Endpoint::GeminiEmbedContent),
+            "batchEmbedContents" => Some(Endpoint::GeminiBatchEmbedContents),
+            _ => None,
+        }
+    }
+
+    fn route(&self, _endpoint: Endpoint, host: Option<&str>, path: &str) -> Route {
+        let vertex = path.contains("/publishers/google/models/")
+            || ends_with_ignore_case(host.unwrap_or(""), "aiplatform.googleapis.com");
+        Route {
+            provider: if vertex {
+                "gcp.vertex_ai"
+            } else {
+                "gcp.gemini"
+            },
+            model: model_and_method(path).map(|(model, _)| model.to_owned()),
+        }
+    }
+
+    fn stream_framing(&self, endpoint: Endpoint) -> Option<Framing> {
+        // Without `?alt=sse` a stream is one JSON array; with it the response is SSE, which
+        // its content type (or its first bytes) says.
+        (endpoint == Endpoint::GeminiStreamGenerateContent).then_some(Framing::JsonArray)
+    }
+
+    fn decode_request(
+        &self,
+        _endpoint: Endpoint,
+        _body: &[u8],
+    ) -> Result<RequestRecord, serde_json::Error> {
+        Err(serde::de::Error::custom("not decoded yet"))
+    }
+
+    fn decode_response(
+        &self,
+        _endpoint: Endpoint,
+        _body: &[u8],
+    ) -> Result<ResponseSummary, serde_json::Error> {
+        Err(serde::de::Error::custom("not decoded yet"))
+    }
+
+    fn stream_fold(&self, _endpoint: Endpoint) -> Fold {
+        Fold::Pending
+    }
+
+    fn input_messages(&self, _call: &LlmCall) -> Option<Value> {
+        None
+    }
+
+    fn system_instructions(&self, _call: &LlmCall) -> Option<Value> {
+        None
+    }
+
+    fn output_messages(&self, _call: &LlmCall) -> Option<Value> {
+        None
+    }
+
+    fn tool_definitions(&self, _call: &LlmCall) -> Option<Value> {
+        None
+    }
+
+    fn native_request(&self, call: &LlmCall) -> Value {
+        Value::Object(crate::wire::content::record_map(call))
+    }
+
+    fn native_input(&self, _call: &LlmCall) -> Option<Value> {
+        None
+    }
+
+    fn native_output(&self, call: &LlmCall) -> Option<Value> {
+        call.response.as_deref().cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_and_vertex_paths() {
+        let post = Method::POST;
+        let path = "/v1beta/models/gemini-2.0-flash:streamGenerateContent";
+        assert_eq!(
+            Gemini.recognise(&post, path),
+            Some(Endpoint::GeminiStreamGenerateContent)
+        );
+        assert_eq!(
+            Gemini.route(
+                Endpoint::GeminiStreamGenerateContent,
+                Some("generativelanguage.googleapis.com"),
+                path
+            ),
+            Route {
+                provider: "gcp.gemini",
+                model: Some("gemini-2.0-flash".into())
+            }
+        );
+        let vertex = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent";
+        assert_eq!(
+            Gemini.recognise(&post, vertex),
+            Some(Endpoint::GeminiGenerateContent)
+        );
+        assert_eq!(
+            Gemini.route(
+                Endpoint::GeminiGenerateContent,
+                Some("us-central1-aiplatform.googleapis.com"),
+                vertex
+            ),
+            Route {
+                provider: "gcp.vertex_ai",
+                model: Some("gemini-2.5-pro".into())
+            }
+        );
+        assert_eq!(
+            Gemini.recognise(
+                &post,
+                "/v1beta/models/text-embedding-004:batchEmbedContents"
+            ),
+            Some(Endpoint::GeminiBatchEmbedContents)
+        );
+        assert_eq!(
+            Gemini.recognise(&post, "/v1beta/models/gemini-2.0-flash:countTokens"),
+            None
+        );
+        assert_eq!(Gemini.recognise(&post, "/v1beta/cachedContents"), None);
+        assert_eq!(Gemini.recognise(&post, "/v1beta/interactions"), None);
+        assert_eq!(
+            Gemini.recognise(&post, "/v1beta/tunedModels/x:generateContent"),
+            None
+        );
+    }
+}
