@@ -492,6 +492,9 @@ fn an(api: &str) -> &'static str {
     match api {
         "openai" => "an OpenAI",
         "anthropic" => "an Anthropic",
+        "gemini" => "a Gemini",
+        "bedrock" => "a Bedrock Converse",
+        "ollama" => "an Ollama",
         _ => "an LLM API",
     }
 }
