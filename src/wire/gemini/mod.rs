@@ -3,6 +3,9 @@
 //! `streamGenerateContent` (SSE with `?alt=sse`, else one JSON array written piece by piece),
 //! `embedContent`, `batchEmbedContents`.
 
+pub(crate) mod request;
+pub(crate) mod response;
+
 use http::Method;
 use serde_json::Value;
 
@@ -58,18 +61,18 @@ impl WireFormat for Gemini {
 
     fn decode_request(
         &self,
-        _endpoint: Endpoint,
-        _body: &[u8],
+        endpoint: Endpoint,
+        body: &[u8],
     ) -> Result<RequestRecord, serde_json::Error> {
-        Err(serde::de::Error::custom("not decoded yet"))
+        request::decode_request(endpoint, body)
     }
 
     fn decode_response(
         &self,
-        _endpoint: Endpoint,
-        _body: &[u8],
+        endpoint: Endpoint,
+        body: &[u8],
     ) -> Result<ResponseSummary, serde_json::Error> {
-        Err(serde::de::Error::custom("not decoded yet"))
+        response::decode_json_response(endpoint, body)
     }
 
     fn stream_fold(&self, _endpoint: Endpoint) -> Fold {
