@@ -56,6 +56,14 @@ pub(crate) struct ResponseDecoder {
     /// Decompression failed: nothing after that point is decoded (the bytes that follow are
     /// still compressed, or corrupt; they are never read as text).
     decompress_error: Option<DecompressError>,
+    /// The response id a header gave ([`WireFormat::response_id_header`]).
+    ///
+    /// [`WireFormat::response_id_header`]: super::WireFormat::response_id_header
+    id_header: Option<String>,
+    /// The error type a header gave ([`WireFormat::error_type_header`]).
+    ///
+    /// [`WireFormat::error_type_header`]: super::WireFormat::error_type_header
+    error_type_header: Option<String>,
 }
 
 impl ResponseDecoder {
@@ -73,15 +81,30 @@ impl ResponseDecoder {
             .unwrap_or("")
             .to_ascii_lowercase();
         let decompressor = encoding.and_then(|e| Decompressor::for_encoding(e, limit));
-        // A framing the wire format streams in whatever the content type says (but SSE).
+        // A framing the wire format streams in whatever the content type says (but SSE, and
+        // JSON where the framing is binary: an event-stream call's errors are JSON).
         let declared = format_of(endpoint).stream_framing(endpoint);
+        let binary_as_json =
+            declared == Some(Framing::EventStream) && content_type.contains("json");
+        let header = |name: Option<&'static str>| {
+            headers
+                .get(name?)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let id_header = header(format_of(endpoint).response_id_header(endpoint));
+        let error_type_header = header(format_of(endpoint).error_type_header(endpoint))
+            .and_then(|v| v.split(':').next().map(str::trim).map(str::to_owned))
+            .filter(|v| !v.is_empty());
         let state = if let (Some(encoding), None) = (encoding, &decompressor) {
             State::Opaque(format!(
                 "response body has Content-Encoding {encoding:?}, which is not decoded; it was passed through untouched"
             ))
         } else if content_type.starts_with("text/event-stream") {
             Self::stream_state(endpoint, Framing::Sse, limit)
-        } else if let (Some(framing), false) = (declared, content_type.is_empty()) {
+        } else if let (Some(framing), false, false) =
+            (declared, content_type.is_empty(), binary_as_json)
+        {
             Self::stream_state(endpoint, framing, limit)
         } else if content_type.contains("json") {
             State::Json(BytesCapture::new(limit))
@@ -94,6 +117,8 @@ impl ResponseDecoder {
             state,
             decompressor,
             decompress_error: None,
+            id_header,
+            error_type_header,
         }
     }
 
@@ -145,8 +170,10 @@ impl ResponseDecoder {
                 capture.push(frame);
                 match (sniff(capture), *declared) {
                     (Some(true), _) => self.replay_as(Framing::Sse),
-                    (Some(false), Some(framing)) => self.replay_as(framing),
-                    (Some(false), None) => {
+                    (Some(false), Some(framing)) if !json_not_binary(framing, capture) => {
+                        self.replay_as(framing)
+                    }
+                    (Some(false), _) => {
                         let capture = std::mem::replace(capture, BytesCapture::new(0));
                         self.state = State::Json(capture);
                         false
@@ -179,6 +206,20 @@ impl ResponseDecoder {
 
     /// Ends the body and decodes what it said.
     pub(crate) fn finish(mut self) -> DecodedResponse {
+        let id_header = self.id_header.take();
+        let error_type_header = self.error_type_header.take();
+        let mut decoded = self.finish_body();
+        let summary = &mut decoded.summary;
+        if summary.id.is_none() {
+            summary.id = id_header;
+        }
+        if let Some(error) = summary.error.as_mut().filter(|e| e.kind.is_none()) {
+            error.kind = error_type_header;
+        }
+        decoded
+    }
+
+    fn finish_body(mut self) -> DecodedResponse {
         if let Some(mut decompressor) = self.decompressor.take() {
             match decompressor.finish() {
                 Ok(plain) if !plain.is_empty() => {
@@ -217,7 +258,7 @@ impl ResponseDecoder {
                 (Some(true), _) => {
                     self.replay_as(Framing::Sse);
                 }
-                (Some(false), Some(framing)) => {
+                (Some(false), Some(framing)) if !json_not_binary(framing, capture) => {
                     self.replay_as(framing);
                 }
                 _ => {
@@ -239,6 +280,8 @@ impl ResponseDecoder {
                     state: Self::stream_state(self.endpoint, Framing::Sse, self.limit),
                     decompressor: None,
                     decompress_error: None,
+                    id_header: None,
+                    error_type_header: None,
                 };
                 for part in capture.parts() {
                     stream.feed_plain(part);
@@ -343,6 +386,18 @@ fn decode_captured_json(endpoint: Endpoint, capture: &BytesCapture) -> DecodedRe
             ..DecodedResponse::default()
         },
     }
+}
+
+/// Whether a body sniffed as not SSE is JSON rather than `framing`: a binary framing's body
+/// never opens with `{` (an event-stream frame opens with its length), an error body does.
+fn json_not_binary(framing: Framing, capture: &BytesCapture) -> bool {
+    framing == Framing::EventStream
+        && capture
+            .parts()
+            .iter()
+            .flat_map(|part| part.iter())
+            .find(|b| !b.is_ascii_whitespace())
+            == Some(&b'{')
 }
 
 /// `Some(true)` for an event stream, `Some(false)` for anything else, `None` when the bytes so

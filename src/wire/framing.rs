@@ -2,6 +2,7 @@
 //! elements of a streamed JSON array. A wire format says which one its streams use
 //! ([`WireFormat::stream_framing`](super::WireFormat::stream_framing)); SSE is the default.
 
+use super::eventstream::EventStreamSplitter;
 use super::json_array::ArraySplitter;
 use super::ndjson::NdjsonSplitter;
 use super::sse::SseParser;
@@ -16,6 +17,8 @@ pub(crate) enum Framing {
     Ndjson,
     /// One JSON array, written element by element.
     JsonArray,
+    /// AWS event-stream binary frames (`application/vnd.amazon.eventstream`).
+    EventStream,
 }
 
 /// A framer: the incremental splitter of one framing.
@@ -24,6 +27,7 @@ pub(crate) enum Framer {
     Sse(SseParser),
     Ndjson(NdjsonSplitter),
     JsonArray(ArraySplitter),
+    EventStream(EventStreamSplitter),
 }
 
 impl Framer {
@@ -33,6 +37,7 @@ impl Framer {
             Framing::Sse => Framer::Sse(SseParser::new(limit)),
             Framing::Ndjson => Framer::Ndjson(NdjsonSplitter::new(limit)),
             Framing::JsonArray => Framer::JsonArray(ArraySplitter::new(limit)),
+            Framing::EventStream => Framer::EventStream(EventStreamSplitter::new(limit)),
         }
     }
 
@@ -43,6 +48,7 @@ impl Framer {
             Framer::Sse(parser) => parser.feed(chunk, on_event),
             Framer::Ndjson(splitter) => splitter.feed(chunk, on_event),
             Framer::JsonArray(splitter) => splitter.feed(chunk, on_event),
+            Framer::EventStream(splitter) => splitter.feed(chunk, on_event),
         }
     }
 
@@ -52,6 +58,7 @@ impl Framer {
             Framer::Sse(parser) => parser.finish(on_event),
             Framer::Ndjson(splitter) => splitter.finish(on_event),
             Framer::JsonArray(splitter) => splitter.finish(on_event),
+            Framer::EventStream(splitter) => splitter.finish(on_event),
         }
     }
 
@@ -61,6 +68,8 @@ impl Framer {
             Framer::Sse(parser) => parser.oversized_lines(),
             Framer::Ndjson(splitter) => splitter.oversized(),
             Framer::JsonArray(splitter) => splitter.oversized(),
+            // A frame past the limit stops decoding: said by `malformed`.
+            Framer::EventStream(_) => 0,
         }
     }
 
@@ -70,6 +79,7 @@ impl Framer {
             Framer::Sse(_) => "SSE line(s)",
             Framer::Ndjson(_) => "NDJSON line(s)",
             Framer::JsonArray(_) => "JSON array element(s)",
+            Framer::EventStream(_) => "event-stream frame(s)",
         }
     }
 
@@ -79,6 +89,7 @@ impl Framer {
             Framer::Sse(_) => "SSE events",
             Framer::Ndjson(_) => "NDJSON lines",
             Framer::JsonArray(_) => "JSON array elements",
+            Framer::EventStream(_) => "event-stream frames",
         }
     }
 
@@ -88,6 +99,7 @@ impl Framer {
             Framer::JsonArray(splitter) if splitter.malformed() => {
                 Some("streamed body is not one JSON array; splitting stopped there")
             }
+            Framer::EventStream(splitter) => splitter.malformed(),
             _ => None,
         }
     }

@@ -23,6 +23,7 @@ pub(crate) mod budget;
 pub(crate) mod content;
 pub(crate) mod decoder;
 pub(crate) mod endpoint;
+pub(crate) mod eventstream;
 pub(crate) mod framing;
 pub(crate) mod gemini;
 pub(crate) mod indexed;
@@ -84,6 +85,18 @@ pub(crate) trait WireFormat: Sync {
     /// or answers one JSON body). A response whose content type is `text/event-stream`, or whose
     /// body sniffs as one, is read as SSE all the same.
     fn stream_framing(&self, _endpoint: Endpoint) -> Option<Framing> {
+        None
+    }
+
+    /// A response header holding the response's id, for families whose bodies carry none
+    /// (Bedrock's `x-amzn-requestid`); used when the body names no id.
+    fn response_id_header(&self, _endpoint: Endpoint) -> Option<&'static str> {
+        None
+    }
+
+    /// A response header whose value, up to its first `:`, is the error's type (Bedrock's
+    /// `x-amzn-errortype`); used when the body reports an error without one.
+    fn error_type_header(&self, _endpoint: Endpoint) -> Option<&'static str> {
         None
     }
 

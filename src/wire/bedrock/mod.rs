@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::assemble::Fold;
 use super::endpoint::Endpoint;
+use super::framing::Framing;
 use super::summary::ResponseSummary;
 use super::{Route, WireFormat};
 use crate::payload::{LlmCall, RequestRecord};
@@ -66,6 +67,18 @@ impl WireFormat for Bedrock {
 
     fn stream_fold(&self, _endpoint: Endpoint) -> Fold {
         Fold::Pending
+    }
+
+    fn stream_framing(&self, endpoint: Endpoint) -> Option<Framing> {
+        (endpoint == Endpoint::BedrockConverseStream).then_some(Framing::EventStream)
+    }
+
+    fn response_id_header(&self, _endpoint: Endpoint) -> Option<&'static str> {
+        Some("x-amzn-requestid")
+    }
+
+    fn error_type_header(&self, _endpoint: Endpoint) -> Option<&'static str> {
+        Some("x-amzn-errortype")
     }
 
     fn input_messages(&self, _call: &LlmCall) -> Option<Value> {
