@@ -1,5 +1,15 @@
 //! Ollama's native API: `POST .../api/chat`, `.../api/generate` (NDJSON unless
 //! `"stream": false`), `.../api/embed`, `.../api/embeddings`.
+//!
+//! Chat and generate responses are NDJSON lines even unstreamed (a `"stream": false` body is
+//! one line), so both go through one fold ([`assemble`]): text and thinking appended, tool calls
+//! kept whole, counts (`prompt_eval_count` input, `eval_count` output), `done_reason` and
+//! durations from the final `done: true` line. Errors are `{"error": "..."}`.
+
+pub(crate) mod assemble;
+pub(crate) mod content;
+pub(crate) mod request;
+pub(crate) mod response;
 
 use http::Method;
 use serde_json::Value;
@@ -38,49 +48,53 @@ impl WireFormat for Ollama {
 
     fn decode_request(
         &self,
-        _endpoint: Endpoint,
-        _body: &[u8],
+        endpoint: Endpoint,
+        body: &[u8],
     ) -> Result<RequestRecord, serde_json::Error> {
-        Err(serde::de::Error::custom("not decoded yet"))
+        request::decode_request(endpoint, body)
     }
 
     fn decode_response(
         &self,
-        _endpoint: Endpoint,
-        _body: &[u8],
+        endpoint: Endpoint,
+        body: &[u8],
     ) -> Result<ResponseSummary, serde_json::Error> {
-        Err(serde::de::Error::custom("not decoded yet"))
+        response::decode_json_response(endpoint, body)
     }
 
-    fn stream_fold(&self, _endpoint: Endpoint) -> Fold {
-        Fold::Pending
+    fn stream_fold(&self, endpoint: Endpoint) -> Fold {
+        let shape = match endpoint {
+            Endpoint::OllamaGenerate => assemble::Shape::Generate,
+            _ => assemble::Shape::Chat,
+        };
+        Fold::Ollama(Box::new(assemble::OllamaFold::new(shape)))
     }
 
-    fn input_messages(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn input_messages(&self, call: &LlmCall) -> Option<Value> {
+        content::input_messages(call)
     }
 
-    fn system_instructions(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn system_instructions(&self, call: &LlmCall) -> Option<Value> {
+        content::system_instructions(call)
     }
 
-    fn output_messages(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn output_messages(&self, call: &LlmCall) -> Option<Value> {
+        content::output_messages(call)
     }
 
-    fn tool_definitions(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn tool_definitions(&self, call: &LlmCall) -> Option<Value> {
+        content::tool_definitions(call)
     }
 
     fn native_request(&self, call: &LlmCall) -> Value {
-        Value::Object(crate::wire::content::record_map(call))
+        content::native_request(call)
     }
 
-    fn native_input(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn native_input(&self, call: &LlmCall) -> Option<Value> {
+        content::native_input(call)
     }
 
     fn native_output(&self, call: &LlmCall) -> Option<Value> {
-        call.response.as_deref().cloned()
+        content::native_output(call)
     }
 }
