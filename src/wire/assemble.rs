@@ -67,6 +67,8 @@ pub(crate) enum Fold {
     OpenAi(openai::assemble::OpenAiFold),
     /// Anthropic Messages streams.
     Anthropic(Box<anthropic::assemble::MessageFold>),
+    /// Gemini and Vertex AI `streamGenerateContent` streams.
+    Gemini(Box<super::gemini::assemble::GenerateContentFold>),
     /// Ollama chat and generate NDJSON streams.
     Ollama(Box<super::ollama::assemble::OllamaFold>),
     /// A family whose fold is being written (nothing is kept).
@@ -83,6 +85,7 @@ impl StreamFold for Fold {
         match self {
             Fold::OpenAi(fold) => fold.push(event, budget),
             Fold::Anthropic(fold) => fold.push(event, budget),
+            Fold::Gemini(fold) => fold.push(event, budget),
             Fold::Ollama(fold) => fold.push(event, budget),
             Fold::Pending => Ok(Folded::content(false)),
         }
@@ -92,6 +95,7 @@ impl StreamFold for Fold {
         match self {
             Fold::OpenAi(fold) => fold.into_summary(),
             Fold::Anthropic(fold) => fold.into_summary(),
+            Fold::Gemini(fold) => fold.into_summary(),
             Fold::Ollama(fold) => fold.into_summary(),
             Fold::Pending => ResponseSummary::default(),
         }

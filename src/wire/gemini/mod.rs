@@ -3,6 +3,7 @@
 //! `streamGenerateContent` (SSE with `?alt=sse`, else one JSON array written piece by piece),
 //! `embedContent`, `batchEmbedContents`.
 
+pub(crate) mod assemble;
 pub(crate) mod request;
 pub(crate) mod response;
 
@@ -76,7 +77,7 @@ impl WireFormat for Gemini {
     }
 
     fn stream_fold(&self, _endpoint: Endpoint) -> Fold {
-        Fold::Pending
+        Fold::Gemini(Box::default())
     }
 
     fn input_messages(&self, _call: &LlmCall) -> Option<Value> {
