@@ -71,6 +71,8 @@ pub(crate) enum Fold {
     Gemini(Box<super::gemini::assemble::GenerateContentFold>),
     /// Ollama chat and generate NDJSON streams.
     Ollama(Box<super::ollama::assemble::OllamaFold>),
+    /// Bedrock Converse `converse-stream` event streams.
+    Bedrock(Box<super::bedrock::assemble::ConverseFold>),
     /// A family whose fold is being written (nothing is kept).
     Pending,
 }
@@ -87,6 +89,7 @@ impl StreamFold for Fold {
             Fold::Anthropic(fold) => fold.push(event, budget),
             Fold::Gemini(fold) => fold.push(event, budget),
             Fold::Ollama(fold) => fold.push(event, budget),
+            Fold::Bedrock(fold) => fold.push(event, budget),
             Fold::Pending => Ok(Folded::content(false)),
         }
     }
@@ -97,6 +100,7 @@ impl StreamFold for Fold {
             Fold::Anthropic(fold) => fold.into_summary(),
             Fold::Gemini(fold) => fold.into_summary(),
             Fold::Ollama(fold) => fold.into_summary(),
+            Fold::Bedrock(fold) => fold.into_summary(),
             Fold::Pending => ResponseSummary::default(),
         }
     }

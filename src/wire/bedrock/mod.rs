@@ -2,6 +2,11 @@
 //! `.../converse-stream` (AWS event-stream binary frames). The model id is percent-encoded in the
 //! path (an inference-profile ARN holds an encoded `/`).
 
+pub(crate) mod assemble;
+pub(crate) mod content;
+pub(crate) mod request;
+pub(crate) mod response;
+
 use http::Method;
 use serde_json::Value;
 
@@ -51,22 +56,22 @@ impl WireFormat for Bedrock {
 
     fn decode_request(
         &self,
-        _endpoint: Endpoint,
-        _body: &[u8],
+        endpoint: Endpoint,
+        body: &[u8],
     ) -> Result<RequestRecord, serde_json::Error> {
-        Err(serde::de::Error::custom("not decoded yet"))
+        request::decode_request(endpoint, body)
     }
 
     fn decode_response(
         &self,
         _endpoint: Endpoint,
-        _body: &[u8],
+        body: &[u8],
     ) -> Result<ResponseSummary, serde_json::Error> {
-        Err(serde::de::Error::custom("not decoded yet"))
+        response::decode_json_response(body)
     }
 
     fn stream_fold(&self, _endpoint: Endpoint) -> Fold {
-        Fold::Pending
+        Fold::Bedrock(Box::default())
     }
 
     fn stream_framing(&self, endpoint: Endpoint) -> Option<Framing> {
@@ -81,32 +86,32 @@ impl WireFormat for Bedrock {
         Some("x-amzn-errortype")
     }
 
-    fn input_messages(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn input_messages(&self, call: &LlmCall) -> Option<Value> {
+        content::input_messages(call)
     }
 
-    fn system_instructions(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn system_instructions(&self, call: &LlmCall) -> Option<Value> {
+        content::system_instructions(call)
     }
 
-    fn output_messages(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn output_messages(&self, call: &LlmCall) -> Option<Value> {
+        content::output_messages(call)
     }
 
-    fn tool_definitions(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn tool_definitions(&self, call: &LlmCall) -> Option<Value> {
+        content::tool_definitions(call)
     }
 
     fn native_request(&self, call: &LlmCall) -> Value {
-        Value::Object(crate::wire::content::record_map(call))
+        content::native_request(call)
     }
 
-    fn native_input(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn native_input(&self, call: &LlmCall) -> Option<Value> {
+        content::native_input(call)
     }
 
     fn native_output(&self, call: &LlmCall) -> Option<Value> {
-        call.response.as_deref().cloned()
+        content::native_output(call)
     }
 }
 
