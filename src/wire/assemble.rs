@@ -73,8 +73,6 @@ pub(crate) enum Fold {
     Ollama(Box<super::ollama::assemble::OllamaFold>),
     /// Bedrock Converse `converse-stream` event streams.
     Bedrock(Box<super::bedrock::assemble::ConverseFold>),
-    /// A family whose fold is being written (nothing is kept).
-    Pending,
 }
 
 impl StreamFold for Fold {
@@ -90,7 +88,6 @@ impl StreamFold for Fold {
             Fold::Gemini(fold) => fold.push(event, budget),
             Fold::Ollama(fold) => fold.push(event, budget),
             Fold::Bedrock(fold) => fold.push(event, budget),
-            Fold::Pending => Ok(Folded::content(false)),
         }
     }
 
@@ -101,7 +98,6 @@ impl StreamFold for Fold {
             Fold::Gemini(fold) => fold.into_summary(),
             Fold::Ollama(fold) => fold.into_summary(),
             Fold::Bedrock(fold) => fold.into_summary(),
-            Fold::Pending => ResponseSummary::default(),
         }
     }
 }
