@@ -11,7 +11,7 @@ export RUSTC_BOOTSTRAP=1
 
 fixtures="${LLM_OBS_FIXTURES:-../../shared/fixtures/openai-recorded}"
 providers="${LLM_OBS_PROVIDER_FIXTURES:-../../shared/fixtures/provider-recorded}"
-mkdir -p corpus/response_decoder corpus/request_decoder corpus/anthropic_stream
+mkdir -p corpus/response_decoder corpus/request_decoder corpus/anthropic_stream corpus/framers
 if [ -d "$fixtures" ]; then
   python3 - "$fixtures" <<'PY'
 import json, pathlib, sys, hashlib
@@ -45,10 +45,32 @@ for path in root.rglob("_decoded/**/*.json"):
         ):
             name = hashlib.sha1(data).hexdigest()
             (pathlib.Path("corpus") / target / name).write_bytes(data)
+# Framer seeds: every recorded stream body, with the framing it uses
+# ([selector: 0 SSE, 1 NDJSON, 2 JSON array, 3 event-stream][3 cuts][body]).
+import base64
+for path in root.rglob("_decoded/**/*.json"):
+    for interaction in json.loads(path.read_text())["interactions"]:
+        response = interaction["response"]
+        raw = response["body"] or ""
+        if response.get("body_form") == "base64":
+            body, selector = base64.b64decode(raw), 3
+        else:
+            body = raw.encode()
+            text = raw.lstrip()
+            if text.startswith(("event:", "data:")):
+                selector = 0
+            elif text.startswith("["):
+                selector = 2
+            elif text.count("\n") > 1 and text.startswith("{"):
+                selector = 1
+            else:
+                continue
+        data = bytes([selector, 3, 7, 64, 200]) + body
+        (pathlib.Path("corpus") / "framers" / hashlib.sha1(data).hexdigest()).write_bytes(data)
 PY
 fi
 
-for target in response_decoder request_decoder anthropic_stream; do
+for target in response_decoder request_decoder anthropic_stream framers; do
   echo "== fuzz $target for ${seconds}s"
   cargo fuzz run "$target" --fuzz-dir . "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 2>&1 \

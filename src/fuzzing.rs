@@ -70,3 +70,40 @@ pub fn request(body: &[u8]) {
         let _ = crate::wire::format_of(endpoint).decode_request(endpoint, body);
     }
 }
+
+/// Cuts `body` into events with the framing `selector` picks (SSE, NDJSON, a streamed JSON
+/// array, AWS event-stream frames), whole and split at `cuts`, and checks that the events, the
+/// skipped units and a stop are the same: framing never depends on chunking, and never panics.
+pub fn framer_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
+    use crate::wire::framing::{Framer, Framing};
+    let framing = match selector % 4 {
+        0 => Framing::Sse,
+        1 => Framing::Ndjson,
+        2 => Framing::JsonArray,
+        _ => Framing::EventStream,
+    };
+    let limit = 1 << 12;
+    let run = |pieces: &[&[u8]]| {
+        let mut framer = Framer::new(framing, limit);
+        let mut events = Vec::new();
+        let mut push = |event: crate::wire::Event<'_>| {
+            events.push((event.name.to_vec(), event.data.to_vec()));
+        };
+        for piece in pieces {
+            framer.feed(piece, &mut push);
+        }
+        framer.finish(&mut push);
+        (events, framer.oversized(), framer.malformed().is_some())
+    };
+    let whole = run(&[body]);
+    let mut pieces = Vec::new();
+    let mut rest = body;
+    for &cut in cuts {
+        let at = usize::from(cut).min(rest.len());
+        let (piece, tail) = rest.split_at(at);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.push(rest);
+    assert_eq!(whole, run(&pieces), "framing depends on chunking");
+}
