@@ -4,6 +4,7 @@
 //! `embedContent`, `batchEmbedContents`.
 
 pub(crate) mod assemble;
+pub(crate) mod content;
 pub(crate) mod request;
 pub(crate) mod response;
 
@@ -80,32 +81,32 @@ impl WireFormat for Gemini {
         Fold::Gemini(Box::default())
     }
 
-    fn input_messages(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn input_messages(&self, call: &LlmCall) -> Option<Value> {
+        content::input_messages(call)
     }
 
-    fn system_instructions(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn system_instructions(&self, call: &LlmCall) -> Option<Value> {
+        content::system_instructions(call)
     }
 
-    fn output_messages(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn output_messages(&self, call: &LlmCall) -> Option<Value> {
+        content::output_messages(call)
     }
 
-    fn tool_definitions(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn tool_definitions(&self, call: &LlmCall) -> Option<Value> {
+        content::tool_definitions(call)
     }
 
     fn native_request(&self, call: &LlmCall) -> Value {
-        Value::Object(crate::wire::content::record_map(call))
+        content::native_request(call)
     }
 
-    fn native_input(&self, _call: &LlmCall) -> Option<Value> {
-        None
+    fn native_input(&self, call: &LlmCall) -> Option<Value> {
+        content::native_input(call)
     }
 
     fn native_output(&self, call: &LlmCall) -> Option<Value> {
-        call.response.as_deref().cloned()
+        content::native_output(call)
     }
 }
 
