@@ -292,8 +292,9 @@ impl StreamFold for OllamaFold {
         if line.done == Some(true) {
             self.final_line(&line, budget);
             self.remember_whole(event.data, budget);
+            // A first line that is also the last is an unstreamed body: no first token.
             return Ok(Folded {
-                content,
+                content: content && self.lines > 1,
                 ended: true,
             });
         }
@@ -432,7 +433,7 @@ mod tests {
                 &mut budget,
             )
             .unwrap();
-        assert!(folded.ended && folded.content);
+        assert!(folded.ended && !folded.content);
         let summary = fold.into_summary();
         assert_eq!(summary.response.unwrap().text(), body);
     }
