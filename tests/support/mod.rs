@@ -614,3 +614,174 @@ pub fn sse_events(body: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Standard base64 (padding and whitespace ignored) decoded: how the provider recordings keep
+/// binary bodies (`body_form` `base64`, e.g. every AWS event stream). Panics on other bytes.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a') as u32 + 26,
+            b'0'..=b'9' => (c - b'0') as u32 + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            other => panic!("not base64: {other:?}"),
+        }
+    };
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for group in digits.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in group.iter().enumerate() {
+            n |= value(*c) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..group.len()]);
+    }
+    out
+}
+
+impl ProviderInteraction {
+    /// The response body's bytes as they went over the wire (a `base64` body decoded).
+    pub fn response_bytes(&self) -> Vec<u8> {
+        if self.response_body_form == "base64" {
+            base64_decode(&self.interaction.response_body)
+        } else {
+            self.interaction.response_body.as_bytes().to_vec()
+        }
+    }
+
+    /// The recorded response headers (names lower-case, each value once), read again from the
+    /// decoded cassette.
+    pub fn response_headers(&self) -> Vec<(String, String)> {
+        let path = provider_fixtures_dir().join(&self.interaction.file);
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Vec::new();
+        };
+        let doc: Value = serde_json::from_str(&text).expect("fixture is JSON");
+        let Some(interaction) = doc["interactions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["index"] == self.interaction.index))
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(headers) = interaction["response"]["headers"].as_object() {
+            for (name, values) in headers {
+                for value in values.as_array().into_iter().flatten() {
+                    if let Some(value) = value.as_str() {
+                        out.push((name.clone(), value.to_owned()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Replays a request through the tower layer to an upstream that answers `status`, `headers`
+/// and `frames` (bytes, not text: for binary bodies).
+pub async fn replay_tower_bytes(
+    layer: &LlmObservabilityLayer,
+    interaction: &Interaction,
+    headers: &[(String, String)],
+    frames: Vec<Bytes>,
+) -> Exchange {
+    let status = interaction.status;
+    let headers = headers.to_vec();
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
+        let frames = frames.clone();
+        let headers = headers.clone();
+        let seen_tx = seen_tx.clone();
+        async move {
+            let body = request.into_body().collect().await.map(|c| c.to_bytes());
+            let _ = seen_tx.send(body.unwrap_or_default());
+            let mut response = Response::builder().status(status);
+            for (name, value) in &headers {
+                response = response.header(name.as_str(), value.as_str());
+            }
+            Ok::<_, Infallible>(
+                response
+                    .body(ChannelBody::from_chunks(frames))
+                    .expect("valid response"),
+            )
+        }
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let request = Request::builder()
+        .method(interaction.method.as_str())
+        .uri(&interaction.uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(interaction.request_body.clone())))
+        .expect("valid request");
+    let response = service
+        .ready()
+        .await
+        .expect("ready")
+        .call(request)
+        .await
+        .expect("infallible upstream");
+    let status = response.status();
+    let response_body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("recorded body has no errors")
+        .to_bytes();
+    Exchange {
+        status,
+        upstream_request_body: seen_rx.recv().await.unwrap_or_default(),
+        response_body,
+    }
+}
+
+/// Serves `status`, `headers` and `body` on 127.0.0.1 (any path) and replays `interaction`'s
+/// request through a reqwest client with the layer's middleware.
+pub async fn replay_reqwest_bytes(
+    layer: &LlmObservabilityLayer,
+    interaction: &Interaction,
+    headers: &[(String, String)],
+    body: Bytes,
+) -> Exchange {
+    let status = interaction.status;
+    let headers = headers.to_vec();
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(move |request: Bytes| {
+        let headers = headers.clone();
+        let body = body.clone();
+        let seen_tx = seen_tx.clone();
+        async move {
+            let _ = seen_tx.send(request);
+            let mut response = Response::builder().status(status);
+            for (name, value) in &headers {
+                response = response.header(name.as_str(), value.as_str());
+            }
+            response
+                .body(axum::body::Body::from(body))
+                .expect("valid response")
+        }
+    });
+    let addr = serve(app).await;
+    let url = local_url(&interaction.uri, addr);
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(layer.middleware())
+        .build();
+    let response = client
+        .request(interaction.method.parse().expect("method"), url.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(interaction.request_body.clone())
+        .send()
+        .await
+        .expect("loopback request");
+    let status = response.status();
+    let response_body = response.bytes().await.expect("body");
+    Exchange {
+        status,
+        upstream_request_body: seen_rx.recv().await.unwrap_or_default(),
+        response_body,
+    }
+}
