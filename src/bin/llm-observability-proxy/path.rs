@@ -7,7 +7,11 @@
 //! 1. Normal form (every request): the path starts with `/`; it has no `.` or `..` segment
 //!    (nor `..;x`), no empty segment (`//`; one trailing `/` is fine), no backslash, and no
 //!    percent-escape that is malformed or encodes an unreserved character (`A-Z a-z 0-9 - . _ ~`),
-//!    `/`, `\` or a control character — those must be sent as they are.
+//!    `/`, `\` or a control character — those must be sent as they are. One exception: a
+//!    Bedrock model id may hold an encoded `/` (`%2F`: an inference-profile ARN), in the
+//!    segment right after `model` of a path recorded as a Bedrock Converse call
+//!    (`.../model/arn%3Aaws%3A...%2Fabc/converse`), as long as none of the pieces it separates
+//!    is empty, `.` or `..`.
 //! 2. No unrecorded LLM endpoint: a request whose method is, or could be taken for, `POST`
 //!    (`post`, or an `X-HTTP-Method-Override`-style header saying `POST`) is refused when a
 //!    lenient server — one that percent-decodes (repeatedly), ignores case and `;parameters`, and
@@ -59,7 +63,15 @@ pub enum PathError {
 
 /// Checks `path` (without the query) of a request with `method` and `headers`.
 pub fn check(method: &Method, headers: &HeaderMap, path: &str) -> Result<(), PathError> {
-    let plain = check_normal_form(path)?;
+    let (plain, encoded_slash) = check_normal_form(path)?;
+    if encoded_slash
+        && !matches!(
+            Endpoint::classify(&Method::POST, path),
+            Some(Endpoint::BedrockConverse | Endpoint::BedrockConverseStream)
+        )
+    {
+        return Err(PathError::EncodedCharacter('/'));
+    }
     if !could_be_post(method, headers) || (plain && method == Method::POST) {
         return Ok(());
     }
@@ -76,13 +88,19 @@ pub fn check(method: &Method, headers: &HeaderMap, path: &str) -> Result<(), Pat
 }
 
 /// Rule 1, in one pass over the bytes (this runs for every request). Returns whether the path
-/// is plain — no `%`, `;` or uppercase letter — so that its lenient view is the path itself.
-fn check_normal_form(path: &str) -> Result<bool, PathError> {
+/// is plain — no `%`, `;` or uppercase letter — so that its lenient view is the path itself,
+/// and whether it holds a Bedrock model id's encoded `/` (allowed only in a Converse path:
+/// the caller checks that).
+fn check_normal_form(path: &str) -> Result<(bool, bool), PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
     }
     let mut plain = true;
+    let mut encoded_slash = false;
+    let mut slash_in_segment = false;
+    // Where the previous segment began (`model` before a model id).
+    let mut previous_start = 0;
     let mut segment_start = 1;
     // Where the segment's `;parameters` begin.
     let mut parameters: Option<usize> = None;
@@ -99,6 +117,11 @@ fn check_normal_form(path: &str) -> Result<bool, PathError> {
                 if i == segment_start && byte.is_some() {
                     return Err(PathError::EmptySegment);
                 }
+                if slash_in_segment {
+                    check_model_id(&path[segment_start..i])?;
+                    slash_in_segment = false;
+                }
+                previous_start = segment_start;
                 segment_start = i + 1;
                 parameters = None;
             }
@@ -108,7 +131,10 @@ fn check_normal_form(path: &str) -> Result<bool, PathError> {
                     .get(i + 1..i + 3)
                     .and_then(decode_hex_pair)
                     .ok_or(PathError::MalformedEscape)?;
-                if must_not_be_encoded(decoded) {
+                if decoded == b'/' && bytes.get(previous_start..segment_start) == Some(b"model/") {
+                    encoded_slash = true;
+                    slash_in_segment = true;
+                } else if must_not_be_encoded(decoded) {
                     return Err(PathError::EncodedCharacter(char::from(decoded)));
                 }
                 plain = false;
@@ -124,7 +150,31 @@ fn check_normal_form(path: &str) -> Result<bool, PathError> {
         }
         i += 1;
     }
-    Ok(plain)
+    Ok((plain, encoded_slash))
+}
+
+/// A model id segment with encoded `/`s: none of the pieces they separate may be empty, `.`
+/// or `..` (a server that decodes them would resolve those).
+fn check_model_id(segment: &str) -> Result<(), PathError> {
+    let mut rest = segment;
+    loop {
+        let cut = match (rest.find("%2F"), rest.find("%2f")) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let piece = cut.map_or(rest, |at| &rest[..at]);
+        let name = piece.split(';').next().unwrap_or_default();
+        if name == "." || name == ".." {
+            return Err(PathError::DotSegment);
+        }
+        if piece.is_empty() {
+            return Err(PathError::EmptySegment);
+        }
+        match cut {
+            Some(at) => rest = &rest[at + 3..],
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Unreserved characters (RFC 3986 §2.3), separators and control characters.
@@ -304,6 +354,30 @@ mod tests {
             );
             assert_eq!(check(&Method::GET, &headers, "/v1/models"), Ok(()));
         }
+    }
+
+    #[test]
+    fn bedrock_model_ids_may_hold_an_encoded_slash() {
+        let arn = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc/converse";
+        assert_eq!(post(arn), Ok(()));
+        assert_eq!(post(&format!("{arn}-stream")), Ok(()));
+        assert_eq!(post("/model/a%2fb%2Fc/converse-stream"), Ok(()));
+        // Only in a Converse path's model segment, and never hiding a dot or empty segment.
+        for (path, want) in [
+            ("/model/a%2Fb/invoke", PathError::EncodedCharacter('/')),
+            ("/v1/model/a%2Fb", PathError::EncodedCharacter('/')),
+            ("/models/a%2Fb/converse", PathError::EncodedCharacter('/')),
+            ("/model/a/b%2Fc/converse", PathError::EncodedCharacter('/')),
+            ("/model/a%2F..%2Fb/converse", PathError::DotSegment),
+            ("/model/a%2F.;x%2Fb/converse", PathError::DotSegment),
+            ("/model/a%2F%2Fb/converse", PathError::EmptySegment),
+            ("/model/%2Fb/converse", PathError::EmptySegment),
+            ("/model/b%2F/converse", PathError::EmptySegment),
+        ] {
+            assert_eq!(post(path), Err(want), "{path}");
+        }
+        // A lenient server would route this one to chat completions: still refused.
+        assert!(post("/model/x%2F..%2Fv1%2Fchat%2Fcompletions/converse").is_err());
     }
 
     #[test]
