@@ -773,3 +773,72 @@ async fn the_proxy_forwards_and_records_an_inference_profile_arn() {
     let text = record.to_string();
     assert!(!text.contains("Signature=secret") && !text.contains("session-secret"));
 }
+
+#[tokio::test]
+async fn a_cancelled_stream_keeps_the_partial_output() {
+    use http_body_util::BodyExt;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    let (layer, memory) = support::memory_layer();
+    let (feeds_tx, mut feeds_rx) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = tower::service_fn(
+        move |request: http::Request<
+            llm_observability::RequestBody<http_body_util::Full<Bytes>>,
+        >| {
+            let feeds_tx = feeds_tx.clone();
+            async move {
+                let _ = request.into_body().collect().await;
+                let (tx, body) = support::ChannelBody::new();
+                let _ = feeds_tx.send(tx);
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .header("x-amzn-requestid", "req-cancel")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        },
+    );
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("https://bedrock-runtime.us-east-1.amazonaws.com/model/us.amazon.nova-2-lite-v1%3A0/converse-stream")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            br#"{"messages":[{"role":"user","content":[{"text":"Hi"}]}]}"#,
+        )))
+        .unwrap();
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let frames = feeds_rx.recv().await.expect("upstream called");
+    let mut body = response.into_body();
+    let mut stream = event("messageStart", json!({"p": "ab", "role": "assistant"}));
+    stream.extend(event(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 0, "delta": {"text": "Hello"}, "p": "x"}),
+    ));
+    stream.extend(event(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 0, "delta": {"text": " wor"}, "p": "x"}),
+    ));
+    // The last frame is cut mid-prelude when the client goes away.
+    for piece in support::split(&stream[..stream.len() - 5], &[61]) {
+        frames.send(Ok(piece.clone())).unwrap();
+        let frame = body.frame().await.expect("frame").expect("ok");
+        assert_eq!(frame.into_data().unwrap(), piece);
+    }
+    drop(body);
+    let calls = support::flushed(&layer, &memory).await;
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.status, CallStatus::Cancelled);
+    assert_eq!(
+        call.request_model.as_deref(),
+        Some("us.amazon.nova-2-lite-v1:0")
+    );
+    assert_eq!(call.response_id.as_deref(), Some("req-cancel"));
+    assert_eq!(
+        call.response.as_deref().unwrap()["output"]["message"]["content"][0]["text"],
+        "Hello"
+    );
+    assert!(call.timing.time_to_first_token_ms.is_some());
+    shutdown(&layer).await;
+}
