@@ -694,12 +694,20 @@ async fn an_http_error_takes_its_type_from_the_header() {
             "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/".to_owned(),
         ),
     ];
-    for endpoint in ["converse", "converse-stream"] {
+    // With and without a content type: the recordings often lack one; an event-stream
+    // call's JSON error is still read as JSON.
+    let without_type: Vec<(String, String)> = headers[1..].to_vec();
+    for (endpoint, headers) in [
+        ("converse", &headers),
+        ("converse-stream", &headers),
+        ("converse", &without_type),
+        ("converse-stream", &without_type),
+    ] {
         let mut provider = provider.clone();
         provider.interaction.uri = provider.interaction.uri.replace("converse", endpoint);
         let (layer, memory) = support::memory_layer();
         let frames = vec![Bytes::from(provider.response_bytes())];
-        support::replay_tower_bytes(&layer, &provider.interaction, &headers, frames).await;
+        support::replay_tower_bytes(&layer, &provider.interaction, headers, frames).await;
         let calls = support::flushed(&layer, &memory).await;
         let call = &calls[0];
         assert_eq!(call.status, CallStatus::Error);

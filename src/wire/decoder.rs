@@ -206,17 +206,8 @@ impl ResponseDecoder {
 
     /// Ends the body and decodes what it said.
     pub(crate) fn finish(mut self) -> DecodedResponse {
-        let id_header = self.id_header.take();
-        let error_type_header = self.error_type_header.take();
-        let mut decoded = self.finish_body();
-        let summary = &mut decoded.summary;
-        if summary.id.is_none() {
-            summary.id = id_header;
-        }
-        if let Some(error) = summary.error.as_mut().filter(|e| e.kind.is_none()) {
-            error.kind = error_type_header;
-        }
-        decoded
+        let headers = (self.id_header.take(), self.error_type_header.take());
+        with_headers(self.finish_body(), headers)
     }
 
     fn finish_body(mut self) -> DecodedResponse {
@@ -340,7 +331,12 @@ impl ResponseDecoder {
     }
 
     /// The summary of what arrived so far, for a body that ended early (error or cancel).
-    pub(crate) fn finish_partial(self) -> DecodedResponse {
+    pub(crate) fn finish_partial(mut self) -> DecodedResponse {
+        let headers = (self.id_header.take(), self.error_type_header.take());
+        with_headers(self.finish_partial_body(), headers)
+    }
+
+    fn finish_partial_body(self) -> DecodedResponse {
         match self.state {
             // A cut JSON body would only yield a parse error; say what happened instead.
             State::Json(ref capture) | State::Sniffing(ref capture, _) if capture.len() > 0 => {
@@ -356,6 +352,22 @@ impl ResponseDecoder {
             _ => self.finish(),
         }
     }
+}
+
+/// `decoded` with what the response headers said where its body did not: the response id,
+/// and the type of an error reported without one.
+fn with_headers(
+    mut decoded: DecodedResponse,
+    (id, error_type): (Option<String>, Option<String>),
+) -> DecodedResponse {
+    let summary = &mut decoded.summary;
+    if summary.id.is_none() {
+        summary.id = id;
+    }
+    if let Some(error) = summary.error.as_mut().filter(|e| e.kind.is_none()) {
+        error.kind = error_type;
+    }
+    decoded
 }
 
 fn decode_captured_json(endpoint: Endpoint, capture: &BytesCapture) -> DecodedResponse {
