@@ -572,11 +572,9 @@ fn legacy_embeddings(uri: &str) -> bool {
         .ends_with("/api/embeddings")
 }
 
-/// The three recorded `/api/embeddings` calls, checked as every other Ollama call. Ignored
-/// until `/api/embeddings` is recognised as Ollama's before OpenAI's `.../embeddings` (the
-/// order of `wire::FORMATS`); run with `--ignored`.
+/// The three recorded `/api/embeddings` calls, checked as every other Ollama call (Ollama's
+/// route is asked before OpenAI's `.../embeddings` suffix).
 #[tokio::test]
-#[ignore = "`/api/embeddings` is taken by the OpenAI format's `.../embeddings` rule (wire::FORMATS order)"]
 async fn recorded_ollama_legacy_embeddings() {
     let Some(all) = support::load_provider_interactions() else {
         return;

@@ -146,12 +146,13 @@ impl Route {
 }
 
 /// Every wire format the layer recognises by default, in the order they are asked.
+/// Ollama comes first: its `/api/embeddings` also ends as OpenAI's `/embeddings` does.
 pub(crate) const FORMATS: [&dyn WireFormat; 5] = [
+    &ollama::Ollama,
     &openai::OpenAi,
     &anthropic::Anthropic,
     &gemini::Gemini,
     &bedrock::Bedrock,
-    &ollama::Ollama,
 ];
 
 /// The wire format of `endpoint`.
