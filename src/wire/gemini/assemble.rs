@@ -440,7 +440,11 @@ mod tests {
         assert_eq!(summary.finish_reasons, vec!["STOP"]);
         let tokens = summary.usage.unwrap();
         assert_eq!(
-            (tokens.input_tokens, tokens.output_tokens, tokens.total_tokens),
+            (
+                tokens.input_tokens,
+                tokens.output_tokens,
+                tokens.total_tokens
+            ),
             (Some(3), Some(6), Some(9))
         );
         assert_eq!(tokens.reasoning_tokens, Some(2));
