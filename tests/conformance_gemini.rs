@@ -590,3 +590,44 @@ async fn a_streamed_json_array_is_recorded_as_its_sse_twin() {
     );
     fails.finish("a_streamed_json_array_is_recorded_as_its_sse_twin");
 }
+
+/// An error answered to `streamGenerateContent` without `?alt=sse`, as a JSON array of one
+/// error chunk: recorded with Google's status and message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_error_in_a_json_array_is_recorded() {
+    let error = json!({"error": {"code": 404, "message": "models/gemini-x is not found", "status": "NOT_FOUND"}});
+    let mut fails = Failures::default();
+    for body in [format!("[{error}]"), format!("[\n{error:#}\n]\n")] {
+        let interaction = Interaction {
+            file: "synthetic".into(),
+            index: 0,
+            method: "POST".into(),
+            uri: "https://generativelanguage.googleapis.com/v1beta/models/gemini-x:streamGenerateContent".into(),
+            request_body: r#"{"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}"#.into(),
+            status: 404,
+            content_type: "application/json; charset=UTF-8".into(),
+            response_body: body.clone(),
+            serve_encoding: None,
+        };
+        for sizes in STREAM_SPLITS {
+            let (exchange, calls) = via_tower(&interaction, sizes).await;
+            let at = format!("{body:?} {sizes:?}");
+            check_exchange(&mut fails, &interaction, &exchange, &at);
+            fails.eq(calls.len(), 1, format!("{at}: records"));
+            let Some(call) = calls.first() else { continue };
+            fails.eq(call.status, CallStatus::Error, format!("{at}: status"));
+            let error = call.error.as_ref();
+            fails.eq(
+                error.and_then(|e| e.kind.as_deref()),
+                Some("NOT_FOUND"),
+                format!("{at}: error kind"),
+            );
+            fails.eq(
+                error.and_then(|e| e.message.as_deref()),
+                Some("models/gemini-x is not found"),
+                format!("{at}: error message"),
+            );
+        }
+    }
+    fails.finish("a_stream_error_in_a_json_array_is_recorded");
+}
