@@ -73,17 +73,12 @@ struct WireContent<'a> {
 }
 
 /// A part, as far as merging needs it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct WirePart<'a> {
-    #[serde(default, borrow)]
     text: Option<Text<'a>>,
-    #[serde(default)]
     thought: Option<bool>,
-    #[serde(default, borrow)]
     thought_signature: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    function_call: Option<&'a RawValue>,
+    function_call: bool,
 }
 
 /// One part being assembled.
@@ -138,22 +133,31 @@ fn replace_field(
 impl CandidateState {
     /// Folds one part; returns whether it carried content.
     fn push_part(&mut self, raw: &RawValue, budget: &mut ContentBudget) -> bool {
-        let part = serde_json::from_str::<WirePart<'_>>(raw.get()).ok();
-        let only_text = part.as_ref().is_some_and(|p| p.text.is_some())
-            && serde_json::from_str::<Fields<'_>>(raw.get()).is_ok_and(|f| {
-                f.fields
-                    .iter()
-                    .all(|(k, _)| matches!(&**k, "text" | "thought" | "thoughtSignature"))
-            });
-        let Some(part) = part.filter(|_| only_text) else {
+        let fields = serde_json::from_str::<Fields<'_>>(raw.get()).ok();
+        let mut part = WirePart::default();
+        let mut only_text = fields.as_ref().is_some_and(|f| !f.skipped);
+        for (name, value) in fields.iter().flat_map(|f| &f.fields) {
+            match &**name {
+                "text" => part.text = serde_json::from_str(value.get()).ok(),
+                "thought" => part.thought = serde_json::from_str(value.get()).ok(),
+                "thoughtSignature" => {
+                    part.thought_signature = serde_json::from_str(value.get()).ok()
+                }
+                "functionCall" => {
+                    part.function_call = true;
+                    only_text = false;
+                }
+                _ => only_text = false,
+            }
+        }
+        if !only_text || part.text.is_none() {
             // Not a plain text part: kept as sent.
-            let content = serde_json::from_str::<WirePart<'_>>(raw.get())
-                .is_ok_and(|p| p.function_call.is_some() || p.text.is_some_and(|t| !t.is_empty()));
+            let content = part.function_call || part.text.as_deref().is_some_and(|t| !t.is_empty());
             if budget.charge(raw.get().len() + PART_COST) {
                 self.parts.push(PartState::Other(raw.to_owned()));
             }
             return content;
-        };
+        }
         let text = part.text.as_deref().unwrap_or("");
         let thought = part.thought.unwrap_or(false);
         let signature = part.thought_signature.filter(|s| !s.is_empty());

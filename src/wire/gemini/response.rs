@@ -164,6 +164,10 @@ pub(crate) fn decode_json_response(
     let Some(text) = trimmed(body)? else {
         return Ok(ResponseSummary::default());
     };
+    if text.starts_with('[') && endpoint == Endpoint::GeminiStreamGenerateContent {
+        // A streamed JSON array read whole: folded as the stream is.
+        return streamed_array(text);
+    }
     if !text.starts_with('{') {
         // JSON, but not an object (a streamed array read whole, say): checked, kept as is.
         serde_json::from_str::<IgnoredAny>(text)?;
@@ -197,6 +201,36 @@ pub(crate) fn decode_json_response(
         truncated: truncated || skipped,
         decode_error: None,
     })
+}
+
+/// A `streamGenerateContent` JSON array read whole, folded element by element.
+fn streamed_array(text: &str) -> Result<ResponseSummary, serde_json::Error> {
+    use crate::wire::assemble::StreamFold;
+    type Elements<'a> = Capped<&'a RawValue, Vec<&'a RawValue>, MAX_ENTRIES_PER_EVENT>;
+    let elements: Elements<'_> = serde_json::from_str(text)?;
+    if crate::json::nested_too_deep(text.as_bytes()) {
+        return Err(crate::json::too_deep_error("the response"));
+    }
+    let mut fold = super::assemble::GenerateContentFold::default();
+    let mut budget = crate::wire::budget::ContentBudget::new(text.len());
+    let mut undecodable = 0;
+    for element in elements.items {
+        let event = crate::wire::Event {
+            name: b"",
+            data: element.get().as_bytes(),
+        };
+        if fold.push(event, &mut budget).is_err() {
+            undecodable += 1;
+        }
+    }
+    let mut summary = fold.into_summary();
+    summary.truncated |= elements.skipped || budget.exceeded;
+    if undecodable > 0 {
+        summary.decode_error = Some(format!(
+            "{undecodable} elements of the streamed JSON array could not be decoded"
+        ));
+    }
+    Ok(summary)
 }
 
 /// An embeddings response with each embedding's `values` removed (the count of embeddings
@@ -267,5 +301,15 @@ mod tests {
             &json!({"embeddings": [{}, {}]})
         );
         assert!(decode_json_response(Endpoint::GeminiGenerateContent, b"<html>").is_err());
+        let array = br#"[{"candidates": [{"content": {"parts": [{"text": "He"}], "role": "model"}}]},
+            {"candidates": [{"content": {"parts": [{"text": "llo"}], "role": "model"}, "finishReason": "STOP"}],
+             "responseId": "r"}]"#;
+        let summary = decode_json_response(Endpoint::GeminiStreamGenerateContent, array).unwrap();
+        assert_eq!(summary.finish_reasons, vec!["STOP"]);
+        assert_eq!(summary.id.as_deref(), Some("r"));
+        assert_eq!(
+            summary.response.unwrap().value()["candidates"][0]["content"]["parts"],
+            json!([{"text": "Hello"}])
+        );
     }
 }
