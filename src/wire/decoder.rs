@@ -81,11 +81,12 @@ impl ResponseDecoder {
             .unwrap_or("")
             .to_ascii_lowercase();
         let decompressor = encoding.and_then(|e| Decompressor::for_encoding(e, limit));
-        // A framing the wire format streams in whatever the content type says (but SSE, and
-        // JSON where the framing is binary: an event-stream call's errors are JSON).
+        // A framing the wire format streams in whatever the content type says — but SSE, and a
+        // plain JSON object where the stream would be binary frames or an array: such calls
+        // answer errors so (see `plain_json`), so a JSON content type is sniffed.
         let declared = format_of(endpoint).stream_framing(endpoint);
-        let binary_as_json =
-            declared == Some(Framing::EventStream) && content_type.contains("json");
+        let sniff_for_json = content_type.contains("json")
+            && matches!(declared, Some(Framing::EventStream | Framing::JsonArray));
         let header = |name: Option<&'static str>| {
             headers
                 .get(name?)
@@ -103,10 +104,10 @@ impl ResponseDecoder {
         } else if content_type.starts_with("text/event-stream") {
             Self::stream_state(endpoint, Framing::Sse, limit)
         } else if let (Some(framing), false, false) =
-            (declared, content_type.is_empty(), binary_as_json)
+            (declared, content_type.is_empty(), sniff_for_json)
         {
             Self::stream_state(endpoint, framing, limit)
-        } else if content_type.contains("json") {
+        } else if content_type.contains("json") && !sniff_for_json {
             State::Json(BytesCapture::new(limit))
         } else {
             State::Sniffing(BytesCapture::new(limit), declared)
@@ -170,7 +171,7 @@ impl ResponseDecoder {
                 capture.push(frame);
                 match (sniff(capture), *declared) {
                     (Some(true), _) => self.replay_as(Framing::Sse),
-                    (Some(false), Some(framing)) if !json_not_binary(framing, capture) => {
+                    (Some(false), Some(framing)) if !plain_json(framing, capture) => {
                         self.replay_as(framing)
                     }
                     (Some(false), _) => {
@@ -249,7 +250,7 @@ impl ResponseDecoder {
                 (Some(true), _) => {
                     self.replay_as(Framing::Sse);
                 }
-                (Some(false), Some(framing)) if !json_not_binary(framing, capture) => {
+                (Some(false), Some(framing)) if !plain_json(framing, capture) => {
                     self.replay_as(framing);
                 }
                 _ => {
@@ -400,10 +401,11 @@ fn decode_captured_json(endpoint: Endpoint, capture: &BytesCapture) -> DecodedRe
     }
 }
 
-/// Whether a body sniffed as not SSE is JSON rather than `framing`: a binary framing's body
-/// never opens with `{` (an event-stream frame opens with its length), an error body does.
-fn json_not_binary(framing: Framing, capture: &BytesCapture) -> bool {
-    framing == Framing::EventStream
+/// Whether a body sniffed as not SSE is one JSON object rather than a stream of `framing`: an
+/// event-stream frame opens with its length and a streamed array with `[`, never with `{`;
+/// an error body does. (NDJSON lines are objects: never asked.)
+fn plain_json(framing: Framing, capture: &BytesCapture) -> bool {
+    matches!(framing, Framing::EventStream | Framing::JsonArray)
         && capture
             .parts()
             .iter()
@@ -508,6 +510,26 @@ mod tests {
             .error
             .as_deref()
             .is_some_and(|e| e.contains("expands past the capture limit")));
+    }
+
+    #[test]
+    fn a_json_error_object_on_a_streamed_array_endpoint_is_json() {
+        let body = br#"{"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}}"#;
+        for content_type in [Some("application/json; charset=UTF-8"), None] {
+            let mut decoder = ResponseDecoder::new(
+                Endpoint::GeminiStreamGenerateContent,
+                &headers(content_type),
+                1 << 20,
+            );
+            for piece in body.chunks(7) {
+                decoder.feed(&Bytes::copy_from_slice(piece));
+            }
+            let decoded = decoder.finish();
+            assert_eq!(decoded.error, None, "{content_type:?}");
+            let error = decoded.summary.error.expect("the error");
+            assert_eq!(error.kind.as_deref(), Some("NOT_FOUND"));
+            assert_eq!(error.message.as_deref(), Some("models/x is not found"));
+        }
     }
 
     #[test]
