@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer};
 use serde_json::{json, Value};
-use support::{Exchange, Interaction, ProviderInteraction};
+use support::{Exchange, Failures, Interaction, ProviderInteraction};
 
 /// (input incl. cache reads and writes, output, total, cache read, cache creation, reasoning).
 type Tokens = (
@@ -34,45 +34,6 @@ type Tokens = (
 const STREAM_SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096], &[3, 50, 1, 200]];
 /// Frame splits for non-streamed bodies (`usize::MAX`: the whole body in one frame).
 const JSON_SPLITS: &[&[usize]] = &[&[usize::MAX], &[7], &[3, 50, 1, 200]];
-
-/// Mismatches collected over a test, reported together at its end.
-#[derive(Default)]
-struct Failures(Vec<String>);
-
-impl Failures {
-    fn eq<T: PartialEq + std::fmt::Debug>(
-        &mut self,
-        got: T,
-        want: T,
-        what: impl std::fmt::Display,
-    ) {
-        if got != want {
-            self.0.push(format!("{what}: got {got:?}, want {want:?}"));
-        }
-    }
-
-    fn ok(&mut self, condition: bool, what: impl std::fmt::Display) {
-        if !condition {
-            self.0.push(what.to_string());
-        }
-    }
-
-    fn finish(self, test: &str) {
-        if self.0.is_empty() {
-            return;
-        }
-        for failure in &self.0 {
-            eprintln!("FAIL {failure}");
-        }
-        let shown: Vec<&str> = self.0.iter().take(30).map(String::as_str).collect();
-        panic!(
-            "{test}: {} mismatch(es); the first {}:\n{}",
-            self.0.len(),
-            shown.len(),
-            shown.join("\n")
-        );
-    }
-}
 
 /// The contract: a `POST` whose path (query aside) ends with `/v1/messages`.
 fn recognised(method: &str, uri: &str) -> bool {

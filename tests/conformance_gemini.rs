@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer};
 use serde_json::{json, Map, Value};
-use support::{Exchange, Interaction};
+use support::{Exchange, Failures, Interaction};
 
 /// (input, output, total, cache read, cache creation, reasoning).
 type Tokens = (
@@ -28,44 +28,6 @@ type Tokens = (
 
 const STREAM_SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096]];
 const JSON_SPLITS: &[&[usize]] = &[&[usize::MAX], &[7]];
-
-#[derive(Default)]
-struct Failures(Vec<String>);
-
-impl Failures {
-    fn eq<T: PartialEq + std::fmt::Debug>(
-        &mut self,
-        got: T,
-        want: T,
-        what: impl std::fmt::Display,
-    ) {
-        if got != want {
-            self.0.push(format!("{what}: got {got:?}, want {want:?}"));
-        }
-    }
-
-    fn ok(&mut self, condition: bool, what: impl std::fmt::Display) {
-        if !condition {
-            self.0.push(what.to_string());
-        }
-    }
-
-    fn finish(self, test: &str) {
-        if self.0.is_empty() {
-            return;
-        }
-        for failure in &self.0 {
-            eprintln!("FAIL {failure}");
-        }
-        let shown: Vec<&str> = self.0.iter().take(30).map(String::as_str).collect();
-        panic!(
-            "{test}: {} mismatch(es); the first {}:\n{}",
-            self.0.len(),
-            shown.len(),
-            shown.join("\n")
-        );
-    }
-}
 
 /// The contract: `POST .../models/{m}:{method}` for the four methods; the model and method.
 fn recognised(method: &str, uri: &str) -> Option<(String, String)> {

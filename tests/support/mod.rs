@@ -785,3 +785,42 @@ pub async fn replay_reqwest_bytes(
         response_body,
     }
 }
+
+/// Mismatches collected over a test, reported together at its end.
+#[derive(Default)]
+pub struct Failures(Vec<String>);
+
+impl Failures {
+    pub fn eq<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        got: T,
+        want: T,
+        what: impl std::fmt::Display,
+    ) {
+        if got != want {
+            self.0.push(format!("{what}: got {got:?}, want {want:?}"));
+        }
+    }
+
+    pub fn ok(&mut self, condition: bool, what: impl std::fmt::Display) {
+        if !condition {
+            self.0.push(what.to_string());
+        }
+    }
+
+    pub fn finish(self, test: &str) {
+        if self.0.is_empty() {
+            return;
+        }
+        for failure in &self.0 {
+            eprintln!("FAIL {failure}");
+        }
+        let shown: Vec<&str> = self.0.iter().take(30).map(String::as_str).collect();
+        panic!(
+            "{test}: {} mismatch(es); the first {}:\n{}",
+            self.0.len(),
+            shown.len(),
+            shown.join("\n")
+        );
+    }
+}
