@@ -32,14 +32,15 @@ fn recorded(file: &str, index: usize) -> Interaction {
         .unwrap_or_else(|| panic!("fixture {file}#{index} not found"))
 }
 
-/// A recorded stream cut into one frame per SSE event.
+/// A recorded stream cut into one frame per event (SSE event, NDJSON line, event-stream frame).
 struct Stream {
     endpoint: Endpoint,
+    content_type: &'static str,
     frames: Vec<Bytes>,
 }
 
-/// A recorded Anthropic stream (a file under `provider-recorded`, interaction 0).
-fn recorded_anthropic(file: &str) -> Interaction {
+/// A recorded provider stream (a file under `provider-recorded`, interaction 0).
+fn recorded_provider(file: &str) -> Interaction {
     support::load_provider_interactions()
         .expect("benchmarks need the recorded provider fixtures")
         .into_iter()
@@ -56,15 +57,67 @@ fn stream(kind: &str) -> Stream {
         _ => None,
     };
     if let Some(file) = anthropic {
-        let body = recorded_anthropic(file).response_body;
+        let body = recorded_provider(file).response_body;
         let frames = body
             .split_inclusive("\n\n")
             .map(|event| Bytes::copy_from_slice(event.as_bytes()))
             .collect();
         return Stream {
             endpoint: Endpoint::AnthropicMessages,
+            content_type: "text/event-stream",
             frames,
         };
+    }
+    match kind {
+        // Gemini's `?alt=sse` streams end events with `\r\n\r\n`.
+        "gemini_text" | "gemini_reasoning" => {
+            let file = if kind == "gemini_text" {
+                "test_instrumentation/test_streaming_text_content.yaml"
+            } else {
+                "test_instrumentation/test_streaming_reasoning.yaml"
+            };
+            let body = recorded_provider(file).response_body;
+            let frames = body
+                .split_inclusive("\r\n\r\n")
+                .map(|event| Bytes::copy_from_slice(event.as_bytes()))
+                .collect();
+            return Stream {
+                endpoint: Endpoint::GeminiStreamGenerateContent,
+                content_type: "text/event-stream",
+                frames,
+            };
+        }
+        "ollama_chat" => {
+            let body = recorded_provider("test_ollama_streaming_chat_legacy.yaml").response_body;
+            let frames = body
+                .split_inclusive('\n')
+                .map(|line| Bytes::copy_from_slice(line.as_bytes()))
+                .collect();
+            return Stream {
+                endpoint: Endpoint::OllamaChat,
+                content_type: "application/x-ndjson",
+                frames,
+            };
+        }
+        "bedrock_tool_use" => {
+            let body = recorded_provider("test_anthropic_converse_stream_with_tool_use.yaml");
+            let mut body = support::base64_decode(&body.response_body)
+                .as_slice()
+                .to_vec();
+            // One frame per event-stream message: each opens with its total length.
+            let mut frames = Vec::new();
+            while body.len() >= 4 {
+                let length = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+                let rest = body.split_off(length.min(body.len()));
+                frames.push(Bytes::from(std::mem::replace(&mut body, rest)));
+            }
+            return Stream {
+                endpoint: Endpoint::BedrockConverseStream,
+                content_type: "application/vnd.amazon.eventstream",
+                frames,
+            };
+        }
+        _ => {}
     }
     let (file, index, endpoint) = match kind {
         "chat" => (
@@ -85,7 +138,11 @@ fn stream(kind: &str) -> Stream {
         .split_inclusive("\n\n")
         .map(|event| Bytes::copy_from_slice(event.as_bytes()))
         .collect();
-    Stream { endpoint, frames }
+    Stream {
+        endpoint,
+        content_type: "text/event-stream",
+        frames,
+    }
 }
 
 #[divan::bench(args = [
@@ -95,6 +152,10 @@ fn stream(kind: &str) -> Stream {
     "anthropic_text",
     "anthropic_tool_use",
     "anthropic_thinking",
+    "gemini_text",
+    "gemini_reasoning",
+    "ollama_chat",
+    "bedrock_tool_use",
 ])]
 fn sse_parse_and_assemble_per_event(bencher: Bencher, kind: &str) {
     let stream = stream(kind);
@@ -103,7 +164,7 @@ fn sse_parse_and_assemble_per_event(bencher: Bencher, kind: &str) {
         .counter(ItemsCount::new(stream.frames.len()))
         .counter(BytesCount::new(bytes))
         .bench(|| {
-            let mut decoder = BodyDecoder::new(stream.endpoint, Some("text/event-stream"), 8 << 20);
+            let mut decoder = BodyDecoder::new(stream.endpoint, Some(stream.content_type), 8 << 20);
             for frame in &stream.frames {
                 decoder.feed(frame);
             }
