@@ -72,9 +72,16 @@ fi
 
 for target in response_decoder request_decoder anthropic_stream framers; do
   echo "== fuzz $target for ${seconds}s"
+  log="corpus/$target.log"
+  # cargo fuzz exits non-zero on a crash. Its status is kept apart from the filter below: a
+  # `| grep ... || true` would report `true`'s status, and a crash would pass unnoticed.
+  status=0
   cargo fuzz run "$target" --fuzz-dir . "corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 2>&1 \
-    | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|panicked|thread)" || true
-  # cargo fuzz exits non-zero on a crash; grep above must not hide it.
-  test "${PIPESTATUS[0]}" -eq 0
+    -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 > "$log" 2>&1 || status=$?
+  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|panicked|thread)" "$log" || true
+  if [ "$status" -ne 0 ]; then
+    echo "fuzz: $target found a crash (exit $status); the input is in fuzz/artifacts/$target/" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
 done

@@ -84,7 +84,14 @@ impl SseParser {
                 self.skipping_line = false;
                 self.tail.clear();
             } else if self.tail.is_empty() {
-                self.process_line(&chunk[start..line_end], on_event);
+                // The whole line is in this chunk: no copy, but the same limit as a line that
+                // spans chunks (found by the `framers` fuzz target: the record must not depend
+                // on where the frames were cut).
+                if line_end - start > self.max_line {
+                    self.oversized_lines += 1;
+                } else {
+                    self.process_line(&chunk[start..line_end], on_event);
+                }
             } else {
                 let mut line = std::mem::take(&mut self.tail);
                 line.extend_from_slice(&chunk[start..line_end]);
@@ -201,6 +208,26 @@ mod tests {
         }
         parser.finish(&mut push);
         out
+    }
+
+    #[test]
+    fn a_long_line_is_skipped_whether_or_not_it_spans_chunks() {
+        let long = format!("data: {}\n\ndata: short\n\n", "x".repeat(100));
+        let run = |pieces: &[&[u8]]| {
+            let mut parser = SseParser::new(64);
+            let mut out = Vec::new();
+            for piece in pieces {
+                parser.feed(piece, &mut |e: Event<'_>| out.push(e.data.to_vec()));
+            }
+            parser.finish(&mut |e: Event<'_>| out.push(e.data.to_vec()));
+            (out, parser.oversized_lines())
+        };
+        let whole = run(&[long.as_bytes()]);
+        assert_eq!(whole, (vec![b"short".to_vec()], 1));
+        for cut in 0..long.len() {
+            let (a, b) = long.as_bytes().split_at(cut);
+            assert_eq!(run(&[a, b]), whole, "cut at {cut}");
+        }
     }
 
     fn pair(event: &str, data: &str) -> (String, String) {
