@@ -13,10 +13,8 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer};
+use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Value};
 use support::{Exchange, Failures, Interaction, ProviderInteraction};
 
@@ -429,51 +427,6 @@ fn check_exchange(fails: &mut Failures, interaction: &Interaction, exchange: &Ex
     );
 }
 
-fn frames(interaction: &Interaction, sizes: &[usize]) -> Vec<Bytes> {
-    support::split(interaction.response_body.as_bytes(), sizes)
-}
-
-async fn shutdown(layer: &LlmObservabilityLayer) {
-    layer
-        .dispatcher()
-        .shutdown(Duration::from_secs(5))
-        .await
-        .ok();
-}
-
-/// Replays through a fresh tower layer under `sizes`; the exchange and every record made.
-async fn via_tower(interaction: &Interaction, sizes: &[usize]) -> (Exchange, Vec<Arc<LlmCall>>) {
-    let (layer, memory) = support::memory_layer();
-    let exchange = support::replay_tower(&layer, interaction, frames(interaction, sizes)).await;
-    let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
-    (exchange, calls)
-}
-
-/// Replays through a fresh layer's reqwest middleware; the exchange and every record made.
-async fn via_reqwest(interaction: &Interaction) -> (Exchange, Vec<Arc<LlmCall>>) {
-    let (layer, memory) = support::memory_layer();
-    let exchange = support::replay_reqwest(&layer, interaction).await;
-    let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
-    (exchange, calls)
-}
-
-fn same_record(fails: &mut Failures, name: &str, a: &LlmCall, b: &LlmCall, what: &str) {
-    let at = format!("{name}: {what}");
-    fails.eq(&a.response, &b.response, format!("{at}: response"));
-    fails.eq(&a.request, &b.request, format!("{at}: request"));
-    fails.eq(&a.usage, &b.usage, format!("{at}: usage"));
-    fails.eq(
-        &a.finish_reasons,
-        &b.finish_reasons,
-        format!("{at}: finish_reasons"),
-    );
-    fails.eq(&a.error, &b.error, format!("{at}: error"));
-    fails.eq(&a.response_id, &b.response_id, format!("{at}: response_id"));
-    fails.eq(&a.status, &b.status, format!("{at}: status"));
-}
-
 /// The test's own reading against what `INDEX.tsv` says (written by whoever indexed the
 /// recordings, not by this crate): response model, stop reasons and the usage as reported.
 fn self_check(fails: &mut Failures, provider: &ProviderInteraction, want: &Expected) {
@@ -554,9 +507,9 @@ async fn recorded_anthropic_messages_through_tower_and_reqwest() {
         recognised_count += 1;
         streams += usize::from(want.streamed);
 
-        let (exchange, tower) = via_tower(interaction, &[97]).await;
+        let (exchange, tower) = support::records_via_tower(interaction, &[97]).await;
         check_exchange(&mut fails, interaction, &exchange, "tower [97]");
-        let (exchange, reqwest) = via_reqwest(interaction).await;
+        let (exchange, reqwest) = support::records_via_reqwest(interaction).await;
         check_exchange(&mut fails, interaction, &exchange, "reqwest");
         fails.eq(
             tower.len(),
@@ -576,7 +529,7 @@ async fn recorded_anthropic_messages_through_tower_and_reqwest() {
             check(&mut fails, interaction, &want, call, "reqwest");
         }
         if let (Some(a), Some(b)) = (tower.first(), reqwest.first()) {
-            same_record(&mut fails, &interaction.name(), a, b, "tower vs reqwest");
+            support::same_record(&mut fails, &interaction.name(), a, b, "tower vs reqwest");
         }
     }
     eprintln!(
@@ -625,7 +578,7 @@ async fn recorded_anthropic_messages_under_every_chunking() {
             } else {
                 format!("tower {sizes:?}")
             };
-            let (exchange, calls) = via_tower(interaction, sizes).await;
+            let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
             replays += 1;
             check_exchange(&mut fails, interaction, &exchange, &label);
             fails.eq(
@@ -637,7 +590,7 @@ async fn recorded_anthropic_messages_under_every_chunking() {
             check(&mut fails, interaction, &want, call, &label);
             match &first {
                 None => first = Some((label, call.clone())),
-                Some((first_label, first_call)) => same_record(
+                Some((first_label, first_call)) => support::same_record(
                     &mut fails,
                     &interaction.name(),
                     first_call,
@@ -696,9 +649,9 @@ async fn not_anthropic_messages_is_not_recorded() {
         if provider.is_anthropic() || image_get {
             // Legacy /v1/complete and the image download: no record at all, bytes untouched.
             never += 1;
-            let (exchange, tower) = via_tower(interaction, &[97]).await;
+            let (exchange, tower) = support::records_via_tower(interaction, &[97]).await;
             check_exchange(&mut fails, interaction, &exchange, "tower [97]");
-            let (exchange, reqwest) = via_reqwest(interaction).await;
+            let (exchange, reqwest) = support::records_via_reqwest(interaction).await;
             check_exchange(&mut fails, interaction, &exchange, "reqwest");
             fails.eq(
                 tower.len(),
@@ -717,7 +670,7 @@ async fn not_anthropic_messages_is_not_recorded() {
         } else if !provider.is_binary() {
             // Other providers: whatever else the crate makes of them, not an Anthropic record.
             others += 1;
-            let (exchange, tower) = via_tower(interaction, &[97]).await;
+            let (exchange, tower) = support::records_via_tower(interaction, &[97]).await;
             check_exchange(&mut fails, interaction, &exchange, "tower [97]");
             for call in &tower {
                 fails.ok(
@@ -786,7 +739,7 @@ async fn not_anthropic_messages_is_not_recorded() {
         ),
     ];
     for interaction in &not_recognised {
-        let (exchange, tower) = via_tower(interaction, &[7]).await;
+        let (exchange, tower) = support::records_via_tower(interaction, &[7]).await;
         check_exchange(&mut fails, interaction, &exchange, "tower [7]");
         fails.eq(
             tower.len(),
@@ -815,7 +768,7 @@ async fn not_anthropic_messages_is_not_recorded() {
     ];
     for interaction in &recognised_calls {
         let want = expected(interaction);
-        let (exchange, tower) = via_tower(interaction, &[7]).await;
+        let (exchange, tower) = support::records_via_tower(interaction, &[7]).await;
         check_exchange(&mut fails, interaction, &exchange, "tower [7]");
         fails.eq(
             tower.len(),
@@ -887,12 +840,12 @@ async fn mid_stream_error_event_is_an_error_with_the_partial_text() {
     let mut records = Vec::new();
     for sizes in STREAM_SPLITS {
         let label = format!("tower {sizes:?}");
-        let (exchange, calls) = via_tower(&interaction, sizes).await;
+        let (exchange, calls) = support::records_via_tower(&interaction, sizes).await;
         check_exchange(&mut fails, &interaction, &exchange, &label);
         fails.eq(calls.len(), 1, format!("{label}: records"));
         records.extend(calls.into_iter().map(|c| (label.clone(), c)));
     }
-    let (exchange, calls) = via_reqwest(&interaction).await;
+    let (exchange, calls) = support::records_via_reqwest(&interaction).await;
     check_exchange(&mut fails, &interaction, &exchange, "reqwest");
     fails.eq(calls.len(), 1, "reqwest: records");
     records.extend(calls.into_iter().map(|c| ("reqwest".to_owned(), c)));
@@ -952,9 +905,9 @@ async fn http_error_bodies_are_errors_with_their_type_and_message() {
             &body,
         );
         let want = expected(&interaction);
-        let (exchange, tower) = via_tower(&interaction, &[7]).await;
+        let (exchange, tower) = support::records_via_tower(&interaction, &[7]).await;
         check_exchange(&mut fails, &interaction, &exchange, "tower [7]");
-        let (exchange, reqwest) = via_reqwest(&interaction).await;
+        let (exchange, reqwest) = support::records_via_reqwest(&interaction).await;
         check_exchange(&mut fails, &interaction, &exchange, "reqwest");
         for (label, calls) in [("tower [7]", &tower), ("reqwest", &reqwest)] {
             fails.eq(calls.len(), 1, format!("{status} via {label}: records"));
@@ -1090,18 +1043,18 @@ async fn synthetic_stream_with_every_block_kind() {
     let mut first: Option<Arc<LlmCall>> = None;
     for sizes in STREAM_SPLITS {
         let label = format!("tower {sizes:?}");
-        let (exchange, calls) = via_tower(&interaction, sizes).await;
+        let (exchange, calls) = support::records_via_tower(&interaction, sizes).await;
         check_exchange(&mut fails, &interaction, &exchange, &label);
         fails.eq(calls.len(), 1, format!("{label}: records"));
         if let Some(call) = calls.first() {
             check(&mut fails, &interaction, &want, call, &label);
             match &first {
                 None => first = Some(call.clone()),
-                Some(a) => same_record(&mut fails, "synthetic stream", a, call, &label),
+                Some(a) => support::same_record(&mut fails, "synthetic stream", a, call, &label),
             }
         }
     }
-    let (exchange, calls) = via_reqwest(&interaction).await;
+    let (exchange, calls) = support::records_via_reqwest(&interaction).await;
     check_exchange(&mut fails, &interaction, &exchange, "reqwest");
     fails.eq(calls.len(), 1, "reqwest: records");
     if let Some(call) = calls.first() {

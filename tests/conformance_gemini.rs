@@ -9,10 +9,7 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer};
+use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Map, Value};
 use support::{Exchange, Failures, Interaction};
 
@@ -394,31 +391,6 @@ fn check_exchange(fails: &mut Failures, interaction: &Interaction, exchange: &Ex
     );
 }
 
-async fn shutdown(layer: &LlmObservabilityLayer) {
-    layer
-        .dispatcher()
-        .shutdown(Duration::from_secs(5))
-        .await
-        .ok();
-}
-
-async fn via_tower(interaction: &Interaction, sizes: &[usize]) -> (Exchange, Vec<Arc<LlmCall>>) {
-    let (layer, memory) = support::memory_layer();
-    let frames = support::split(interaction.response_body.as_bytes(), sizes);
-    let exchange = support::replay_tower(&layer, interaction, frames).await;
-    let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
-    (exchange, calls)
-}
-
-async fn via_reqwest(interaction: &Interaction) -> (Exchange, Vec<Arc<LlmCall>>) {
-    let (layer, memory) = support::memory_layer();
-    let exchange = support::replay_reqwest(&layer, interaction).await;
-    let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
-    (exchange, calls)
-}
-
 /// The Gemini and Vertex interactions. Cassettes recorded by async clients spell the method
 /// `post`; on the wire it is `POST`, and so it is replayed.
 fn gemini_interactions() -> Option<Vec<support::ProviderInteraction>> {
@@ -448,7 +420,7 @@ async fn every_recorded_gemini_call_is_recorded_exactly() {
     for provider in &interactions {
         let interaction = &provider.interaction;
         let Some(want) = expected(provider) else {
-            let (exchange, calls) = via_tower(interaction, &[usize::MAX]).await;
+            let (exchange, calls) = support::records_via_tower(interaction, &[usize::MAX]).await;
             check_exchange(&mut fails, interaction, &exchange, "tower");
             fails.eq(
                 calls.len(),
@@ -466,7 +438,7 @@ async fn every_recorded_gemini_call_is_recorded_exactly() {
         };
         for sizes in splits {
             let at = format!("tower {sizes:?}");
-            let (exchange, calls) = via_tower(interaction, sizes).await;
+            let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
             check_exchange(&mut fails, interaction, &exchange, &at);
             fails.eq(
                 calls.len(),
@@ -477,7 +449,7 @@ async fn every_recorded_gemini_call_is_recorded_exactly() {
                 check(&mut fails, interaction, &want, call, &at);
             }
         }
-        let (exchange, calls) = via_reqwest(interaction).await;
+        let (exchange, calls) = support::records_via_reqwest(interaction).await;
         check_exchange(&mut fails, interaction, &exchange, "reqwest");
         fails.eq(
             calls.len(),
@@ -525,7 +497,7 @@ async fn a_streamed_json_array_is_recorded_as_its_sse_twin() {
         twins += 1;
         for sizes in STREAM_SPLITS {
             let at = format!("JSON array, tower {sizes:?}");
-            let (exchange, calls) = via_tower(&array, sizes).await;
+            let (exchange, calls) = support::records_via_tower(&array, sizes).await;
             check_exchange(&mut fails, &array, &exchange, &at);
             fails.eq(
                 calls.len(),
@@ -536,7 +508,7 @@ async fn a_streamed_json_array_is_recorded_as_its_sse_twin() {
                 check(&mut fails, &array, &want, call, &at);
             }
         }
-        let (_, calls) = via_reqwest(&array).await;
+        let (_, calls) = support::records_via_reqwest(&array).await;
         fails.eq(
             calls.len(),
             1,
@@ -572,7 +544,7 @@ async fn a_stream_error_in_a_json_array_is_recorded() {
             serve_encoding: None,
         };
         for sizes in STREAM_SPLITS {
-            let (exchange, calls) = via_tower(&interaction, sizes).await;
+            let (exchange, calls) = support::records_via_tower(&interaction, sizes).await;
             let at = format!("{body:?} {sizes:?}");
             check_exchange(&mut fails, &interaction, &exchange, &at);
             fails.eq(calls.len(), 1, format!("{at}: records"));

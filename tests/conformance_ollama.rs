@@ -10,9 +10,8 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer};
+use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Map, Value};
 use support::{Exchange, Failures, Interaction};
 
@@ -338,45 +337,6 @@ fn check_exchange(fails: &mut Failures, interaction: &Interaction, exchange: &Ex
     );
 }
 
-async fn shutdown(layer: &LlmObservabilityLayer) {
-    layer
-        .dispatcher()
-        .shutdown(Duration::from_secs(5))
-        .await
-        .ok();
-}
-
-async fn via_tower(interaction: &Interaction, sizes: &[usize]) -> (Exchange, Vec<Arc<LlmCall>>) {
-    let (layer, memory) = support::memory_layer();
-    let frames = support::split(interaction.response_body.as_bytes(), sizes);
-    let exchange = support::replay_tower(&layer, interaction, frames).await;
-    let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
-    (exchange, calls)
-}
-
-async fn via_reqwest(interaction: &Interaction) -> (Exchange, Vec<Arc<LlmCall>>) {
-    let (layer, memory) = support::memory_layer();
-    let exchange = support::replay_reqwest(&layer, interaction).await;
-    let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
-    (exchange, calls)
-}
-
-fn same_record(fails: &mut Failures, name: &str, a: &LlmCall, b: &LlmCall, what: &str) {
-    let at = format!("{name}: {what}");
-    fails.eq(&a.response, &b.response, format!("{at}: response"));
-    fails.eq(&a.request, &b.request, format!("{at}: request"));
-    fails.eq(&a.usage, &b.usage, format!("{at}: usage"));
-    fails.eq(
-        &a.finish_reasons,
-        &b.finish_reasons,
-        format!("{at}: finish_reasons"),
-    );
-    fails.eq(&a.error, &b.error, format!("{at}: error"));
-    fails.eq(&a.status, &b.status, format!("{at}: status"));
-}
-
 /// The test's own reading against `INDEX.tsv` (written by whoever indexed the recordings).
 fn self_check(fails: &mut Failures, provider: &support::ProviderInteraction, want: &Expected) {
     let name = provider.interaction.name();
@@ -460,7 +420,7 @@ async fn recorded_ollama_under_every_chunking_and_through_reqwest() {
         let mut first: Option<(String, Arc<LlmCall>)> = None;
         for sizes in SPLITS {
             let label = format!("tower {sizes:?}");
-            let (exchange, calls) = via_tower(interaction, sizes).await;
+            let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
             replays += 1;
             check_exchange(&mut fails, interaction, &exchange, &label);
             fails.eq(
@@ -475,7 +435,7 @@ async fn recorded_ollama_under_every_chunking_and_through_reqwest() {
                     recorded += 1;
                     first = Some((label, call.clone()));
                 }
-                Some((first_label, first_call)) => same_record(
+                Some((first_label, first_call)) => support::same_record(
                     &mut fails,
                     &interaction.name(),
                     first_call,
@@ -484,7 +444,7 @@ async fn recorded_ollama_under_every_chunking_and_through_reqwest() {
                 ),
             }
         }
-        let (exchange, calls) = via_reqwest(interaction).await;
+        let (exchange, calls) = support::records_via_reqwest(interaction).await;
         check_exchange(&mut fails, interaction, &exchange, "reqwest");
         fails.eq(
             calls.len(),
@@ -494,7 +454,7 @@ async fn recorded_ollama_under_every_chunking_and_through_reqwest() {
         if let Some(call) = calls.first() {
             check(&mut fails, interaction, &want, call, "reqwest");
             if let Some((label, first_call)) = &first {
-                same_record(
+                support::same_record(
                     &mut fails,
                     &interaction.name(),
                     first_call,
@@ -552,7 +512,7 @@ async fn recorded_ollama_legacy_embeddings() {
         let want = expected(interaction);
         self_check(&mut fails, provider, &want);
         for sizes in [&[97][..], &[usize::MAX]] {
-            let (exchange, calls) = via_tower(interaction, sizes).await;
+            let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
             check_exchange(&mut fails, interaction, &exchange, "tower");
             fails.eq(calls.len(), 1, format!("{}: records", interaction.name()));
             if let Some(call) = calls.first() {
@@ -565,7 +525,7 @@ async fn recorded_ollama_legacy_embeddings() {
                 );
             }
         }
-        let (exchange, calls) = via_reqwest(interaction).await;
+        let (exchange, calls) = support::records_via_reqwest(interaction).await;
         check_exchange(&mut fails, interaction, &exchange, "reqwest");
         if let Some(call) = calls.first() {
             check(&mut fails, interaction, &want, call, "reqwest");
@@ -598,7 +558,7 @@ async fn an_oversized_line_is_skipped_and_said() {
         response_body: body,
         serve_encoding: None,
     };
-    let (exchange, calls) = via_tower(&interaction, &[65536]).await;
+    let (exchange, calls) = support::records_via_tower(&interaction, &[65536]).await;
     assert!(exchange.response_body == interaction.response_body.as_bytes());
     assert_eq!(calls.len(), 1);
     let call = &calls[0];

@@ -824,3 +824,53 @@ impl Failures {
         );
     }
 }
+
+/// Replays `interaction` through a fresh memory layer's tower service, the response split into
+/// frames of `sizes` (see [`split`]); the exchange and every record the layer made.
+pub async fn records_via_tower(
+    interaction: &Interaction,
+    sizes: &[usize],
+) -> (Exchange, Vec<Arc<LlmCall>>) {
+    let (layer, memory) = memory_layer();
+    let frames = split(interaction.response_body.as_bytes(), sizes);
+    let exchange = replay_tower(&layer, interaction, frames).await;
+    let calls = flushed(&layer, &memory).await;
+    shut_down(&layer).await;
+    (exchange, calls)
+}
+
+/// Replays `interaction` through a fresh memory layer's reqwest middleware; the exchange and
+/// every record the layer made.
+pub async fn records_via_reqwest(interaction: &Interaction) -> (Exchange, Vec<Arc<LlmCall>>) {
+    let (layer, memory) = memory_layer();
+    let exchange = replay_reqwest(&layer, interaction).await;
+    let calls = flushed(&layer, &memory).await;
+    shut_down(&layer).await;
+    (exchange, calls)
+}
+
+/// Stops a test layer's dispatcher (its worker threads) once the test has its records.
+pub async fn shut_down(layer: &LlmObservabilityLayer) {
+    layer
+        .dispatcher()
+        .shutdown(Duration::from_secs(5))
+        .await
+        .ok();
+}
+
+/// Collects in `fails` every way `a` and `b` — records of the same interaction made two ways
+/// (another chunking, the other adapter) — differ in what the interaction decided.
+pub fn same_record(fails: &mut Failures, name: &str, a: &LlmCall, b: &LlmCall, what: &str) {
+    let at = format!("{name}: {what}");
+    fails.eq(&a.response, &b.response, format!("{at}: response"));
+    fails.eq(&a.request, &b.request, format!("{at}: request"));
+    fails.eq(&a.usage, &b.usage, format!("{at}: usage"));
+    fails.eq(
+        &a.finish_reasons,
+        &b.finish_reasons,
+        format!("{at}: finish_reasons"),
+    );
+    fails.eq(&a.error, &b.error, format!("{at}: error"));
+    fails.eq(&a.response_id, &b.response_id, format!("{at}: response_id"));
+    fails.eq(&a.status, &b.status, format!("{at}: status"));
+}
