@@ -40,6 +40,16 @@ pub(crate) fn message(role: &str, parts: Vec<Value>) -> Value {
     json!({"role": role, "parts": parts})
 }
 
+/// The `finish_reason` of output message `index`: what the response says (`reported`), else
+/// the call's finish reason at `index`, else `""`.
+pub(crate) fn finish_reason(call: &LlmCall, index: usize, reported: Option<&Value>) -> Value {
+    reported
+        .filter(|r| !r.is_null())
+        .cloned()
+        .or_else(|| call.finish_reasons.get(index).map(|r| json!(r)))
+        .unwrap_or_else(|| json!(""))
+}
+
 /// Sets a `{role, parts}` message's `finish_reason`.
 pub(crate) fn with_finish_reason(mut message: Value, reason: Value) -> Value {
     if let Some(map) = message.as_object_mut() {

@@ -5,6 +5,30 @@ use serde_json::Value;
 use crate::json::Json;
 use crate::payload::{CallError, Cost, Usage};
 
+/// Usage from counts that keep the prompt cache apart (Anthropic, Bedrock Converse), as the
+/// OpenTelemetry GenAI conventions count it: `input_tokens` is every input token — `uncached`
+/// plus the cache reads and writes — and the total is input plus output.
+pub(crate) fn usage_with_cache(
+    uncached: Option<u64>,
+    output: Option<u64>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+) -> Usage {
+    let input = uncached.map(|uncached| {
+        uncached
+            .saturating_add(cache_read.unwrap_or(0))
+            .saturating_add(cache_write.unwrap_or(0))
+    });
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: input.zip(output).map(|(i, o)| i.saturating_add(o)),
+        cached_input_tokens: cache_read,
+        cache_creation_input_tokens: cache_write,
+        reasoning_tokens: None,
+    }
+}
+
 /// What a response said, whichever way it arrived (one JSON body or an assembled stream).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ResponseSummary {

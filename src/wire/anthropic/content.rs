@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::payload::LlmCall;
-use crate::wire::content::{message, record_map, text_part, with_finish_reason};
+use crate::wire::content::{finish_reason, message, record_map, text_part, with_finish_reason};
 
 /// An image or document `source` as a part: base64 data as a blob, a URL as a uri, a file id
 /// as a file.
@@ -88,12 +88,7 @@ pub(crate) fn system_instructions(call: &LlmCall) -> Option<Value> {
 pub(crate) fn output_messages(call: &LlmCall) -> Option<Value> {
     let response = call.response.as_deref()?;
     let content = response.get("content")?;
-    let reason = response
-        .get("stop_reason")
-        .filter(|r| !r.is_null())
-        .cloned()
-        .or_else(|| call.finish_reasons.first().map(|r| json!(r)))
-        .unwrap_or_else(|| json!(""));
+    let reason = finish_reason(call, 0, response.get("stop_reason"));
     let answer = message("assistant", parts(Some(content)));
     Some(Value::Array(vec![with_finish_reason(answer, reason)]))
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::json::Json;
 use crate::payload::Usage;
 use crate::wire::read::raw_string;
-use crate::wire::summary::{error_from_value, ResponseSummary};
+use crate::wire::summary::{error_from_value, usage_with_cache, ResponseSummary};
 
 /// Usage as Anthropic reports it: `input_tokens` leaves out the tokens read from and written
 /// to the prompt cache, which come apart.
@@ -28,21 +28,12 @@ impl WireUsage {
     /// Normalised: `input_tokens` counts every input token, cache reads and writes included (the
     /// OpenTelemetry GenAI rule); the total is input plus output (Anthropic reports none).
     fn normalise(&self) -> Usage {
-        let input = self.input_tokens.map(|uncached| {
-            uncached
-                .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
-                .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
-        });
-        Usage {
-            input_tokens: input,
-            output_tokens: self.output_tokens,
-            total_tokens: input
-                .zip(self.output_tokens)
-                .map(|(i, o)| i.saturating_add(o)),
-            cached_input_tokens: self.cache_read_input_tokens,
-            cache_creation_input_tokens: self.cache_creation_input_tokens,
-            reasoning_tokens: None,
-        }
+        usage_with_cache(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_input_tokens,
+            self.cache_creation_input_tokens,
+        )
     }
 }
 

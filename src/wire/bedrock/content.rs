@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::payload::LlmCall;
-use crate::wire::content::{message, record_map, text_part, with_finish_reason};
+use crate::wire::content::{finish_reason, message, record_map, text_part, with_finish_reason};
 
 /// An `image` or `document` block as a part: inline bytes as a blob, an S3 location as a uri.
 fn media_part(modality: &str, media: &Value) -> Value {
@@ -106,12 +106,7 @@ pub(crate) fn system_instructions(call: &LlmCall) -> Option<Value> {
 pub(crate) fn output_messages(call: &LlmCall) -> Option<Value> {
     let response = call.response.as_deref()?;
     let answer = response.pointer("/output/message")?;
-    let reason = response
-        .get("stopReason")
-        .filter(|r| !r.is_null())
-        .cloned()
-        .or_else(|| call.finish_reasons.first().map(|r| json!(r)))
-        .unwrap_or_else(|| json!(""));
+    let reason = finish_reason(call, 0, response.get("stopReason"));
     let role = answer["role"].as_str().unwrap_or("assistant");
     let answer = message(role, parts(answer.get("content")));
     Some(Value::Array(vec![with_finish_reason(answer, reason)]))

@@ -5,7 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::payload::LlmCall;
-use crate::wire::content::{arguments, message, record_map, text_part, with_finish_reason};
+use crate::wire::content::{
+    arguments, finish_reason, message, record_map, text_part, with_finish_reason,
+};
 use crate::wire::endpoint::Endpoint;
 
 /// A message's parts: reasoning, text, images (base64 blobs), tool calls.
@@ -107,12 +109,7 @@ pub(crate) fn output_messages(call: &LlmCall) -> Option<Value> {
         }
         _ => return None,
     };
-    let reason = response
-        .get("done_reason")
-        .filter(|r| !r.is_null())
-        .cloned()
-        .or_else(|| call.finish_reasons.first().map(|r| json!(r)))
-        .unwrap_or_else(|| json!(""));
+    let reason = finish_reason(call, 0, response.get("done_reason"));
     Some(json!([with_finish_reason(message(&role, parts), reason)]))
 }
 

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::payload::LlmCall;
-use crate::wire::content::{arguments, image_part, message, record_map, text_part};
+use crate::wire::content::{arguments, finish_reason, image_part, message, record_map, text_part};
 use crate::wire::endpoint::Endpoint;
 
 /// One OpenAI content part (chat or Responses API) as a conventions part.
@@ -221,13 +221,7 @@ pub(crate) fn system_instructions(call: &LlmCall) -> Option<Value> {
 /// message with all its output items); `None` when nothing was decoded.
 pub(crate) fn output_messages(call: &LlmCall) -> Option<Value> {
     let response = call.response.as_deref()?;
-    let finish = |index: usize, reason: Option<&Value>| -> Value {
-        reason
-            .filter(|r| !r.is_null())
-            .cloned()
-            .or_else(|| call.finish_reasons.get(index).map(|r| json!(r)))
-            .unwrap_or_else(|| json!(""))
-    };
+    let finish = |index: usize, reason: Option<&Value>| finish_reason(call, index, reason);
     let messages: Vec<Value> = match call.endpoint {
         Endpoint::ChatCompletions => response
             .get("choices")?
