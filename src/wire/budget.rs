@@ -118,3 +118,45 @@ pub(crate) fn fitted(mut text: String) -> String {
 pub(crate) fn small_tree(raw: &RawValue) -> Option<Value> {
     serde_json::from_str(raw.get()).ok()
 }
+
+/// Tool-call inputs rebuilt from streamed JSON fragments (Anthropic's `input_json_delta`,
+/// Bedrock's `toolUse.input`), and how many of them could only be kept as text.
+#[derive(Debug, Default)]
+pub(crate) struct FragmentedInputs {
+    /// Fragments that were not complete JSON at the end.
+    unparsed: u32,
+    /// Complete JSON too large to hold as a tree.
+    large: u32,
+}
+
+impl FragmentedInputs {
+    /// The JSON the fragments make, or — when they are not complete JSON, or larger than
+    /// [`TREE_LIMIT`] — their text, counted. Checked before a tree is built: a tree of a cut or
+    /// hostile text would cost many times the text.
+    pub(crate) fn parse(&mut self, fragments: String) -> Value {
+        let complete = serde_json::from_str::<serde::de::IgnoredAny>(&fragments).is_ok();
+        if complete && fragments.len() <= TREE_LIMIT {
+            if let Ok(input) = serde_json::from_str::<Value>(&fragments) {
+                return input;
+            }
+        }
+        if complete {
+            self.large += 1;
+        } else {
+            self.unparsed += 1;
+        }
+        Value::String(fitted(fragments))
+    }
+
+    /// What the record says when an input was kept as text; `what` names the inputs (e.g.
+    /// `tool_use inputs streamed as input_json_delta`).
+    pub(crate) fn decode_error(&self, what: &str) -> Option<String> {
+        match (self.unparsed, self.large) {
+            (0, 0) => None,
+            (unparsed, large) => Some(format!(
+                "of the {what}, {unparsed} are not complete JSON and {large} are larger than \
+                 {TREE_LIMIT} bytes; those are kept as text"
+            )),
+        }
+    }
+}

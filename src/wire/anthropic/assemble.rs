@@ -9,7 +9,6 @@
 //! Usage arrives twice: `message_start.message.usage`, then the cumulative
 //! `message_delta.usage`, which overrides it field by field.
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -17,7 +16,7 @@ use serde_json::{Map, Value};
 use super::response::{merge_usage, usage_from_value};
 use crate::json::Json;
 use crate::wire::assemble::{Folded, StreamFold};
-use crate::wire::budget::{fitted, small_tree, ContentBudget, ENTRY_COST, TREE_LIMIT};
+use crate::wire::budget::{fitted, small_tree, ContentBudget, FragmentedInputs, ENTRY_COST};
 use crate::wire::indexed::{Indexed, Keyed};
 use crate::wire::read::{raw_string, read_json, Text};
 use crate::wire::summary::{error_from_value, ResponseSummary};
@@ -127,10 +126,8 @@ pub(crate) struct MessageFold {
     blocks: Indexed<BlockState>,
     error: Option<Value>,
     started: bool,
-    /// Tool-call inputs whose fragments were not JSON at the end (kept as text).
-    unparsed_inputs: u32,
-    /// Tool-call inputs too large to hold as a tree (kept as text).
-    large_inputs: u32,
+    /// Tool inputs rebuilt from their fragments.
+    inputs: FragmentedInputs,
 }
 
 impl MessageFold {
@@ -333,13 +330,9 @@ impl StreamFold for MessageFold {
         if let Some(usage) = &usage {
             message.insert("usage".into(), usage.clone());
         }
-        let decode_error = match (self.unparsed_inputs, self.large_inputs) {
-            (0, 0) => None,
-            (unparsed, large) => Some(format!(
-                "of the tool_use inputs streamed as input_json_delta, {unparsed} are not complete \
-                 JSON and {large} are larger than {TREE_LIMIT} bytes; those are kept as text"
-            )),
-        };
+        let decode_error = self
+            .inputs
+            .decode_error("tool_use inputs streamed as input_json_delta");
         ResponseSummary {
             response: Some(Json::from(Value::Object(message))),
             usage: usage.as_ref().and_then(usage_from_value),
@@ -355,25 +348,6 @@ impl StreamFold for MessageFold {
 }
 
 impl MessageFold {
-    /// A tool call's `input` from its `input_json_delta` fragments: the JSON they make, or —
-    /// when they are not complete JSON, or too large to hold as a tree — the text, counted in
-    /// the record's decode errors. Checked before it is built: a tree of a cut or hostile
-    /// text would cost many times the text.
-    fn tool_input(&mut self, fragments: String) -> Value {
-        let complete = serde_json::from_str::<IgnoredAny>(&fragments).is_ok();
-        if complete && fragments.len() <= TREE_LIMIT {
-            if let Ok(input) = serde_json::from_str::<Value>(&fragments) {
-                return input;
-            }
-        }
-        if complete {
-            self.large_inputs += 1;
-        } else {
-            self.unparsed_inputs += 1;
-        }
-        Value::String(fitted(fragments))
-    }
-
     /// A block as the unstreamed Message has it.
     fn block_value(&mut self, block: BlockState) -> Value {
         let mut fields = match block.start.as_deref().and_then(small_tree) {
@@ -402,7 +376,7 @@ impl MessageFold {
             }
             "tool_use" | "server_tool_use" | "mcp_tool_use" => {
                 if !block.partial_json.is_empty() {
-                    let input = self.tool_input(block.partial_json);
+                    let input = self.inputs.parse(block.partial_json);
                     fields.insert("input".into(), input);
                 } else if !fields.contains_key("input") {
                     fields.insert("input".into(), Value::Object(Map::new()));

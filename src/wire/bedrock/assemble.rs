@@ -8,7 +8,6 @@
 //! Every payload carries a `"p"` padding field, ignored. An exception frame
 //! (`exception:{type}`) ends the stream as an error, its payload's `message` the message.
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -17,7 +16,7 @@ use super::response::{error_from_payload, usage_from_value};
 use crate::json::Json;
 use crate::payload::CallError;
 use crate::wire::assemble::{Folded, StreamFold};
-use crate::wire::budget::{fitted, small_tree, ContentBudget, ENTRY_COST, TREE_LIMIT};
+use crate::wire::budget::{fitted, small_tree, ContentBudget, FragmentedInputs, ENTRY_COST};
 use crate::wire::indexed::{Indexed, Keyed};
 use crate::wire::read::{read_json, Text};
 use crate::wire::summary::ResponseSummary;
@@ -135,10 +134,8 @@ pub(crate) struct ConverseFold {
     blocks: Indexed<BlockState>,
     error: Option<CallError>,
     started: bool,
-    /// Tool inputs whose fragments were not JSON at the end (kept as text).
-    unparsed_inputs: u32,
-    /// Tool inputs too large to hold as a tree (kept as text).
-    large_inputs: u32,
+    /// Tool inputs rebuilt from their fragments.
+    inputs: FragmentedInputs,
 }
 
 /// The longest `stopReason` kept.
@@ -330,13 +327,9 @@ impl StreamFold for ConverseFold {
                 response.insert(key.into(), value);
             }
         }
-        let decode_error = match (self.unparsed_inputs, self.large_inputs) {
-            (0, 0) => None,
-            (unparsed, large) => Some(format!(
-                "of the toolUse inputs streamed as fragments, {unparsed} are not complete JSON \
-                 and {large} are larger than {TREE_LIMIT} bytes; those are kept as text"
-            )),
-        };
+        let decode_error = self
+            .inputs
+            .decode_error("toolUse inputs streamed as fragments");
         ResponseSummary {
             response: Some(Json::from(Value::Object(response))),
             usage: usage.as_ref().and_then(usage_from_value),
@@ -352,24 +345,6 @@ impl StreamFold for ConverseFold {
 }
 
 impl ConverseFold {
-    /// A tool call's `input` from its fragments: the JSON they make, or — when they are not
-    /// complete JSON, or too large to hold as a tree — the text, counted in the record's
-    /// decode errors.
-    fn tool_input(&mut self, fragments: String) -> Value {
-        let complete = serde_json::from_str::<IgnoredAny>(&fragments).is_ok();
-        if complete && fragments.len() <= TREE_LIMIT {
-            if let Ok(input) = serde_json::from_str::<Value>(&fragments) {
-                return input;
-            }
-        }
-        if complete {
-            self.large_inputs += 1;
-        } else {
-            self.unparsed_inputs += 1;
-        }
-        Value::String(fitted(fragments))
-    }
-
     /// A block as the unstreamed response has it.
     fn block_value(&mut self, block: BlockState) -> Value {
         match block.kind {
@@ -378,7 +353,7 @@ impl ConverseFold {
                 let input = if block.input.is_empty() {
                     Value::Object(Map::new())
                 } else {
-                    self.tool_input(block.input)
+                    self.inputs.parse(block.input)
                 };
                 json!({"toolUse": {"toolUseId": block.tool_use_id, "name": block.name,
                                    "input": input}})
