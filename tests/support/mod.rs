@@ -279,55 +279,14 @@ pub async fn replay_tower(
     interaction: &Interaction,
     frames: Vec<Bytes>,
 ) -> Exchange {
-    let recorded = interaction.clone();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
-    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
-        let recorded = recorded.clone();
-        let frames = frames.clone();
-        let seen_tx = seen_tx.clone();
-        async move {
-            let body = request.into_body().collect().await.map(|c| c.to_bytes());
-            let _ = seen_tx.send(body.unwrap_or_default());
-            let mut response = Response::builder().status(recorded.status);
-            if !recorded.content_type.is_empty() {
-                response = response.header(http::header::CONTENT_TYPE, &recorded.content_type);
-            }
-            if let Some(encoding) = &recorded.serve_encoding {
-                response = response.header(http::header::CONTENT_ENCODING, encoding);
-            }
-            Ok::<_, Infallible>(
-                response
-                    .body(ChannelBody::from_chunks(frames))
-                    .expect("valid response"),
-            )
-        }
-    });
-    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
-    let request = Request::builder()
-        .method(interaction.method.as_str())
-        .uri(&interaction.uri)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(interaction.request_body.clone())))
-        .expect("valid request");
-    let response = service
-        .ready()
-        .await
-        .expect("ready")
-        .call(request)
-        .await
-        .expect("infallible upstream");
-    let status = response.status();
-    let response_body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("recorded body has no errors")
-        .to_bytes();
-    Exchange {
-        status,
-        upstream_request_body: seen_rx.recv().await.unwrap_or_default(),
-        response_body,
+    let mut headers = Vec::new();
+    if !interaction.content_type.is_empty() {
+        headers.push(("content-type".to_owned(), interaction.content_type.clone()));
     }
+    if let Some(encoding) = &interaction.serve_encoding {
+        headers.push(("content-encoding".to_owned(), encoding.clone()));
+    }
+    replay_tower_bytes(layer, interaction, &headers, frames).await
 }
 
 /// Serves `interaction`'s recorded response on 127.0.0.1 (any path) and replays its request
