@@ -875,3 +875,198 @@ async fn a_cost_the_provider_reported_is_the_calls_cost_and_pricing_keeps_it() {
     assert_eq!(message["reasoning"], "Think");
     assert_eq!(message["content"], "hi");
 }
+
+/// Gemini, Vertex AI, Bedrock and Ollama models as LiteLLM's price file lists them (real key
+/// names and prices of the file at the time of writing), plus a Vertex AI entry for
+/// `gemini-2.5-flash` made dearer than the Gemini API's, so that the test sees which one a
+/// call is priced from.
+const LITELLM_PROVIDERS: &str = r#"{
+  "gemini/gemini-2.5-pro": {
+    "input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05,
+    "cache_read_input_token_cost": 1.25e-07,
+    "input_cost_per_token_above_200k_tokens": 2.5e-06,
+    "output_cost_per_token_above_200k_tokens": 1.5e-05,
+    "cache_read_input_token_cost_above_200k_tokens": 2.5e-07,
+    "input_cost_per_token_priority": 2.25e-06,
+    "input_cost_per_token_above_200k_tokens_priority": 4.5e-06,
+    "litellm_provider": "gemini", "mode": "chat"
+  },
+  "gemini/gemini-2.5-flash": {
+    "input_cost_per_token": 3e-07, "output_cost_per_token": 2.5e-06,
+    "cache_read_input_token_cost": 3e-08, "litellm_provider": "gemini", "mode": "chat"
+  },
+  "gemini-2.5-flash": {
+    "input_cost_per_token": 6e-07, "output_cost_per_token": 5e-06,
+    "cache_read_input_token_cost": 6e-08,
+    "litellm_provider": "vertex_ai-language-models", "mode": "chat"
+  },
+  "gemini/gemini-embedding-001": {
+    "input_cost_per_token": 1.5e-07, "output_cost_per_token": 0,
+    "litellm_provider": "gemini", "mode": "embedding"
+  },
+  "amazon.nova-lite-v1:0": {
+    "input_cost_per_token": 6e-08, "output_cost_per_token": 2.4e-07,
+    "cache_read_input_token_cost": 1.5e-08, "litellm_provider": "bedrock_converse", "mode": "chat"
+  },
+  "us.anthropic.claude-3-7-sonnet-20250219-v1:0": {
+    "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
+    "cache_read_input_token_cost": 3e-07, "cache_creation_input_token_cost": 3.75e-06,
+    "litellm_provider": "bedrock_converse", "mode": "chat"
+  },
+  "ollama/llama3": {
+    "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+    "litellm_provider": "ollama", "mode": "chat"
+  }
+}"#;
+
+fn provider_call(provider: &str, endpoint: Endpoint, model: &str, usage: Usage) -> LlmCall {
+    let mut call = LlmCall::new(endpoint);
+    call.provider = provider.into();
+    call.request_model = Some(model.into());
+    call.usage = Some(usage);
+    call
+}
+
+#[test]
+fn gemini_vertex_bedrock_and_ollama_calls_are_priced_from_their_providers_litellm_entries() {
+    interest_in_every_span();
+    let pricing = Pricing::built_in()
+        .litellm_json(LITELLM_PROVIDERS, "file:providers.json")
+        .expect("loads");
+    let cost_of = |call: &LlmCall| pricing.cost_of(call).expect("priced");
+    let mut usage = Usage::new(10_000, 2_000);
+    usage.cached_input_tokens = Some(4_000);
+
+    // The same model at the Gemini API and at Vertex AI: each from its own entry.
+    let gemini = provider_call(
+        "gcp.gemini",
+        Endpoint::GeminiGenerateContent,
+        "gemini-2.5-flash",
+        usage.clone(),
+    );
+    close(
+        cost_of(&gemini).total_usd,
+        6_000.0 * 3e-7 + 4_000.0 * 3e-8 + 2_000.0 * 2.5e-6,
+        "gemini api",
+    );
+    let vertex = provider_call(
+        "gcp.vertex_ai",
+        Endpoint::GeminiGenerateContent,
+        "gemini-2.5-flash",
+        usage.clone(),
+    );
+    close(
+        cost_of(&vertex).total_usd,
+        6_000.0 * 6e-7 + 4_000.0 * 6e-8 + 2_000.0 * 5e-6,
+        "vertex",
+    );
+    assert_eq!(cost_of(&vertex).pricing_source, "file:providers.json");
+
+    // Gemini 2.5 Pro over 200k input tokens: the whole call at the long-context rates (not
+    // the priority tier's); at exactly 200k, the base rates.
+    let mut long = Usage::new(250_000, 1_000);
+    long.cached_input_tokens = Some(50_000);
+    let pro = provider_call(
+        "gcp.gemini",
+        Endpoint::GeminiGenerateContent,
+        "gemini-2.5-pro",
+        long,
+    );
+    let cost = cost_of(&pro);
+    close(cost.input_usd, 200_000.0 * 2.5e-6, "long input");
+    close(cost.cache_read_usd, 50_000.0 * 2.5e-7, "long cache read");
+    close(cost.output_usd, 1_000.0 * 1.5e-5, "long output");
+    let at_threshold = provider_call(
+        "gcp.gemini",
+        Endpoint::GeminiGenerateContent,
+        "gemini-2.5-pro",
+        Usage::new(200_000, 1_000),
+    );
+    close(
+        cost_of(&at_threshold).total_usd,
+        200_000.0 * 1.25e-6 + 1_000.0 * 1e-5,
+        "at the threshold",
+    );
+
+    // Embeddings by their input.
+    let embed = provider_call(
+        "gcp.gemini",
+        Endpoint::GeminiEmbedContent,
+        "gemini-embedding-001",
+        Usage::new(1_000, 0),
+    );
+    close(cost_of(&embed).total_usd, 1_000.0 * 1.5e-7, "embedding");
+
+    // Bedrock: a model id as it is, and a system inference profile ARN as the model it names
+    // (with Anthropic's cache writes).
+    let nova = provider_call(
+        "aws.bedrock",
+        Endpoint::BedrockConverse,
+        "amazon.nova-lite-v1:0",
+        usage.clone(),
+    );
+    close(
+        cost_of(&nova).total_usd,
+        6_000.0 * 6e-8 + 4_000.0 * 1.5e-8 + 2_000.0 * 2.4e-7,
+        "nova",
+    );
+    let mut claude_usage = usage.clone();
+    claude_usage.cache_creation_input_tokens = Some(1_000);
+    let profile = provider_call(
+        "aws.bedrock",
+        Endpoint::BedrockConverseStream,
+        "arn:aws:bedrock:us-east-1:012345678901:inference-profile/us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        claude_usage,
+    );
+    let cost = cost_of(&profile);
+    close(cost.cache_write_usd, 1_000.0 * 3.75e-6, "profile cache write");
+    close(
+        cost.total_usd,
+        5_000.0 * 3e-6 + 4_000.0 * 3e-7 + 1_000.0 * 3.75e-6 + 2_000.0 * 1.5e-5,
+        "profile",
+    );
+
+    // Ollama: a local model costs nothing, whatever its tag says.
+    let ollama = provider_call(
+        "ollama",
+        Endpoint::OllamaChat,
+        "llama3:latest",
+        Usage::new(500, 20),
+    );
+    let cost = cost_of(&ollama);
+    assert_eq!(cost.total_usd, 0.0);
+    assert_eq!(cost.pricing_source, "file:providers.json");
+
+    // A price set in code wins over the provider's entry.
+    let overridden = pricing
+        .clone()
+        .with_price("gemini-2.5-flash", ModelPrice::per_million(1.0, None, 1.0));
+    let cost = overridden.cost_of(&vertex).expect("priced");
+    assert_eq!(cost.pricing_source, "override");
+    close(cost.total_usd, 12_000.0 * 1e-6, "override");
+
+    // A model the file does not hold: no cost, and the reason.
+    let unknown = provider_call(
+        "ollama",
+        Endpoint::OllamaChat,
+        "qwen3.6:latest",
+        Usage::new(500, 20),
+    );
+    assert_eq!(
+        pricing.cost_of(&unknown).unwrap_err(),
+        "no cost: no price for model \"qwen3.6:latest\""
+    );
+}
+
+#[test]
+fn a_long_context_tier_with_a_bad_price_refuses_the_file() {
+    interest_in_every_span();
+    let bad = LITELLM_PROVIDERS.replace(
+        "\"output_cost_per_token_above_200k_tokens\": 1.5e-05",
+        "\"output_cost_per_token_above_200k_tokens\": -1.5e-05",
+    );
+    assert!(matches!(
+        Pricing::empty().litellm_json(&bad, "file:bad.json"),
+        Err(PricingError::InvalidPrice { model, .. }) if model == "gemini/gemini-2.5-pro"
+    ));
+}

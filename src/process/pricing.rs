@@ -13,7 +13,17 @@
 //!   it is, then without a date suffix (or `-latest`), then without a provider prefix
 //!   (`openai/`, `azure/`, ...), then without both (`gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`,
 //!   `gpt-3.5-turbo-0125` -> `gpt-3.5-turbo`, `claude-sonnet-4-5-20250929` ->
-//!   `claude-sonnet-4-5`, `claude-3-5-haiku-latest` -> `claude-3-5-haiku`);
+//!   `claude-sonnet-4-5`, `claude-3-5-haiku-latest` -> `claude-3-5-haiku`, `llama3:latest` ->
+//!   `llama3`); before any of these, the name LiteLLM gives the model for the provider the
+//!   call went to is tried (`gemini/gemini-2.5-pro` for the Gemini API,
+//!   `vertex_ai-language-models/...` for Vertex AI, `bedrock_converse/...` for Bedrock,
+//!   `ollama/llama3`, `azure/...`), so a provider's own price wins where it differs; a Bedrock
+//!   inference profile (`arn:...:inference-profile/us.anthropic.claude-...`) is priced as the
+//!   model it names;
+//! - a call whose input is over a model's long-context threshold (LiteLLM's
+//!   `input_cost_per_token_above_200k_tokens` and the like: Gemini 2.5 Pro, Claude Sonnet 4
+//!   with the 1M context) is priced at that tier's rates for all of its tokens, as the
+//!   providers bill it;
 //! - input tokens read from the prompt cache are priced at the cached-input rate (at the input
 //!   rate when the model has none), input tokens written to it (Anthropic's
 //!   `cache_creation_input_tokens`) at the cache-write rate (at the input rate when the model
@@ -217,7 +227,9 @@ pub enum PricingError {
     Empty(String),
 }
 
-/// One entry of LiteLLM's `model_prices_and_context_window.json`; other fields are ignored.
+/// One entry of LiteLLM's `model_prices_and_context_window.json`: the fields read by name,
+/// and the rest, where the long-context tiers (`input_cost_per_token_above_200k_tokens`, ...)
+/// are found.
 #[derive(Deserialize)]
 struct LiteLlmEntry {
     input_cost_per_token: Option<f64>,
@@ -226,12 +238,72 @@ struct LiteLlmEntry {
     cache_creation_input_token_cost: Option<f64>,
     litellm_provider: Option<String>,
     mode: Option<String>,
+    #[serde(flatten)]
+    other: HashMap<String, serde_json::Value>,
+}
+
+impl LiteLlmEntry {
+    /// The entry's long-context tiers, lowest threshold first: for each `above_{N}k_tokens`
+    /// suffix with an input price, the prices that apply to a whole call whose input is over
+    /// `N` thousand tokens (LiteLLM's and the providers' rule); a tier price the file does not
+    /// give is the base price. Tiers of other service classes (`..._priority`, `..._batches`)
+    /// are not tiers of this price.
+    fn tiers(&self, base: ModelPrice) -> Vec<(u64, ModelPrice)> {
+        const INPUT: &str = "input_cost_per_token_above_";
+        let mut tiers: Vec<(u64, ModelPrice)> = self
+            .other
+            .iter()
+            .filter_map(|(key, value)| {
+                let suffix = key.strip_prefix(INPUT)?;
+                let thousands: u64 = suffix.strip_suffix("k_tokens")?.parse().ok()?;
+                let rate = |field: &str| {
+                    self.other
+                        .get(&format!("{field}_above_{suffix}"))
+                        .and_then(serde_json::Value::as_f64)
+                };
+                let price = ModelPrice {
+                    input_per_token: value.as_f64()?,
+                    output_per_token: rate("output_cost_per_token")
+                        .unwrap_or(base.output_per_token),
+                    cache_read_per_token: rate("cache_read_input_token_cost")
+                        .or(base.cache_read_per_token),
+                    cache_write_per_token: rate("cache_creation_input_token_cost")
+                        .or(base.cache_write_per_token),
+                };
+                Some((thousands.checked_mul(1000)?, price))
+            })
+            .collect();
+        tiers.sort_by_key(|&(threshold, _)| threshold);
+        tiers
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
     price: ModelPrice,
+    /// Long-context prices: `(threshold, price)`, lowest threshold first; the price of the
+    /// highest threshold a call's input is over applies to the whole call.
+    tiers: Vec<(u64, ModelPrice)>,
     source: String,
+}
+
+impl Entry {
+    fn new(price: ModelPrice, source: &str) -> Self {
+        Entry {
+            price,
+            tiers: Vec::new(),
+            source: source.to_owned(),
+        }
+    }
+
+    /// The price of a call with `input` input tokens (the cache included).
+    fn price_for(&self, input: u64) -> ModelPrice {
+        self.tiers
+            .iter()
+            .rev()
+            .find(|&&(threshold, _)| input > threshold)
+            .map_or(self.price, |&(_, price)| price)
+    }
 }
 
 /// The pricing processor: sets [`LlmCall::cost`] from the call's usage and a price table. See
@@ -252,10 +324,7 @@ impl Pricing {
     /// The built-in tables of OpenAI models (dated [`BUILT_IN_AS_OF`]) and Anthropic models
     /// (dated [`BUILT_IN_ANTHROPIC_AS_OF`]).
     pub fn built_in() -> Self {
-        let entry = |price| Entry {
-            price,
-            source: "built-in".to_owned(),
-        };
+        let entry = |price| Entry::new(price, "built-in");
         let openai = BUILT_IN.iter().map(|&(model, input, cached, output)| {
             let price = ModelPrice::per_million(input, cached, output);
             (model.to_owned(), entry(price))
@@ -327,7 +396,8 @@ impl Pricing {
                 entry.cache_creation_input_token_cost,
                 output,
             );
-            if !price.is_valid() {
+            let tiers = entry.tiers(price);
+            if !price.is_valid() || tiers.iter().any(|(_, tier)| !tier.is_valid()) {
                 return Err(PricingError::InvalidPrice {
                     source_name: source.to_owned(),
                     model,
@@ -335,6 +405,7 @@ impl Pricing {
             }
             let entry_of = || Entry {
                 price,
+                tiers: tiers.clone(),
                 source: source.to_owned(),
             };
             // `gpt-4o` of provider `azure` is also found as `azure/gpt-4o`.
@@ -357,13 +428,8 @@ impl Pricing {
     /// Sets `model`'s price (USD per token); it takes precedence over files and the built-in
     /// table, and costs priced from it say `override`.
     pub fn with_price(mut self, model: impl Into<String>, price: ModelPrice) -> Self {
-        self.overrides.insert(
-            model.into(),
-            Entry {
-                price,
-                source: "override".to_owned(),
-            },
-        );
+        self.overrides
+            .insert(model.into(), Entry::new(price, "override"));
         self
     }
 
@@ -412,14 +478,29 @@ impl Pricing {
     }
 
     fn lookup(&self, model: &str) -> Option<(String, &Entry)> {
-        for name in candidates(model) {
-            for table in [&self.overrides, &self.file, &self.built_in] {
-                if let Some(entry) = table.get(&name) {
-                    return Some((name, entry));
-                }
-            }
+        lookup_in(&[&self.overrides, &self.file, &self.built_in], model)
+    }
+
+    /// `model`'s entry in a price file or the built-in table under the name LiteLLM gives it
+    /// for a provider (`gemini/gemini-2.5-pro` for the Gemini API,
+    /// `vertex_ai-language-models/gemini-2.5-pro` for Vertex AI): as it is, lowercased, or
+    /// without a date suffix. A model already named with a prefix is not prefixed again.
+    fn lookup_as_served_by(&self, prefixes: &[&str], model: &str) -> Option<(String, &Entry)> {
+        if model.contains('/') {
+            return None;
         }
-        None
+        let lower = model.trim().to_ascii_lowercase();
+        let undated = strip_date(&lower);
+        prefixes.iter().find_map(|prefix| {
+            let names = [Some(model.trim()), Some(lower.as_str()), undated];
+            names.into_iter().flatten().find_map(|name| {
+                let name = format!("{prefix}/{name}");
+                [&self.file, &self.built_in]
+                    .into_iter()
+                    .find_map(|table| table.get(&name))
+                    .map(|entry| (name, entry))
+            })
+        })
     }
 
     /// What `call` cost by this table, or why it cannot be said.
@@ -437,7 +518,19 @@ impl Pricing {
         if models.is_empty() {
             return Err("no cost: the call names no model".to_owned());
         }
-        let Some(entry) = models.iter().find_map(|m| self.lookup(m)).map(|(_, e)| e) else {
+        // A price set in code first, then the provider's own entry, then any.
+        let prefixes = litellm_prefixes(&call.provider);
+        let Some(entry) = models
+            .iter()
+            .find_map(|m| lookup_in(&[&self.overrides], m))
+            .or_else(|| {
+                models
+                    .iter()
+                    .find_map(|m| self.lookup_as_served_by(prefixes, m))
+            })
+            .or_else(|| models.iter().find_map(|m| self.lookup(m)))
+            .map(|(_, e)| e)
+        else {
             return Err(format!(
                 "no cost: no price for model {}",
                 models
@@ -470,7 +563,7 @@ impl Pricing {
             .unwrap_or(0)
             .min(input - cache_read);
         let uncached = input - cache_read - cache_write;
-        let price = entry.price;
+        let price = entry.price_for(input);
         let read_rate = price.cache_read_per_token.unwrap_or(price.input_per_token);
         let write_rate = price.cache_write_per_token.unwrap_or(price.input_per_token);
         let output_usd = if embeddings {
@@ -514,6 +607,38 @@ impl Processor for Pricing {
     }
 }
 
+/// `model`'s entry in the first of `tables` that holds one of its [`candidates`], most
+/// specific name first.
+fn lookup_in<'a>(
+    tables: &[&'a HashMap<String, Entry>],
+    model: &str,
+) -> Option<(String, &'a Entry)> {
+    for name in candidates(model) {
+        for table in tables {
+            if let Some(entry) = table.get(&name) {
+                return Some((name, entry));
+            }
+        }
+    }
+    None
+}
+
+/// The `litellm_provider` names (prefixes of LiteLLM's keys) of the provider a call went to,
+/// the provider's own price first: the Gemini API and Vertex AI price some models differently,
+/// Azure and OpenAI too.
+fn litellm_prefixes(provider: &str) -> &'static [&'static str] {
+    match provider {
+        "gcp.gemini" => &["gemini"],
+        "gcp.vertex_ai" => &["vertex_ai-language-models", "vertex_ai"],
+        "aws.bedrock" => &["bedrock_converse", "bedrock"],
+        "azure.ai.openai" => &["azure"],
+        "ollama" => &["ollama", "ollama_chat"],
+        "anthropic" => &["anthropic"],
+        "openai" => &["openai"],
+        _ => &[],
+    }
+}
+
 /// The names to look `model` up by, most specific first: as given, lowercased, without a
 /// date suffix (or `-latest`) but with its provider prefix, without the prefix, without both.
 fn candidates(model: &str) -> Vec<String> {
@@ -541,9 +666,12 @@ fn candidates(model: &str) -> Vec<String> {
 }
 
 /// `name` without a trailing `-YYYY-MM-DD`, `-YYYYMMDD` (Anthropic) or `-MMDD` snapshot
-/// date, or a trailing `-latest`.
+/// date, or a trailing `-latest` (or Ollama's `:latest` tag).
 fn strip_date(name: &str) -> Option<&str> {
-    if let Some(base) = name.strip_suffix("-latest").filter(|b| !b.is_empty()) {
+    let latest = name
+        .strip_suffix("-latest")
+        .or_else(|| name.strip_suffix(":latest"));
+    if let Some(base) = latest.filter(|b| !b.is_empty()) {
         return Some(base);
     }
     let bytes = name.as_bytes();
