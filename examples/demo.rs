@@ -1,8 +1,9 @@
 //! The offline demo: `cargo run --example demo`.
 //!
 //! ```text
-//!  hyper client ──► gateway (axum on 127.0.0.1)                       ──► mock OpenAI + Anthropic
-//!  span demo.call     TraceLayer: span `request`                            (examples/support/
+//!  hyper client ──► gateway (axum on 127.0.0.1)                       ──► mock OpenAI, Anthropic,
+//!  span demo.call     TraceLayer: span `request`                            Gemini, Bedrock
+//!                                                                            (examples/support/
 //!                       LlmObservabilityLayer: span `gen_ai`, LlmCall ──►    mock_upstream.rs)
 //!                         forwarder (hyper-util client, streamed)            upstream; JsonlSink +
 //!                                                                             MemorySink
@@ -10,7 +11,8 @@
 //!
 //! Makes a round of calls through the gateway — a streamed chat that calls a tool, a streamed
 //! chat answer, a plain chat, embeddings, a Responses API stream, a legacy completion, a streamed
-//! Anthropic Messages call (prompt cache write, a tool call), a 404 and one non-LLM call — then
+//! Anthropic Messages call (prompt cache write, a tool call), a Gemini stream with thinking, a
+//! Bedrock `converse-stream` with a tool call, a 404 and one non-LLM call — then
 //! prints one row per recorded call, the span tree, the dispatcher's
 //! counters and where the JSONL payloads went. Nothing leaves 127.0.0.1. Exits non-zero when a
 //! call was not recorded as expected.
@@ -39,7 +41,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use llm_observability::{
-    CallStatus, Endpoint, JsonlSink, LlmCall, LlmObservabilityLayer, MemorySink, Pricing,
+    CallStatus, Endpoint, JsonlSink, LlmCall, LlmObservabilityLayer, MemorySink, ModelPrice,
+    Pricing,
 };
 use serde_json::{json, Value};
 use tower::Service;
@@ -177,6 +180,32 @@ fn demo_calls() -> Vec<DemoCall> {
             true,
         ),
         post(
+            "gemini stream, thinking",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            json!({"contents": [{"role": "user", "parts": [{"text": "Why do tower layers compose?"}]}],
+                   "generationConfig": {"temperature": 0.3,
+                                        "thinkingConfig": {"includeThoughts": true}}}),
+            GeminiStreamGenerateContent,
+            200,
+            true,
+            true,
+        ),
+        post(
+            "bedrock converse-stream, tool",
+            "/model/us.amazon.nova-2-lite-v1%3A0/converse-stream",
+            json!({"messages": [{"role": "user", "content": [{"text": "What is the weather in Lima?"}]}],
+                   "inferenceConfig": {"maxTokens": 256},
+                   "toolConfig": {"tools": [{"toolSpec": {"name": "get_weather",
+                       "description": "Current weather in a city",
+                       "inputSchema": {"json": {"type": "object",
+                                                "properties": {"location": {"type": "string"}},
+                                                "required": ["location"]}}}}]}}),
+            BedrockConverseStream,
+            200,
+            true,
+            true,
+        ),
+        post(
             "unknown model",
             "/v1/chat/completions",
             json!({"model": "does-not-exist", "messages": [{"role": "user", "content": "hi"}]}),
@@ -214,7 +243,20 @@ async fn main() -> Result<(), BoxError> {
         .sink(JsonlSink::create(JSONL)?)
         .sink(memory.clone())
         .capture_header(CALL_HEADER, "demo_call")
-        .pricing(Pricing::built_in())
+        // The built-in tables hold OpenAI's and Anthropic's prices; Gemini's and Bedrock's come
+        // from LiteLLM's price file in production (`Pricing::load_litellm`). These two are the
+        // list prices that file gives (USD per 1M tokens: input, cache read, output).
+        .pricing(
+            Pricing::built_in()
+                .with_price(
+                    "gemini-2.5-flash",
+                    ModelPrice::per_million(0.30, Some(0.03), 2.50),
+                )
+                .with_price(
+                    "us.amazon.nova-2-lite-v1:0",
+                    ModelPrice::per_million(0.33, Some(0.0825), 2.75),
+                ),
+        )
         .build()?;
 
     // The gateway: TraceLayer outside, our layer inside, then the streaming forwarder.
@@ -222,7 +264,7 @@ async fn main() -> Result<(), BoxError> {
         &format!("http://{}", upstream.addr).parse()?,
     )?)?;
     let gateway = Router::new()
-        .route("/v1/{*path}", any(forward_to_upstream))
+        .fallback(any(forward_to_upstream))
         .with_state(forward)
         .layer(layer.clone())
         .layer(TraceLayer::new_for_http().make_span_with(request_span));
@@ -246,10 +288,21 @@ async fn main() -> Result<(), BoxError> {
             .method(call.method.clone())
             .uri(format!("http://{gateway_addr}{}", call.path))
             .header(CALL_HEADER, n.to_string());
-        // Each API's own credential header; neither is ever recorded.
+        // Each API's own credentials; none is ever recorded.
         request = if call.path == "/v1/messages" {
             (request.header("x-api-key", "sk-ant-demo-never-recorded"))
                 .header("anthropic-version", "2023-06-01")
+        } else if call.path.starts_with("/v1beta/") {
+            request.header("x-goog-api-key", "AIza-demo-never-recorded")
+        } else if call.path.starts_with("/model/") {
+            // What a SigV4-signing client sends (the signature is not checked here).
+            (request.header("x-amz-date", "20261206T120000Z"))
+                .header("x-amz-security-token", "demo-session-token-never-recorded")
+                .header(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=AKIADEMO/20261206/us-east-1/bedrock/aws4_request, \
+                     SignedHeaders=host;x-amz-date, Signature=never-recorded",
+                )
         } else {
             request.header("authorization", "Bearer sk-demo-never-recorded")
         };
@@ -273,7 +326,7 @@ async fn main() -> Result<(), BoxError> {
         .instrument(span)
         .await?;
         println!(
-            "  #{n} {:<35} {:<4} {:<21} -> {status}, {bytes} bytes",
+            "  #{n:<2} {:<35} {:<4} {:<21} -> {status}, {bytes} bytes",
             call.label,
             call.method.as_str(),
             call.path
@@ -332,17 +385,16 @@ fn print_calls(recorded: &[Arc<LlmCall>]) {
     let millis = |value: Option<f64>| value.map_or_else(dash, |v| format!("{v:.1}"));
     println!("\nRecorded calls ({}):", recorded.len());
     println!(
-        "  {:<3} {:<18} {:<25} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
+        "  {:<3} {:<31} {:<26} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
         "#", "endpoint", "model", "status", "http", "in", "out", "ttft ms", "total ms", "cost $"
     );
     for call in recorded {
         let usage = call.usage.unwrap_or_default();
-        let model = (call.response.as_ref())
-            .and_then(|r| r["model"].as_str())
-            .or(call.request.model.as_deref())
+        let model = (call.response_model.as_deref())
+            .or(call.requested_model())
             .unwrap_or("-");
         println!(
-            "  {:<3} {:<18} {:<25} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
+            "  {:<3} {:<31} {:<26} {:<8} {:>4} {:>5} {:>5} {:>8} {:>8} {:>10}",
             demo_call(call).unwrap_or("?"),
             call.endpoint.as_str(),
             model,
@@ -419,6 +471,38 @@ fn output_of(call: &LlmCall) -> String {
                 usage.cached_input_tokens.unwrap_or(0),
             )
         }
+        Endpoint::GeminiStreamGenerateContent => {
+            // The candidate's parts, in order: the thought summary, the text.
+            let parts = response["candidates"][0]["content"]["parts"].as_array();
+            let shown: Vec<String> = (parts.into_iter().flatten())
+                .map(|part| match (&part["text"], part["thought"] == true) {
+                    (text, true) => format!("thought {}", quoted(text)),
+                    (text, false) if text.is_string() => quoted(text),
+                    _ => format!("functionCall {}", part["functionCall"]),
+                })
+                .collect();
+            let reasoning = call.usage.and_then(|u| u.reasoning_tokens).unwrap_or(0);
+            format!("{} ({reasoning} thinking tokens)", shown.join(" + "))
+        }
+        Endpoint::BedrockConverseStream => {
+            // The Converse message's content blocks: text, then the tool use.
+            let blocks = response["output"]["message"]["content"].as_array();
+            let shown: Vec<String> = (blocks.into_iter().flatten())
+                .map(|block| match block.get("toolUse") {
+                    Some(tool) => format!(
+                        "toolUse {}({})",
+                        tool["name"].as_str().unwrap_or("?"),
+                        tool["input"]
+                    ),
+                    None => quoted(&block["text"]),
+                })
+                .collect();
+            format!(
+                "{} (stopReason {})",
+                shown.join(" + "),
+                response["stopReason"]
+            )
+        }
         _ => "(an endpoint this demo does not call)".to_owned(),
     }
 }
@@ -427,7 +511,7 @@ fn output_of(call: &LlmCall) -> String {
 fn check(calls: &[DemoCall], recorded: &[Arc<LlmCall>], jsonl: &str) -> Result<(), BoxError> {
     let mut problems = Vec::new();
     if jsonl.contains("never-recorded") {
-        problems.push("an API key reached the JSONL file".to_owned());
+        problems.push("a credential reached the JSONL file".to_owned());
     }
     for (n, call) in (1..).zip(calls) {
         let n = n.to_string();
@@ -472,6 +556,26 @@ fn check(calls: &[DemoCall], recorded: &[Arc<LlmCall>], jsonl: &str) -> Result<(
             got.response.is_some() || got.error.is_some(),
             "no response recorded",
         );
+        let provider = match got.endpoint {
+            Endpoint::AnthropicMessages => "anthropic",
+            Endpoint::GeminiStreamGenerateContent => "gcp.gemini",
+            Endpoint::BedrockConverseStream => "aws.bedrock",
+            _ => "openai",
+        };
+        expect_that(got.provider == provider, "wrong provider");
+        if got.endpoint == Endpoint::GeminiStreamGenerateContent {
+            let thinking = got.usage.and_then(|u| u.reasoning_tokens);
+            expect_that(thinking > Some(0), "thinking tokens not recorded");
+        }
+        if got.endpoint == Endpoint::BedrockConverseStream {
+            let tool = (got.response.as_ref())
+                .and_then(|r| r["output"]["message"]["content"][1]["toolUse"]["input"].as_object())
+                .and_then(|input| input.get("location"));
+            expect_that(
+                tool == Some(&json!("Lima")),
+                "the tool input was not assembled",
+            );
+        }
         if got.endpoint == Endpoint::AnthropicMessages {
             let written = got.usage.and_then(|u| u.cache_creation_input_tokens);
             let priced = got.cost.as_ref().map(|c| c.cache_write_usd);

@@ -1019,7 +1019,11 @@ fn gemini_vertex_bedrock_and_ollama_calls_are_priced_from_their_providers_litell
         claude_usage,
     );
     let cost = cost_of(&profile);
-    close(cost.cache_write_usd, 1_000.0 * 3.75e-6, "profile cache write");
+    close(
+        cost.cache_write_usd,
+        1_000.0 * 3.75e-6,
+        "profile cache write",
+    );
     close(
         cost.total_usd,
         5_000.0 * 3e-6 + 4_000.0 * 3e-7 + 1_000.0 * 3.75e-6 + 2_000.0 * 1.5e-5,

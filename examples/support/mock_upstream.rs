@@ -30,6 +30,11 @@
 //! `#[path = "../examples/support/mock_upstream.rs"]`).
 #![allow(dead_code)]
 
+#[path = "mock_bedrock.rs"]
+mod bedrock;
+#[path = "mock_gemini.rs"]
+mod gemini;
+
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,6 +106,8 @@ impl MockUpstream {
             .route("/v1/messages", post(messages))
             .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/v1/models", get(models))
+            .route("/v1beta/models/{model_method}", post(gemini::models))
+            .route("/model/{model_id}/{operation}", post(bedrock::model))
     }
 
     /// Stops accepting, lets requests in flight finish, and waits for the server to end.
@@ -689,16 +696,36 @@ fn openai_error(status: StatusCode, message: &str, kind: &str, code: Option<&str
 
 /// Sends each of `events` (complete SSE blocks) as its own body frame, [`EVENT_GAP`] apart.
 fn event_stream(events: Vec<String>) -> Response {
-    let frames = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
-        let event = events.next()?;
+    frames_apart("text/event-stream; charset=utf-8", events, [])
+}
+
+/// A `content_type` response with `headers` that sends each of `frames` as its own body
+/// frame, [`EVENT_GAP`] apart.
+fn frames_apart<B, const N: usize>(
+    content_type: &'static str,
+    frames: Vec<B>,
+    headers: [(&'static str, String); N],
+) -> Response
+where
+    B: Into<Bytes> + Send + 'static,
+{
+    let frames = futures_util::stream::unfold(frames.into_iter(), |mut frames| async move {
+        let frame = frames.next()?;
         tokio::time::sleep(EVENT_GAP).await;
-        Some((Ok::<_, Infallible>(Bytes::from(event)), events))
+        Some((Ok::<_, Infallible>(frame.into()), frames))
     });
-    (
-        [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")],
-        axum::body::Body::from_stream(frames),
-    )
-        .into_response()
+    let mut response = axum::body::Body::from_stream(frames).into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    for (name, value) in headers {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response_headers.insert(name, value);
+        }
+    }
+    response
 }
 
 /// One `data:` event.

@@ -1,5 +1,5 @@
-//! Which request targets the proxy forwards: paths in normal form only, and no path that an
-//! OpenAI-compatible or Anthropic server could route to an LLM endpoint while the layer would not
+//! Which request targets the proxy forwards: paths in normal form only, and no path that a
+//! server of any recorded API family could route to an LLM endpoint while the layer would not
 //! record it. Only the path is checked: the query (Anthropic's `?beta=true`) is forwarded as sent.
 //!
 //! Rules, checked before anything is forwarded:
@@ -338,6 +338,55 @@ mod tests {
                 }
                 other => panic!("{path}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn refuses_lookalikes_of_the_other_families_calls() {
+        let unrecorded = |endpoint, suggested: &str| PathError::UnrecordedLlmEndpoint {
+            endpoint,
+            suggested: suggested.to_owned(),
+        };
+        for (path, error) in [
+            (
+                "/v1beta/models/gemini-2.5-flash%3AgenerateContent",
+                unrecorded(
+                    Endpoint::GeminiGenerateContent,
+                    "/v1beta/models/gemini-2.5-flash:generatecontent",
+                ),
+            ),
+            (
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent;x",
+                unrecorded(
+                    Endpoint::GeminiStreamGenerateContent,
+                    "/v1beta/models/gemini-2.5-flash:streamgeneratecontent",
+                ),
+            ),
+            (
+                "/v1beta/models%2Fgemini-2.5-flash:generateContent",
+                PathError::EncodedCharacter('/'),
+            ),
+            (
+                "/model/amazon.nova-lite-v1:0/Converse",
+                unrecorded(
+                    Endpoint::BedrockConverse,
+                    "/model/amazon.nova-lite-v1:0/converse",
+                ),
+            ),
+            ("/api/chat;x", unrecorded(Endpoint::OllamaChat, "/api/chat")),
+            ("/api/%63hat", PathError::EncodedCharacter('c')),
+        ] {
+            assert_eq!(post(path), Err(error), "{path}");
+        }
+        // As the clients send them: forwarded (and recorded).
+        for path in [
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent",
+            "/model/us.amazon.nova-2-lite-v1%3A0/converse-stream",
+            "/model/us.amazon.nova-2-lite-v1:0/converse",
+            "/api/chat",
+        ] {
+            assert_eq!(post(path), Ok(()), "{path}");
         }
     }
 

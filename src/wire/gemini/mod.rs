@@ -27,19 +27,28 @@ fn model_and_method(path: &str) -> Option<(&str, &str)> {
     let (rest, last) = path.rsplit_once('/')?;
     let (model, method) = last.split_once(':')?;
     let collection = rest.rsplit('/').next()?;
-    (collection == "models" && !model.is_empty()).then_some((model, method))
+    (collection.eq_ignore_ascii_case("models") && !model.is_empty()).then_some((model, method))
 }
+
+/// The methods recorded, by name. Names are matched in any case, as the other families'
+/// paths are: a server that routes `:GenerateContent` is recorded, and the proxy's lenient
+/// view of a path (lowercased) finds the call it would be.
+const METHODS: [(&str, Endpoint); 4] = [
+    ("generateContent", Endpoint::GeminiGenerateContent),
+    (
+        "streamGenerateContent",
+        Endpoint::GeminiStreamGenerateContent,
+    ),
+    ("embedContent", Endpoint::GeminiEmbedContent),
+    ("batchEmbedContents", Endpoint::GeminiBatchEmbedContents),
+];
 
 impl WireFormat for Gemini {
     fn recognise(&self, _method: &Method, path: &str) -> Option<Endpoint> {
         let (_, method) = model_and_method(path)?;
-        match method {
-            "generateContent" => Some(Endpoint::GeminiGenerateContent),
-            "streamGenerateContent" => Some(Endpoint::GeminiStreamGenerateContent),
-            "embedContent" => Some(Endpoint::GeminiEmbedContent),
-            "batchEmbedContents" => Some(Endpoint::GeminiBatchEmbedContents),
-            _ => None,
-        }
+        (METHODS.iter())
+            .find(|(name, _)| name.eq_ignore_ascii_case(method))
+            .map(|&(_, endpoint)| endpoint)
     }
 
     fn route(&self, _endpoint: Endpoint, host: Option<&str>, path: &str) -> Route {
@@ -159,6 +168,10 @@ mod tests {
         assert_eq!(
             Gemini.recognise(&post, "/v1beta/models/gemini-2.0-flash:countTokens"),
             None
+        );
+        assert_eq!(
+            Gemini.recognise(&post, "/V1BETA/MODELS/gemini-2.0-flash:GENERATECONTENT"),
+            Some(Endpoint::GeminiGenerateContent)
         );
         assert_eq!(Gemini.recognise(&post, "/v1beta/cachedContents"), None);
         assert_eq!(Gemini.recognise(&post, "/v1beta/interactions"), None);
