@@ -942,7 +942,7 @@ fn gemini_vertex_bedrock_and_ollama_calls_are_priced_from_their_providers_litell
         "gcp.gemini",
         Endpoint::GeminiGenerateContent,
         "gemini-2.5-flash",
-        usage.clone(),
+        usage,
     );
     close(
         cost_of(&gemini).total_usd,
@@ -953,7 +953,7 @@ fn gemini_vertex_bedrock_and_ollama_calls_are_priced_from_their_providers_litell
         "gcp.vertex_ai",
         Endpoint::GeminiGenerateContent,
         "gemini-2.5-flash",
-        usage.clone(),
+        usage,
     );
     close(
         cost_of(&vertex).total_usd,
@@ -1003,14 +1003,14 @@ fn gemini_vertex_bedrock_and_ollama_calls_are_priced_from_their_providers_litell
         "aws.bedrock",
         Endpoint::BedrockConverse,
         "amazon.nova-lite-v1:0",
-        usage.clone(),
+        usage,
     );
     close(
         cost_of(&nova).total_usd,
         6_000.0 * 6e-8 + 4_000.0 * 1.5e-8 + 2_000.0 * 2.4e-7,
         "nova",
     );
-    let mut claude_usage = usage.clone();
+    let mut claude_usage = usage;
     claude_usage.cache_creation_input_tokens = Some(1_000);
     let profile = provider_call(
         "aws.bedrock",
