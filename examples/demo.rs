@@ -365,7 +365,11 @@ async fn forward_to_upstream(State(mut forward): State<Forward>, request: Reques
     let span = tracing::info_span!("forward", path = request.uri().path());
     match forward.call(request).instrument(span).await {
         Ok(response) => response.into_response(),
-        Err(error) => forward::bad_gateway(&error).into_response(),
+        Err(error) => (
+            http::StatusCode::BAD_GATEWAY,
+            format!("upstream unreachable: {error}"),
+        )
+            .into_response(),
     }
 }
 

@@ -205,6 +205,91 @@ async fn error_status_and_unreachable_upstream_are_recorded() {
     assert_eq!(lines[0]["error"]["type"], "transport");
 }
 
+/// An unreachable upstream is answered in the error shape of the API the client called (its
+/// SDK reads the proxy's error as it reads the API's own), and each call is recorded as a
+/// transport error of its own provider.
+#[tokio::test]
+async fn an_unreachable_upstream_is_answered_in_each_apis_error_shape() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = Proxy::start(&format!("http://{closed}"), &[]).await;
+    let message = |body: &Value| -> String {
+        let text = [&body["error"]["message"], &body["message"], &body["error"]];
+        text.into_iter()
+            .find_map(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let cases = [
+        (
+            "/v1/messages",
+            json!({"model": "claude-haiku-4-5", "max_tokens": 8,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+            "anthropic",
+        ),
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+            "gcp.gemini",
+        ),
+        (
+            "/model/us.amazon.nova-2-lite-v1%3A0/converse",
+            json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+            "aws.bedrock",
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}),
+            "ollama",
+        ),
+    ];
+    for (path, request, _) in &cases {
+        let request = http::Request::post(dead.url(path))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(request.to_string())))
+            .unwrap();
+        let response = client().request(request).await.unwrap();
+        assert_eq!(response.status(), 502, "{path}");
+        let exception = response.headers().get("x-amzn-errortype").cloned();
+        let body: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        assert!(
+            message(&body).starts_with("upstream unreachable: "),
+            "{path}: {body}"
+        );
+        match *path {
+            "/v1/messages" => {
+                assert_eq!(body["type"], "error");
+                assert_eq!(body["error"]["type"], "api_error");
+            }
+            "/api/chat" => assert!(body["error"].is_string(), "{body}"),
+            p if p.starts_with("/model/") => {
+                assert_eq!(exception.unwrap(), "ServiceUnavailableException");
+                assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+            }
+            _ => {
+                assert_eq!(body["error"]["status"], "UNAVAILABLE");
+                assert_eq!(body["error"]["code"], 502);
+            }
+        }
+    }
+    let lines = dead.wait_for_lines(cases.len()).await;
+    let providers: Vec<&str> = lines
+        .iter()
+        .map(|line| line["provider"].as_str().unwrap_or_default())
+        .collect();
+    let want: Vec<&str> = cases.iter().map(|(_, _, provider)| *provider).collect();
+    assert_eq!(providers, want);
+    for line in &lines {
+        assert_eq!(line["status"], "error");
+        assert_eq!(line["error"]["type"], "transport");
+    }
+}
+
 #[tokio::test]
 async fn client_disconnecting_mid_stream_gives_one_cancelled_line() {
     let (upstream_url, upstream) = start_upstream().await;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -19,42 +19,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every forwarded (or locally answered) response.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>;
-
-/// The answer to a call whose upstream could not be reached: `502` with an OpenAI-style error.
-pub fn bad_gateway(error: &dyn std::fmt::Display) -> Response<ProxyBody> {
-    openai_error(
-        StatusCode::BAD_GATEWAY,
-        "proxy_error",
-        "upstream_unreachable",
-        &format_args!("upstream unreachable: {error}"),
-    )
-}
-
-/// An answer in OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
-pub fn openai_error(
-    status: StatusCode,
-    kind: &str,
-    code: &str,
-    message: &dyn std::fmt::Display,
-) -> Response<ProxyBody> {
-    let body = serde_json::json!({"error": {
-        "message": message.to_string(),
-        "type": kind,
-        "param": null,
-        "code": code,
-    }});
-    let mut response = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
 
 /// Where requests go: scheme, authority and an optional path prefix.
 #[derive(Debug, Clone)]

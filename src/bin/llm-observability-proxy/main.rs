@@ -384,25 +384,25 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The service of each request: the guard outside (refusals, body timeout), then the mapping
-/// of errors to answers, then the layer (when observing), so a failed call is recorded as a
-/// transport error and answered 502 (or 408 for a body the client sent too slowly).
+/// The service of each request: the guard outside (refusals, body timeout, and the answer to a
+/// call that failed: 502, or 408 for a body the client sent too slowly, in the shape of the API
+/// called), then the layer (when observing), so a failed call is recorded as a transport error.
 fn proxy_service(
     forward: Forward,
     layer: Option<LlmObservabilityLayer>,
     body_limits: BodyLimits,
 ) -> ProxyService {
-    let inner: BoxCloneService<Request<TimedBody<Incoming>>, Response<ProxyBody>, NotReady> =
+    let inner: BoxCloneService<Request<TimedBody<Incoming>>, Response<ProxyBody>, BoxError> =
         match layer {
             Some(layer) => BoxCloneService::new(
                 ServiceBuilder::new()
-                    .map_result(answer_errors)
+                    .map_response(box_body)
                     .layer(layer)
                     .service(forward),
             ),
             None => BoxCloneService::new(
                 ServiceBuilder::new()
-                    .map_result(answer_errors)
+                    .map_response(box_body)
                     .service(forward),
             ),
         };
@@ -416,18 +416,12 @@ type ProxyService = BoxCloneService<Request<Incoming>, Response<ProxyBody>, NotR
 /// an error from below becomes a 502 (or 408) answer.
 #[derive(Debug, thiserror::Error)]
 #[error("forwarder not ready: {0}")]
-struct NotReady(#[from] BoxError);
+pub struct NotReady(#[from] BoxError);
 
-fn answer_errors<B>(result: Result<Response<B>, BoxError>) -> Result<Response<ProxyBody>, NotReady>
+fn box_body<B>(response: Response<B>) -> Response<ProxyBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    Ok(match result {
-        Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
-        Err(error) => match body_timeout::find(&*error) {
-            Some(timeout) => answer::body_timeout(timeout),
-            None => forward::bad_gateway(&error),
-        },
-    })
+    response.map(|body| body.map_err(Into::into).boxed_unsync())
 }
