@@ -173,6 +173,13 @@ mod tests {
             Gemini.recognise(&post, "/V1BETA/MODELS/gemini-2.0-flash:GENERATECONTENT"),
             Some(Endpoint::GeminiGenerateContent)
         );
+        // Not recorded yet (the README lists them): Claude on Vertex, tuned-model endpoints.
+        for path in [
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5:streamRawPredict",
+            "/v1/projects/p/locations/us-central1/endpoints/123:generateContent",
+        ] {
+            assert_eq!(Gemini.recognise(&post, path), None, "{path}");
+        }
         assert_eq!(Gemini.recognise(&post, "/v1beta/cachedContents"), None);
         assert_eq!(Gemini.recognise(&post, "/v1beta/interactions"), None);
         assert_eq!(
