@@ -3,30 +3,21 @@
 //! through the tower layer (under several frame splits) and through the reqwest middleware, and
 //! each payload must say what the recording implies; everything else (legacy `/v1/complete`,
 //! `count_tokens`, GETs, other providers) must pass through without an Anthropic record.
-//! Expected values are computed here from the recorded bodies with plain `serde_json::Value`
-//! walking — independently of the crate's decoders and SSE parser.
+//! Expected values are computed from the recorded bodies with plain `serde_json::Value` walking
+//! (the stream fold is `support::provider_expect::anthropic`'s) — independently of the crate's
+//! decoders and SSE parser.
 //!
 //! Failures are collected and reported together (each names the interaction, the transport and
 //! the chunking), so one run shows every disagreement.
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Value};
+use support::provider_expect::{anthropic, Tokens};
 use support::{Exchange, Failures, Interaction, ProviderInteraction};
-
-/// (input incl. cache reads and writes, output, total, cache read, cache creation, reasoning).
-type Tokens = (
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-);
 
 /// Frame splits every streamed interaction is replayed under (`support::split` cycles them).
 const STREAM_SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096], &[3, 50, 1, 200]];
@@ -70,24 +61,10 @@ fn string(v: &Value) -> Option<String> {
     v.as_str().map(str::to_owned)
 }
 
-fn tokens_of(u: &Value) -> Option<Tokens> {
-    if !u.is_object() {
-        return None;
-    }
-    let cache_read = u["cache_read_input_tokens"].as_u64();
-    let cache_creation = u["cache_creation_input_tokens"].as_u64();
-    let input = u["input_tokens"]
-        .as_u64()
-        .map(|i| i + cache_read.unwrap_or(0) + cache_creation.unwrap_or(0));
-    let output = u["output_tokens"].as_u64();
-    let total = input.zip(output).map(|(i, o)| i + o);
-    Some((input, output, total, cache_read, cache_creation, None))
-}
-
 fn expected(interaction: &Interaction) -> Expected {
     let request = interaction.request_json().unwrap_or(Value::Null);
     let body = interaction.response_body.trim_start();
-    let streamed = body.starts_with("event:") || body.starts_with("data:");
+    let streamed = anthropic::is_stream(body);
     let mut want = Expected {
         model: string(&request["model"]),
         stream: request["stream"].as_bool().unwrap_or(false),
@@ -108,97 +85,24 @@ fn expected(interaction: &Interaction) -> Expected {
     };
     let mut error: Option<Value> = None;
     if streamed {
-        let mut start_usage: Option<Value> = None;
-        let mut last_delta_usage: Option<Value> = None;
-        let mut blocks: BTreeMap<u64, Value> = BTreeMap::new();
-        let mut fragments: BTreeMap<u64, String> = BTreeMap::new();
-        for (event, data) in support::sse_events(body) {
-            let chunk: Value = serde_json::from_str(&data).expect("recorded event is JSON");
-            let kind = chunk["type"].as_str().unwrap_or(event.as_str()).to_owned();
-            match kind.as_str() {
-                "message_start" => {
-                    let message = &chunk["message"];
-                    want.response_id = string(&message["id"]);
-                    want.response_model = string(&message["model"]);
-                    want.stop_reason = message["stop_reason"].clone();
-                    want.stop_sequence = message["stop_sequence"].clone();
-                    start_usage = message.get("usage").cloned();
-                }
-                "content_block_start" => {
-                    let index = chunk["index"].as_u64().expect("block index");
-                    blocks.insert(index, chunk["content_block"].clone());
-                }
-                "content_block_delta" => {
-                    let index = chunk["index"].as_u64().expect("block index");
-                    let delta = &chunk["delta"];
-                    let block = blocks.entry(index).or_insert_with(|| json!({}));
-                    let append = |block: &mut Value, field: &str, piece: &str| {
-                        let so_far = block[field].as_str().unwrap_or("").to_owned();
-                        block[field] = Value::String(so_far + piece);
-                    };
-                    match delta["type"].as_str().unwrap_or("") {
-                        "text_delta" => {
-                            let piece = delta["text"].as_str().unwrap_or("");
-                            want.has_content_delta |= !piece.is_empty();
-                            append(block, "text", piece);
-                        }
-                        "input_json_delta" => {
-                            let piece = delta["partial_json"].as_str().unwrap_or("");
-                            want.has_content_delta |= !piece.is_empty();
-                            fragments.entry(index).or_default().push_str(piece);
-                        }
-                        "thinking_delta" => {
-                            let piece = delta["thinking"].as_str().unwrap_or("");
-                            want.has_content_delta |= !piece.is_empty();
-                            append(block, "thinking", piece);
-                        }
-                        "signature_delta" => {
-                            block["signature"] = delta["signature"].clone();
-                        }
-                        other => panic!("{}: unknown delta {other}", interaction.name()),
-                    }
-                }
-                "message_delta" => {
-                    want.stop_reason = chunk["delta"]["stop_reason"].clone();
-                    want.stop_sequence = chunk["delta"]["stop_sequence"].clone();
-                    if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-                        last_delta_usage = Some(usage.clone());
-                    }
-                }
-                "error" => error = Some(chunk["error"].clone()),
-                _ => {}
-            }
-        }
-        for (index, block) in blocks.iter_mut() {
-            if block["type"] == "tool_use" {
-                let fragments = fragments.get(index).map(String::as_str).unwrap_or("");
-                block["input"] = if fragments.is_empty() {
-                    json!({})
-                } else {
-                    serde_json::from_str(fragments).expect("tool input fragments join to JSON")
-                };
-            }
-        }
-        want.content = blocks.into_values().collect();
-        let mut usage = start_usage;
-        if let (Some(Value::Object(merged)), Some(Value::Object(delta))) =
-            (usage.as_mut(), last_delta_usage.as_ref())
-        {
-            for (k, v) in delta {
-                merged.insert(k.clone(), v.clone());
-            }
-        } else if usage.is_none() {
-            usage = last_delta_usage;
-        }
-        want.usage = usage.as_ref().and_then(tokens_of);
-        want.usage_object = usage;
+        let stream = anthropic::fold(body, &interaction.name());
+        let message = &stream.message;
+        want.response_id = string(&message["id"]);
+        want.response_model = string(&message["model"]);
+        want.stop_reason = message["stop_reason"].clone();
+        want.stop_sequence = message["stop_sequence"].clone();
+        want.content = message["content"].as_array().cloned().unwrap_or_default();
+        want.has_content_delta = stream.has_content_delta;
+        want.usage = stream.usage.as_ref().and_then(anthropic::tokens);
+        want.usage_object = stream.usage;
+        error = stream.error;
     } else if let Ok(response) = serde_json::from_str::<Value>(body) {
         if response["type"] == "error" {
             error = Some(response["error"].clone());
         } else {
             want.response_id = string(&response["id"]);
             want.response_model = string(&response["model"]);
-            want.usage = tokens_of(&response["usage"]);
+            want.usage = anthropic::tokens(&response["usage"]);
             want.usage_object = response.get("usage").cloned();
             want.content = response["content"].as_array().cloned().unwrap_or_default();
             want.stop_reason = response["stop_reason"].clone();
@@ -309,16 +213,7 @@ fn check(
         &want.response_model,
         format!("{at}: response_model"),
     );
-    let usage = call.usage.map(|u| {
-        (
-            u.input_tokens,
-            u.output_tokens,
-            u.total_tokens,
-            u.cached_input_tokens,
-            u.cache_creation_input_tokens,
-            u.reasoning_tokens,
-        )
-    });
+    let usage = call.usage.as_ref().map(Tokens::of);
     fails.eq(
         usage,
         want.usage,
@@ -1031,7 +926,14 @@ async fn synthetic_stream_with_every_block_kind() {
     // The test's own reading, spelled out.
     assert_eq!(
         want.usage,
-        Some((Some(125), Some(42), Some(167), Some(100), Some(20), None))
+        Some(Tokens {
+            input: Some(125),
+            output: Some(42),
+            total: Some(167),
+            cache_read: Some(100),
+            cache_creation: Some(20),
+            reasoning: None,
+        })
     );
     assert_eq!(want.content[3]["input"], json!({}));
     assert_eq!(

@@ -4,54 +4,25 @@
 //! base64) is replayed through the tower layer under several frame splits — frames split
 //! mid-prelude included — and through the reqwest middleware; each payload must say what the
 //! recording implies. InvokeModel, agents, guardrails and the rest pass through unrecorded.
-//! Expected values are computed here from the recorded bytes with a frame reader and plain
-//! `serde_json::Value` walking — independently of the crate's framer and fold.
+//! Expected values are computed from the recorded bytes with a frame reader and plain
+//! `serde_json::Value` walking (`support::provider_expect::bedrock`) — independently of the
+//! crate's framer and fold.
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use support::provider_expect::{bedrock, Tokens};
 use support::{Exchange, Failures, ProviderInteraction};
 
 /// Frame splits every stream is replayed under (1-byte and 7-byte frames split every prelude).
 const STREAM_SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096], &[3, 50, 1, 200]];
 /// Frame splits for JSON bodies (`usize::MAX`: the whole body in one frame).
 const JSON_SPLITS: &[&[usize]] = &[&[usize::MAX], &[7], &[3, 50, 1, 200]];
-
-/// One event-stream frame as the test reads it: `:event-type` and the payload JSON. No CRC
-/// checks here: the recordings' CRCs are valid (README), and the crate checks them.
-fn frames_of(body: &[u8]) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 12 <= body.len() {
-        let word = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap()) as usize;
-        let (total, headers_len) = (word(at), word(at + 4));
-        let mut headers = BTreeMap::new();
-        let mut h = at + 12;
-        while h < at + 12 + headers_len {
-            let name_len = body[h] as usize;
-            let name = String::from_utf8_lossy(&body[h + 1..h + 1 + name_len]).into_owned();
-            let kind = body[h + 1 + name_len];
-            h += 2 + name_len;
-            assert_eq!(kind, 7, "the recordings' headers are strings");
-            let len = u16::from_be_bytes([body[h], body[h + 1]]) as usize;
-            let value = String::from_utf8_lossy(&body[h + 2..h + 2 + len]).into_owned();
-            headers.insert(name, value);
-            h += 2 + len;
-        }
-        let payload = &body[at + 12 + headers_len..at + total - 4];
-        let name = headers.get(":event-type").cloned().unwrap_or_default();
-        out.push((name, serde_json::from_slice(payload).expect("JSON payload")));
-        at += total;
-    }
-    assert_eq!(at, body.len(), "whole frames");
-    out
-}
 
 /// What a recording implies about its record.
 #[derive(Debug)]
@@ -65,8 +36,8 @@ struct Expected {
     finish_reasons: Vec<String>,
     /// `usage` as reported.
     usage: Option<Value>,
-    /// (input incl. cache, output, cache read, cache write).
-    tokens: Option<(u64, u64, Option<u64>, Option<u64>)>,
+    /// Input (cache included), output, their total, cache reads and writes.
+    tokens: Option<Tokens>,
     /// A stream with text or tool input: a first-token time is expected.
     content: bool,
 }
@@ -82,66 +53,7 @@ fn expected(provider: &ProviderInteraction) -> Expected {
         .map(|(_, value)| value);
     let body = provider.response_bytes();
     let (response, content) = if stream {
-        let mut role = json!("assistant");
-        let mut blocks: BTreeMap<u64, Map<String, Value>> = BTreeMap::new();
-        let mut inputs: BTreeMap<u64, String> = BTreeMap::new();
-        let mut stop = Value::Null;
-        let mut meta = Map::new();
-        let mut content = false;
-        for (name, payload) in frames_of(&body) {
-            let index = payload["contentBlockIndex"].as_u64().unwrap_or(0);
-            match name.as_str() {
-                "messageStart" => role = payload["role"].clone(),
-                "contentBlockStart" => {
-                    let tool = &payload["start"]["toolUse"];
-                    blocks.entry(index).or_default().insert(
-                        "toolUse".into(),
-                        json!({"toolUseId": tool["toolUseId"], "name": tool["name"]}),
-                    );
-                    inputs.entry(index).or_default();
-                }
-                "contentBlockDelta" => {
-                    let delta = &payload["delta"];
-                    if let Some(text) = delta["text"].as_str() {
-                        content |= !text.is_empty();
-                        let block = blocks.entry(index).or_default();
-                        let old = block.get("text").and_then(Value::as_str).unwrap_or("");
-                        let joined = format!("{old}{text}");
-                        block.insert("text".into(), json!(joined));
-                    }
-                    if let Some(input) = delta["toolUse"]["input"].as_str() {
-                        content |= !input.is_empty();
-                        inputs.entry(index).or_default().push_str(input);
-                    }
-                }
-                "messageStop" => stop = payload["stopReason"].clone(),
-                "metadata" => {
-                    for key in ["usage", "metrics", "trace"] {
-                        if let Some(value) = payload.get(key) {
-                            meta.insert(key.into(), value.clone());
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        for (index, input) in inputs {
-            let parsed = if input.is_empty() {
-                json!({})
-            } else {
-                serde_json::from_str(&input).expect("tool input JSON")
-            };
-            blocks.get_mut(&index).expect("started")["toolUse"]["input"] = parsed;
-        }
-        let content_blocks: Vec<Value> = blocks.into_values().map(Value::Object).collect();
-        let mut response = Map::new();
-        response.insert(
-            "output".into(),
-            json!({"message": {"role": role, "content": content_blocks}}),
-        );
-        response.insert("stopReason".into(), stop);
-        response.extend(meta);
-        (Value::Object(response), content)
+        bedrock::fold(&body)
     } else {
         (serde_json::from_slice(&body).expect("JSON body"), false)
     };
@@ -150,16 +62,7 @@ fn expected(provider: &ProviderInteraction) -> Expected {
         .map(|r| vec![r.to_owned()])
         .unwrap_or_default();
     let usage = response.get("usage").cloned();
-    let tokens = usage.as_ref().map(|u| {
-        let n = |k: &str| u[k].as_u64();
-        let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
-        (
-            n("inputTokens").unwrap() + read.unwrap_or(0) + write.unwrap_or(0),
-            n("outputTokens").unwrap(),
-            read,
-            write,
-        )
-    });
+    let tokens = usage.as_ref().and_then(bedrock::tokens);
     Expected {
         endpoint: if stream {
             Endpoint::BedrockConverseStream
@@ -251,27 +154,11 @@ fn check(
     );
     let response = call.response.as_deref().cloned().unwrap_or(Value::Null);
     fails.eq(&response, &want.response, format!("{at}: response"));
-    match (&call.usage, want.tokens) {
-        (Some(usage), Some((input, output, read, write))) => {
-            fails.eq(usage.input_tokens, Some(input), format!("{at}: input"));
-            fails.eq(usage.output_tokens, Some(output), format!("{at}: output"));
-            fails.eq(
-                usage.total_tokens,
-                Some(input + output),
-                format!("{at}: total"),
-            );
-            fails.eq(usage.cached_input_tokens, read, format!("{at}: cache read"));
-            fails.eq(
-                usage.cache_creation_input_tokens,
-                write,
-                format!("{at}: cache write"),
-            );
-        }
-        (got, want) => fails.ok(
-            got.is_none() && want.is_none(),
-            format!("{at}: usage {got:?} vs {want:?}"),
-        ),
-    }
+    fails.eq(
+        call.usage.as_ref().map(Tokens::of),
+        want.tokens,
+        format!("{at}: usage"),
+    );
     // The request, from its body.
     let request: Value = serde_json::from_str(&provider.interaction.request_body).expect("JSON");
     let inference = &request["inferenceConfig"];

@@ -4,24 +4,17 @@
 //! through the reqwest middleware, and each payload must say what the recording implies;
 //! `interactions` and `cachedContents` calls must pass through unrecorded. A streamed JSON array
 //! (the framing without `?alt=sse`, absent from the recordings) is built from each recorded SSE
-//! stream's chunks and must be recorded as the SSE stream is. Expected values are computed here
-//! with plain `serde_json::Value` walking, independently of the crate's decoders.
+//! stream's chunks and must be recorded as the SSE stream is. Expected values are computed with
+//! plain `serde_json::Value` walking (the chunk fold is `support::provider_expect::gemini`'s),
+//! independently of the crate's decoders.
 
 mod support;
 
 use llm_observability::{CallStatus, Endpoint, LlmCall};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use support::provider_expect::gemini::{chunks, fold, string, tokens};
+use support::provider_expect::Tokens;
 use support::{Exchange, Failures, Interaction};
-
-/// (input, output, total, cache read, cache creation, reasoning).
-type Tokens = (
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-);
 
 const STREAM_SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096]];
 const JSON_SPLITS: &[&[usize]] = &[&[usize::MAX], &[7]];
@@ -59,157 +52,6 @@ struct Expected {
     finish_reasons: Vec<String>,
     response: Option<Value>,
     has_content: bool,
-}
-
-fn string(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
-}
-
-fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-    }
-}
-
-fn tokens_of(u: &Value) -> Option<Tokens> {
-    if !u.is_object() {
-        return None;
-    }
-    let input = add(
-        u["promptTokenCount"].as_u64(),
-        u["toolUsePromptTokenCount"].as_u64(),
-    );
-    let output = add(
-        u["candidatesTokenCount"].as_u64(),
-        u["thoughtsTokenCount"].as_u64(),
-    );
-    let total = u["totalTokenCount"]
-        .as_u64()
-        .or_else(|| input.zip(output).map(|(i, o)| i + o));
-    Some((
-        input,
-        output,
-        total,
-        u["cachedContentTokenCount"].as_u64(),
-        None,
-        u["thoughtsTokenCount"].as_u64(),
-    ))
-}
-
-/// The stream's chunks: SSE `data:` payloads, or a JSON array's elements.
-fn chunks(body: &str) -> Option<Vec<Value>> {
-    let trimmed = body.trim_start();
-    if trimmed.starts_with("data:") {
-        return Some(
-            support::sse_events(body)
-                .into_iter()
-                .map(|(_, data)| serde_json::from_str(&data).expect("recorded chunk is JSON"))
-                .collect(),
-        );
-    }
-    if trimmed.starts_with('[') {
-        return serde_json::from_str::<Vec<Value>>(trimmed).ok();
-    }
-    None
-}
-
-fn is_text_part(part: &Value) -> bool {
-    part.as_object().is_some_and(|p| {
-        p.get("text").is_some_and(Value::is_string)
-            && p.keys()
-                .all(|k| matches!(k.as_str(), "text" | "thought" | "thoughtSignature"))
-    })
-}
-
-/// A candidate being folded: its other fields, its parts, whether the chunks named its index.
-type CandidateSoFar = (Map<String, Value>, Vec<Value>, bool);
-
-/// Chunks folded as the contract says: candidates by index, consecutive text parts of one
-/// kind merged (at most one signature each), other parts as sent, other fields last wins.
-fn fold(chunks: &[Value]) -> (Value, bool) {
-    let mut candidates: std::collections::BTreeMap<u64, CandidateSoFar> = Default::default();
-    let mut top = Map::new();
-    let mut has_content = false;
-    for chunk in chunks {
-        for (key, value) in chunk.as_object().expect("chunk is an object") {
-            if key != "candidates" {
-                top.insert(key.clone(), value.clone());
-                continue;
-            }
-            for (position, candidate) in value.as_array().into_iter().flatten().enumerate() {
-                let index = candidate["index"].as_u64().unwrap_or(position as u64);
-                let entry = candidates.entry(index).or_default();
-                entry.2 |= candidate.get("index").is_some();
-                for (field, value) in candidate.as_object().expect("candidate object") {
-                    match field.as_str() {
-                        "index" => {}
-                        "content" => {
-                            if let Some(role) = string(&value["role"]) {
-                                entry.0.entry("role").or_insert(json!(role));
-                            }
-                            for part in value["parts"].as_array().into_iter().flatten() {
-                                let text = part["text"].as_str().unwrap_or("");
-                                has_content |=
-                                    !text.is_empty() || part.get("functionCall").is_some();
-                                if !is_text_part(part) {
-                                    entry.1.push(part.clone());
-                                    continue;
-                                }
-                                let thought = part["thought"].as_bool().unwrap_or(false);
-                                let signature = part.get("thoughtSignature").and_then(string);
-                                if text.is_empty() && signature.is_none() && !thought {
-                                    continue;
-                                }
-                                let merge = entry.1.last().is_some_and(|last| {
-                                    is_text_part(last)
-                                        && last["thought"].as_bool().unwrap_or(false) == thought
-                                        && !(last.get("thoughtSignature").is_some()
-                                            && signature.is_some())
-                                });
-                                if !merge {
-                                    let mut fresh = json!({"text": ""});
-                                    if thought {
-                                        fresh["thought"] = json!(true);
-                                    }
-                                    entry.1.push(fresh);
-                                }
-                                let last = entry.1.last_mut().expect("a text part");
-                                let so_far = last["text"].as_str().unwrap_or("").to_owned();
-                                last["text"] = json!(so_far + text);
-                                if let Some(signature) = signature {
-                                    last.as_object_mut()
-                                        .expect("part")
-                                        .entry("thoughtSignature")
-                                        .or_insert(json!(signature));
-                                }
-                            }
-                        }
-                        other => {
-                            entry.0.insert(other.to_owned(), value.clone());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut response = Map::new();
-    let candidates: Vec<Value> = candidates
-        .into_iter()
-        .map(|(index, (mut fields, parts, index_sent))| {
-            let role = fields.remove("role").unwrap_or(json!("model"));
-            fields.insert("content".into(), json!({"parts": parts, "role": role}));
-            if index_sent {
-                fields.insert("index".into(), json!(index));
-            }
-            Value::Object(fields)
-        })
-        .collect();
-    if !(candidates.is_empty() && top.contains_key("error")) {
-        response.insert("candidates".into(), Value::Array(candidates));
-    }
-    response.extend(top);
-    (Value::Object(response), has_content)
 }
 
 fn expected(provider: &support::ProviderInteraction) -> Option<Expected> {
@@ -254,7 +96,7 @@ fn expected(provider: &support::ProviderInteraction) -> Option<Expected> {
     };
     want.response_id = string(&response["responseId"]);
     want.response_model = string(&response["modelVersion"]);
-    want.usage = tokens_of(&response["usageMetadata"]);
+    want.usage = tokens(&response["usageMetadata"]);
     want.finish_reasons = response["candidates"]
         .as_array()
         .into_iter()
@@ -338,16 +180,7 @@ fn check(
         &want.response_model,
         format!("{at}: response_model"),
     );
-    let usage = call.usage.map(|u| {
-        (
-            u.input_tokens,
-            u.output_tokens,
-            u.total_tokens,
-            u.cached_input_tokens,
-            u.cache_creation_input_tokens,
-            u.reasoning_tokens,
-        )
-    });
+    let usage = call.usage.as_ref().map(Tokens::of);
     fails.eq(usage, want.usage, format!("{at}: usage"));
     fails.eq(
         &call.finish_reasons,

@@ -2,8 +2,9 @@
 //! Ollama interaction (`/api/chat`, `/api/generate`, `/api/embeddings`) is replayed through the
 //! tower layer under several frame splits and through the reqwest middleware; the bytes must
 //! pass untouched, each call must make one record, and each record must say what the recording
-//! implies. Expected values are computed here from the recorded bodies with plain
-//! `serde_json::Value` walking — independently of the crate's NDJSON framer and fold.
+//! implies. Expected values are computed from the recorded bodies with plain
+//! `serde_json::Value` walking (`support::provider_expect::ollama`) — independently of the
+//! crate's NDJSON framer and fold.
 //!
 //! Failures are collected and reported together.
 
@@ -13,20 +14,11 @@ use std::sync::Arc;
 
 use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Map, Value};
+use support::provider_expect::ollama::{self, FINAL_FIELDS};
 use support::{Exchange, Failures, Interaction};
 
 /// Frame splits every interaction is replayed under (`support::split` cycles them).
 const SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096], &[usize::MAX]];
-
-/// The counts and durations of a final line.
-const FINAL_FIELDS: [&str; 6] = [
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-];
 
 /// What a recorded Ollama interaction implies about its record.
 #[derive(Debug)]
@@ -76,97 +68,31 @@ fn expected(interaction: &Interaction) -> Expected {
     let (endpoint, operation) = endpoint_of(&interaction.uri).expect("an Ollama path");
     let embeddings = operation == "embeddings";
     let request = interaction.request_json().unwrap_or(Value::Null);
-    let lines: Vec<Value> = interaction
-        .response_body
-        .split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).expect("recorded line is JSON"))
-        .collect();
-    let mut want = Expected {
+    let lines = ollama::lines(&interaction.response_body);
+    let read = ollama::read(&lines, embeddings);
+    Expected {
         endpoint,
         operation,
         model: string(&request["model"]),
         stream: !embeddings && request["stream"].as_bool().unwrap_or(true),
         streamed: lines.len() > 1,
-        status: CallStatus::Success,
-        error_message: None,
-        response_model: None,
-        usage: None,
-        finish_reasons: Vec::new(),
-        content: String::new(),
-        thinking: None,
-        tool_calls: Vec::new(),
-        counts: Map::new(),
+        status: if read.errored || interaction.status >= 400 {
+            CallStatus::Error
+        } else {
+            CallStatus::Success
+        },
+        error_message: read.error_message,
+        response_model: read.response_model,
+        usage: read.usage.map(|u| (u.input, u.output, u.total)),
+        finish_reasons: read.finish_reasons,
+        content: read.content,
+        thinking: read.thinking,
+        tool_calls: read.tool_calls,
+        counts: read.counts,
         body: (lines.len() == 1 && !embeddings).then(|| lines[0].clone()),
-        vectors: None,
-        has_content: false,
-    };
-    for line in &lines {
-        if let Some(error) = line.get("error") {
-            want.status = CallStatus::Error;
-            want.error_message = string(error);
-            continue;
-        }
-        if want.response_model.is_none() {
-            want.response_model = string(&line["model"]);
-        }
-        if embeddings {
-            let vectors: Vec<&Value> = match (&line["embeddings"], &line["embedding"]) {
-                (Value::Array(many), _) => many.iter().collect(),
-                (_, one @ Value::Array(_)) => vec![one],
-                _ => Vec::new(),
-            };
-            want.vectors = vectors
-                .first()
-                .map(|v| (vectors.len(), v.as_array().map_or(0, Vec::len)));
-        }
-        let message = &line["message"];
-        let text = message["content"]
-            .as_str()
-            .or(line["response"].as_str())
-            .unwrap_or("");
-        let thinking = message["thinking"]
-            .as_str()
-            .or(line["thinking"].as_str())
-            .unwrap_or("");
-        let calls = message["tool_calls"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        want.has_content |= !text.is_empty() || !thinking.is_empty() || !calls.is_empty();
-        want.content.push_str(text);
-        if !thinking.is_empty() {
-            want.thinking
-                .get_or_insert_with(String::new)
-                .push_str(thinking);
-        }
-        want.tool_calls.extend(calls);
-        if line["done"] == true || embeddings {
-            if let Some(reason) = string(&line["done_reason"]) {
-                want.finish_reasons = vec![reason];
-            }
-            for field in FINAL_FIELDS {
-                if let Some(value) = line.get(field) {
-                    want.counts.insert(field.to_owned(), value.clone());
-                }
-            }
-            let input = line["prompt_eval_count"].as_u64();
-            let output = line["eval_count"].as_u64();
-            if input.is_some() || output.is_some() {
-                let total = if embeddings {
-                    input
-                } else {
-                    input.zip(output).map(|(i, o)| i + o)
-                };
-                want.usage = Some((input, output, total));
-            }
-        }
+        vectors: read.vectors,
+        has_content: read.has_content,
     }
-    if interaction.status >= 400 {
-        want.status = CallStatus::Error;
-    }
-    want
 }
 
 fn check(

@@ -15,6 +15,7 @@ use llm_observability::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value;
 use serde_json::{json, Value};
+use support::calls::Served;
 use support::otlp_receiver::{OtlpReceiver, ReceivedSpan};
 use support::Interaction;
 use time::format_description::well_known::Rfc3339;
@@ -57,16 +58,16 @@ fn deepseek_pricing() -> Pricing {
     )
 }
 
-/// Replays `interaction` (with `metadata`) through `layer`, flushes, and returns the call and
+/// Replays `recorded` (with `metadata`) through `layer`, flushes, and returns the call and
 /// the one span the receiver got.
-async fn replay(
+async fn replay<S: Served + ?Sized>(
     receiver: &OtlpReceiver,
     layer: &LlmObservabilityLayer,
     memory: &MemorySink,
-    interaction: &Interaction,
+    recorded: &S,
     metadata: CallMetadata,
 ) -> (Arc<LlmCall>, ReceivedSpan) {
-    support::calls::send(layer, interaction, &[], Some(metadata)).await;
+    support::calls::send(layer, recorded, &[], Some(metadata)).await;
     layer
         .dispatcher()
         .flush(Duration::from_secs(10))
@@ -546,14 +547,18 @@ fn proxy_with_langfuse_flag_and_no_keys_does_not_start() {
     assert!(output.stdout.is_empty(), "it never listened");
 }
 
-/// Recorded Anthropic calls become generations with Anthropic's model, input (`system` and
-/// `messages`) and output (the Message, its tool calls' inputs and thinking text as the
-/// recordings have them), and usage in Langfuse's priced buckets: `input` without the cache,
-/// `input_cached_tokens` (reads) and `input_cache_creation` (writes) apart, with the cost of
-/// each bucket.
+/// Recorded calls of every API family (Anthropic: streamed tool calls, streamed thinking, a
+/// cache write, a cache read; a streamed Gemini call with function calls and reasoning tokens;
+/// a Bedrock converse-stream with a tool use; a streamed Ollama chat with thinking) become
+/// generations with their provider and model, input (the messages as sent) and output (the
+/// response as the recording reads: id, counts, text, reasoning, tool calls, finish reason;
+/// for Gemini its candidate's content), and usage in Langfuse's priced buckets: `input`
+/// without the cache, `input_cached_tokens` (reads) and `input_cache_creation` (writes) apart,
+/// `output` without the reasoning and `output_reasoning_tokens` apart, with the cost of each
+/// bucket of the priced model.
 #[tokio::test]
-async fn recorded_anthropic_calls_with_cache_buckets_tool_calls_and_thinking() {
-    let Some(cases) = support::calls::anthropic_cases() else {
+async fn recorded_calls_of_every_family_with_usage_buckets_tool_calls_and_reasoning() {
+    let Some(cases) = support::calls::provider_cases() else {
         return;
     };
     // Anthropic's list prices for claude-3-5-sonnet (USD per million): input 3, cache hits
@@ -578,53 +583,71 @@ async fn recorded_anthropic_calls_with_cache_buckets_tool_calls_and_thinking() {
             .sink(memory.clone())
             .build()
             .expect("inside a runtime");
-        let (_, span) = replay(
-            &receiver,
-            &layer,
-            &memory,
-            &case.interaction,
-            CallMetadata::new(),
-        )
-        .await;
+        let (_, span) = replay(&receiver, &layer, &memory, case, CallMetadata::new()).await;
         let (name, expect) = (case.name, &case.expect);
         assert_eq!(span.string("langfuse.observation.type"), Some("generation"));
         assert_eq!(
             span.string("langfuse.observation.model.name"),
-            Some(expect.model.as_str())
-        );
-        assert_eq!(span.string("gen_ai.provider.name"), Some("anthropic"));
-        let uncached = expect.input_tokens - expect.cache_read - expect.cache_creation;
-        assert_eq!(
-            json_attribute(&span, "langfuse.observation.usage_details"),
-            json!({
-                "input": uncached,
-                "input_cached_tokens": expect.cache_read,
-                "input_cache_creation": expect.cache_creation,
-                "output": expect.output_tokens,
-                "total": expect.input_tokens + expect.output_tokens,
-            }),
+            Some(expect.model()),
             "{name}"
         );
-        if expect.model == "claude-3-5-sonnet-20240620" {
+        assert_eq!(span.string("gen_ai.provider.name"), Some(case.provider));
+        let mut usage = json!({
+            "input": expect.uncached_input(),
+            "output": expect.output_tokens - expect.reasoning_tokens.unwrap_or(0),
+            "total": expect.total_tokens,
+        });
+        if let Some(read) = expect.cache_read {
+            usage["input_cached_tokens"] = json!(read);
+        }
+        if let Some(written) = expect.cache_creation {
+            usage["input_cache_creation"] = json!(written);
+        }
+        if let Some(reasoning) = expect.reasoning_tokens {
+            usage["output_reasoning_tokens"] = json!(reasoning);
+        }
+        assert_eq!(
+            json_attribute(&span, "langfuse.observation.usage_details"),
+            usage,
+            "{name}"
+        );
+        if expect.model() == "claude-3-5-sonnet-20240620" {
             let cost = json_attribute(&span, "langfuse.observation.cost_details");
             let close = |key: &str, want: f64| {
                 let got = cost[key].as_f64().unwrap_or(f64::NAN);
                 assert!((got - want).abs() < 1e-12, "{name} {key}: {got} vs {want}");
             };
-            close("input", uncached as f64 * 3.0e-6);
-            close("input_cached_tokens", expect.cache_read as f64 * 0.30e-6);
+            close("input", expect.uncached_input() as f64 * 3.0e-6);
+            close(
+                "input_cached_tokens",
+                expect.cache_read.unwrap_or(0) as f64 * 0.30e-6,
+            );
             close(
                 "input_cache_creation",
-                expect.cache_creation as f64 * 3.75e-6,
+                expect.cache_creation.unwrap_or(0) as f64 * 3.75e-6,
             );
             close("output", expect.output_tokens as f64 * 15.0e-6);
         } else {
             let cost = span.string("langfuse.observation.cost_details");
-            assert_eq!(cost, None, "{name}: no price for {}", expect.model);
+            assert_eq!(cost, None, "{name}: no price for {}", expect.model());
         }
         let input = json_attribute(&span, "langfuse.observation.input");
-        assert_eq!(input["messages"], case.request["messages"], "{name}");
-        expect.assert_message(&json_attribute(&span, "langfuse.observation.output"), name);
+        let messages = case.messages_pointer();
+        assert_eq!(
+            input.pointer(messages),
+            case.request.pointer(messages),
+            "{name}"
+        );
+        let output = json_attribute(&span, "langfuse.observation.output");
+        if case.provider == "gcp.gemini" {
+            // What Google's SDK hands back as the answer: the candidate's content.
+            assert_eq!(
+                output, expect.response["candidates"][0]["content"],
+                "{name}"
+            );
+        } else {
+            case.assert_response(&output, name);
+        }
         layer
             .dispatcher()
             .shutdown(Duration::from_secs(5))

@@ -543,37 +543,94 @@ async fn cost_of_priced_calls_is_counted() {
     );
 }
 
-/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
-/// read) give token usage under provider `anthropic` with input counting the cache (the
-/// conventions' rule), and the cache reads and writes in their own counters; the exposition
-/// passes `promtool check metrics`.
+/// The value of the sample of `name` whose labels include every `labels` pair, if there is
+/// one (at most one may match).
+fn optional_sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<f64> = samples(exposition)
+        .into_iter()
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, value)| value)
+        .collect();
+    assert!(found.len() <= 1, "{name} with {labels:?}: {found:?}");
+    found.first().copied()
+}
+
+/// Recorded calls of every API family (Anthropic: streamed tool calls, streamed thinking, a
+/// cache write, a cache read; a streamed Gemini call with function calls and reasoning tokens;
+/// a Bedrock converse-stream with a tool use; a streamed Ollama chat with thinking) give token
+/// usage by provider (`anthropic`, `gcp.gemini`, `aws.bedrock`, `ollama`), operation and
+/// models, with input counting the cache (the conventions' rule) and output the reasoning, and
+/// the cache reads and writes and the reasoning tokens in their own counters where the
+/// recording reports them; the exposition passes `promtool check metrics`.
 #[tokio::test(flavor = "current_thread")]
-async fn recorded_anthropic_calls_count_input_with_the_cache_and_cache_reads_and_writes_apart() {
-    let Some(cases) = support::calls::anthropic_cases() else {
+async fn recorded_calls_of_every_family_count_tokens_by_provider_with_cache_and_reasoning_apart() {
+    let Some(cases) = support::calls::provider_cases() else {
         return;
     };
     let (recorder, handle) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
     let metrics = GenAiMetrics::new();
     let (layer, memory) = layer_with(&metrics);
-    for case in &cases {
-        support::replay_tower(&layer, &case.interaction, frames(&case.interaction)).await;
-    }
-    assert_eq!(support::flushed(&layer, &memory).await.len(), cases.len());
+    let sent = support::calls::send_each(&layer, &memory, &cases).await;
+    assert_eq!(sent.len(), cases.len());
     let exposition = handle.render();
     promtool_check(&exposition);
-    let models: std::collections::BTreeSet<&str> =
-        cases.iter().map(|c| c.expect.model.as_str()).collect();
-    for model in models {
-        let of: Vec<_> = cases.iter().filter(|c| c.expect.model == model).collect();
-        let total = |f: fn(&support::calls::AnthropicExpect) -> u64| -> f64 {
+    type Series<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+    let series: std::collections::BTreeSet<Series<'_>> = cases
+        .iter()
+        .map(|c| {
+            (
+                c.provider,
+                c.operation,
+                c.expect.request_model.as_str(),
+                c.expect.response_model.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        series
+            .iter()
+            .map(|s| s.0)
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["anthropic", "aws.bedrock", "gcp.gemini", "ollama"].into()
+    );
+    for (provider, operation, request_model, response_model) in series {
+        let of: Vec<_> = cases
+            .iter()
+            .filter(|c| {
+                c.provider == provider
+                    && c.expect.request_model == request_model
+                    && c.expect.response_model.as_deref() == response_model
+            })
+            .collect();
+        let total = |f: fn(&support::calls::ProviderExpect) -> u64| -> f64 {
             of.iter().map(|c| f(&c.expect) as f64).sum()
         };
-        let labels = [
-            ("gen_ai_provider_name", "anthropic"),
-            ("gen_ai_response_model", model),
+        let total_of = |f: fn(&support::calls::ProviderExpect) -> Option<u64>| -> Option<f64> {
+            of.iter()
+                .filter_map(|c| f(&c.expect))
+                .map(|n| n as f64)
+                .reduce(|a, b| a + b)
+        };
+        let mut labels = vec![
+            ("gen_ai_provider_name", provider),
+            ("gen_ai_operation_name", operation),
+            ("gen_ai_request_model", request_model),
         ];
-        let with = |extra: (&'static str, &'static str)| [labels[0], labels[1], extra];
+        if let Some(model) = response_model {
+            labels.push(("gen_ai_response_model", model));
+        }
+        let with = |extra: (&'static str, &'static str)| {
+            let mut labels = labels.clone();
+            labels.push(extra);
+            labels
+        };
+        let at = format!("{provider} {request_model}");
         assert_eq!(
             sample(
                 &exposition,
@@ -581,7 +638,7 @@ async fn recorded_anthropic_calls_count_input_with_the_cache_and_cache_reads_and
                 &with(("gen_ai_token_type", "input"))
             ),
             total(|e| e.input_tokens),
-            "{model}"
+            "{at}"
         );
         assert_eq!(
             sample(
@@ -589,7 +646,8 @@ async fn recorded_anthropic_calls_count_input_with_the_cache_and_cache_reads_and
                 "gen_ai_client_token_usage_count",
                 &with(("gen_ai_token_type", "output"))
             ),
-            of.len() as f64
+            of.len() as f64,
+            "{at}"
         );
         assert_eq!(
             sample(
@@ -598,37 +656,43 @@ async fn recorded_anthropic_calls_count_input_with_the_cache_and_cache_reads_and
                 &with(("gen_ai_token_type", "output"))
             ),
             total(|e| e.output_tokens),
-            "{model}"
+            "{at}"
         );
         assert_eq!(
-            sample(
+            optional_sample(
                 &exposition,
                 "llm_observability_usage_cached_input_tokens_total",
                 &labels
             ),
-            total(|e| e.cache_read),
-            "{model}"
+            total_of(|e| e.cache_read),
+            "{at}"
         );
         assert_eq!(
-            sample(
+            optional_sample(
                 &exposition,
                 "llm_observability_usage_cache_creation_input_tokens_total",
                 &labels
             ),
-            total(|e| e.cache_creation),
-            "{model}"
+            total_of(|e| e.cache_creation),
+            "{at}"
+        );
+        assert_eq!(
+            optional_sample(
+                &exposition,
+                "llm_observability_usage_reasoning_tokens_total",
+                &labels
+            ),
+            total_of(|e| e.reasoning_tokens),
+            "{at}"
         );
         assert_eq!(
             sample(
                 &exposition,
                 "llm_observability_requests_total",
-                &[
-                    labels[0],
-                    labels[1],
-                    ("llm_observability_status", "success")
-                ]
+                &with(("llm_observability_status", "success"))
             ),
-            of.len() as f64
+            of.len() as f64,
+            "{at}"
         );
     }
 }

@@ -671,38 +671,45 @@ async fn a_wrong_url_or_a_deleted_experiment_is_a_clear_permanent_error() {
     );
 }
 
-/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
-/// read) become MLflow traces in Anthropic's message format: MLflow reads back provider,
-/// model, the token usage with the cache counts the recordings report, the request as sent
-/// (`messages`, `tools`) and the Message as output, with the tool calls' inputs and the
-/// thinking text.
+/// The `mlflow.message.format` of each provider: the format names MLflow's own autologging
+/// writes and its chat view parses (`anthropic`, `gemini`, `bedrock`); MLflow has no Ollama
+/// format, and the crate names the API.
+fn message_format(provider: &str) -> &'static str {
+    match provider {
+        "anthropic" => "anthropic",
+        "gcp.gemini" => "gemini",
+        "aws.bedrock" => "bedrock",
+        "ollama" => "ollama",
+        other => panic!("no message format for {other}"),
+    }
+}
+
+/// Recorded calls of every API family (Anthropic: streamed tool calls, streamed thinking, a
+/// cache write, a cache read; a streamed Gemini call with function calls and reasoning tokens;
+/// a Bedrock converse-stream with a tool use; a streamed Ollama chat with thinking) become
+/// MLflow traces in their provider's message format: MLflow reads back provider, model, the
+/// token usage with the cache counts the recordings report, the request as sent (its messages
+/// and tools) and the response as output (read as the recording reads: id, counts, text,
+/// reasoning, tool calls, finish reason), and the tools as chat tools.
 #[tokio::test(flavor = "multi_thread")]
-async fn recorded_anthropic_calls_are_traces_in_anthropic_format_with_cache_usage() {
-    let Some(cases) = support::calls::anthropic_cases() else {
+async fn recorded_calls_of_every_family_are_traces_in_their_format_with_usage() {
+    let Some(cases) = support::calls::provider_cases() else {
         return;
     };
-    let name = unique("anthropic");
+    let name = unique("providers");
     let sink = MlflowSink::builder(base())
         .experiment(&name)
         .build()
         .unwrap();
     let memory = MemorySink::new();
     let layer = support::quick_layer(sink, &memory);
-    for case in &cases {
-        support::calls::send(&layer, &case.interaction, &[], None).await;
-    }
-    layer.dispatcher().flush(WAIT).await.unwrap();
+    let sent = support::calls::send_each(&layer, &memory, &cases).await;
     let stats = layer.dispatcher().stats();
     assert_eq!(stats.sinks[0].delivered, cases.len() as u64, "{stats:?}");
     let experiment = experiment_id(&name).await;
-    let calls = memory.calls();
-    for case in &cases {
+    for (case, call) in sent {
         let (label, expect) = (case.name, &case.expect);
-        let call = calls
-            .iter()
-            .find(|c| c.response_id.as_deref() == Some(expect.id.as_str()))
-            .unwrap_or_else(|| panic!("{label}: no call {}", expect.id));
-        let trace = trace_of(&experiment, call).await;
+        let trace = trace_of(&experiment, &call).await;
         let info = &trace["trace_info"];
         assert_eq!(info["state"], "OK", "{label}");
         let usage: Value = serde_json::from_str(
@@ -716,39 +723,69 @@ async fn recorded_anthropic_calls_are_traces_in_anthropic_format_with_cache_usag
             "{label}: {usage}"
         );
         assert_eq!(usage["output_tokens"], expect.output_tokens, "{label}");
+        assert_eq!(usage["total_tokens"], expect.total_tokens, "{label}");
         let span = &trace["spans"][0];
         let at = attributes(span);
-        let model = case.request["model"].as_str().unwrap();
-        assert_eq!(span["name"], format!("chat {model}"));
+        let model = expect.request_model.as_str();
+        assert_eq!(span["name"], format!("{} {model}", case.operation));
         assert_eq!(at["mlflow.spanType"], "CHAT_MODEL");
-        assert_eq!(at["mlflow.message.format"], "anthropic");
-        assert_eq!(at["mlflow.llm.provider"], "anthropic");
-        assert_eq!(at["mlflow.llm.model"], model);
-        assert_eq!(at["gen_ai.provider.name"], "anthropic");
-        assert_eq!(at["gen_ai.response.model"], expect.model.as_str());
         assert_eq!(
-            at["mlflow.chat.tokenUsage"],
-            json!({
-                "input_tokens": expect.input_tokens,
-                "output_tokens": expect.output_tokens,
-                "total_tokens": expect.input_tokens + expect.output_tokens,
-                "cache_read_input_tokens": expect.cache_read,
-                "cache_creation_input_tokens": expect.cache_creation,
-            }),
+            at["mlflow.message.format"],
+            message_format(case.provider),
             "{label}"
         );
+        assert_eq!(at["mlflow.llm.provider"], case.provider);
+        assert_eq!(at["mlflow.llm.model"], model);
+        assert_eq!(at["gen_ai.provider.name"], case.provider);
+        assert_eq!(
+            at.get("gen_ai.response.model").and_then(Value::as_str),
+            expect.response_model.as_deref(),
+            "{label}"
+        );
+        let mut token_usage = json!({
+            "input_tokens": expect.input_tokens,
+            "output_tokens": expect.output_tokens,
+            "total_tokens": expect.total_tokens,
+        });
+        if let Some(read) = expect.cache_read {
+            token_usage["cache_read_input_tokens"] = json!(read);
+        }
+        if let Some(written) = expect.cache_creation {
+            token_usage["cache_creation_input_tokens"] = json!(written);
+        }
+        assert_eq!(at["mlflow.chat.tokenUsage"], token_usage, "{label}");
         let inputs = &at["mlflow.spanInputs"];
-        assert_eq!(inputs["messages"], case.request["messages"], "{label}");
-        assert_eq!(inputs["max_tokens"], case.request["max_tokens"], "{label}");
-        expect.assert_message(&at["mlflow.spanOutputs"], label);
-        if label == "tools" {
-            assert_eq!(inputs["tools"], case.request["tools"]);
-            let tools = at["mlflow.chat.tools"].as_array().expect("chat tools");
-            assert_eq!(tools.len(), case.request["tools"].as_array().unwrap().len());
+        assert_eq!(
+            inputs.pointer(case.model_pointer()),
+            Some(&json!(model)),
+            "{label}: spanInputs{}",
+            case.model_pointer()
+        );
+        for pointer in [case.messages_pointer(), case.tools_pointer()] {
             assert_eq!(
-                tools[0]["function"]["parameters"],
-                case.request["tools"][0]["input_schema"]
+                inputs.pointer(pointer),
+                case.request.pointer(pointer),
+                "{label}: spanInputs{pointer}"
             );
         }
+        if case.provider == "anthropic" {
+            assert_eq!(inputs["max_tokens"], case.request["max_tokens"], "{label}");
+        }
+        case.assert_response(&at["mlflow.spanOutputs"], label);
+        let tools: Vec<(String, Value)> = at
+            .get("mlflow.chat.tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|tool| {
+                assert_eq!(tool["type"], "function", "{label}");
+                let function = &tool["function"];
+                (
+                    function["name"].as_str().unwrap_or("").to_owned(),
+                    function["parameters"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(tools, expect.tools, "{label}: mlflow.chat.tools");
     }
 }

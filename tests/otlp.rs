@@ -445,14 +445,18 @@ fn bad_configuration_is_refused_at_build() {
     ));
 }
 
-/// Recorded Anthropic calls (a streamed one with two tool calls, a streamed one with thinking,
-/// one writing and one reading the prompt cache) arrive as GenAI spans with provider
-/// `anthropic`, the counts the recordings report (input with the cache included, cache reads
-/// and writes apart) and the content in the conventions' parts: the tool calls' arguments and
-/// the thinking text as the recordings have them.
+/// Recorded calls of every API family — Anthropic (a streamed one with two tool calls, a
+/// streamed one with thinking, one writing and one reading the prompt cache), a streamed Gemini
+/// call with two function calls and reasoning tokens, a Bedrock converse-stream with text and a
+/// tool use, a streamed Ollama chat with thinking — arrive as GenAI spans with their provider
+/// (`anthropic`, `gcp.gemini`, `aws.bedrock`, `ollama`) and operation, the models, the response
+/// id where the API gives one, the counts the recordings report (input with the cache included,
+/// cache reads and writes apart, output with the reasoning included), the finish reason as the
+/// API says it, and the content in the conventions' parts: the text, the reasoning text and
+/// the tool calls' ids, names and arguments as the recordings have them, and the tools offered.
 #[tokio::test]
-async fn recorded_anthropic_calls_arrive_with_provider_cache_counts_tool_calls_and_reasoning() {
-    let Some(cases) = support::calls::anthropic_cases() else {
+async fn recorded_calls_of_every_family_arrive_with_provider_counts_tool_calls_and_reasoning() {
+    let Some(cases) = support::calls::provider_cases() else {
         return;
     };
     let receiver = OtlpReceiver::start().await;
@@ -464,70 +468,98 @@ async fn recorded_anthropic_calls_arrive_with_provider_cache_counts_tool_calls_a
         .unwrap();
     let memory = MemorySink::new();
     let layer = support::quick_layer(sink, &memory);
-    for case in &cases {
-        support::calls::send(&layer, &case.interaction, &[], None).await;
-    }
-    assert_eq!(flushed(&layer, &memory).await.len(), cases.len());
+    let sent = support::calls::send_each(&layer, &memory, &cases).await;
     let spans = receiver.wait_for_spans(cases.len(), WAIT).await;
-    for case in &cases {
-        let expect = &case.expect;
+    assert_eq!(spans.len(), cases.len());
+    for (case, call) in sent {
+        let (label, expect) = (case.name, &case.expect);
+        let span_id = call.trace.span_id.to_string();
         let span = spans
             .iter()
-            .find(|s| s.string("gen_ai.response.id") == Some(expect.id.as_str()))
-            .unwrap_or_else(|| panic!("{}: no span for {}", case.name, expect.id));
+            .find(|s| s.span_id_hex() == span_id)
+            .unwrap_or_else(|| panic!("{label}: no span {span_id}"));
         let int = |key: &str| match span.attribute(key) {
             Some(Any::IntValue(n)) => u64::try_from(*n).ok(),
             _ => None,
         };
-        let model = case.request["model"].as_str().unwrap();
-        assert_eq!(span.span.name, format!("chat {model}"), "{}", case.name);
-        assert_eq!(span.string("gen_ai.provider.name"), Some("anthropic"));
-        assert_eq!(span.string("gen_ai.operation.name"), Some("chat"));
-        assert_eq!(span.string("gen_ai.request.model"), Some(model));
+        let model = expect.request_model.as_str();
+        assert_eq!(
+            span.span.name,
+            format!("{} {model}", case.operation),
+            "{label}"
+        );
+        assert_eq!(
+            span.string("gen_ai.provider.name"),
+            Some(case.provider),
+            "{label}"
+        );
+        assert_eq!(
+            span.string("gen_ai.operation.name"),
+            Some(case.operation),
+            "{label}"
+        );
+        assert_eq!(span.string("gen_ai.request.model"), Some(model), "{label}");
         assert_eq!(
             span.string("gen_ai.response.model"),
-            Some(expect.model.as_str())
+            expect.response_model.as_deref(),
+            "{label}"
+        );
+        assert_eq!(
+            span.string("gen_ai.response.id"),
+            expect.id.as_deref(),
+            "{label}"
+        );
+        assert_eq!(
+            span.attribute("gen_ai.response.finish_reasons"),
+            Some(&strings(&[expect.finish_reason.as_str()])),
+            "{label}"
+        );
+        assert_eq!(
+            span.attribute("gen_ai.request.stream"),
+            Some(&Any::BoolValue(case.streamed)),
+            "{label}"
         );
         assert_eq!(
             int("gen_ai.usage.input_tokens"),
             Some(expect.input_tokens),
-            "{}",
-            case.name
+            "{label}"
         );
         assert_eq!(
             int("gen_ai.usage.output_tokens"),
-            Some(expect.output_tokens)
+            Some(expect.output_tokens),
+            "{label}"
         );
         assert_eq!(
             int("gen_ai.usage.cache_read.input_tokens"),
-            Some(expect.cache_read),
-            "{}",
-            case.name
+            expect.cache_read,
+            "{label}"
         );
         assert_eq!(
             int("gen_ai.usage.cache_creation.input_tokens"),
-            Some(expect.cache_creation),
-            "{}",
-            case.name
+            expect.cache_creation,
+            "{label}"
         );
-        let output: Value =
-            serde_json::from_str(span.string("gen_ai.output.messages").expect("output"))
-                .expect("JSON");
+        let output = json_attribute(span, "gen_ai.output.messages");
         let parts = output[0]["parts"].as_array().expect("parts");
-        assert_eq!(output[0]["role"], "assistant");
-        assert_eq!(output[0]["finish_reason"], expect.stop_reason.as_str());
+        assert_eq!(output.as_array().map(Vec::len), Some(1), "{label}");
+        assert_eq!(output[0]["role"], "assistant", "{label}");
+        assert_eq!(
+            output[0]["finish_reason"],
+            expect.finish_reason.as_str(),
+            "{label}"
+        );
         let of =
             |kind: &str| -> Vec<&Value> { parts.iter().filter(|p| p["type"] == kind).collect() };
         let text: String = of("text")
             .iter()
             .filter_map(|p| p["content"].as_str())
             .collect();
-        assert_eq!(text, expect.text, "{}", case.name);
-        let thinking: String = of("reasoning")
+        assert_eq!(text, expect.text, "{label}");
+        let reasoning: String = of("reasoning")
             .iter()
             .filter_map(|p| p["content"].as_str())
             .collect();
-        assert_eq!(thinking, expect.thinking, "{}", case.name);
+        assert_eq!(reasoning, expect.reasoning, "{label}");
         let calls: Vec<(String, String, Value)> = of("tool_call")
             .iter()
             .map(|p| {
@@ -538,20 +570,40 @@ async fn recorded_anthropic_calls_arrive_with_provider_cache_counts_tool_calls_a
                 )
             })
             .collect();
-        assert_eq!(calls, expect.tool_calls, "{}", case.name);
-        if case.name == "tools" {
-            let definitions: Value =
-                serde_json::from_str(span.string("gen_ai.tool.definitions").expect("tools"))
-                    .unwrap();
-            assert_eq!(definitions[0]["name"], case.request["tools"][0]["name"]);
-            assert_eq!(
-                definitions[0]["parameters"],
-                case.request["tools"][0]["input_schema"]
-            );
-        }
+        assert_eq!(calls, expect.tool_calls, "{label}");
+        assert_eq!(
+            parts.len(),
+            of("text").len() + of("reasoning").len() + of("tool_call").len(),
+            "{label}: only text, reasoning and tool-call parts: {parts:?}"
+        );
+        let definitions: Vec<(String, Value)> = span
+            .string("gen_ai.tool.definitions")
+            .map(|text| serde_json::from_str::<Value>(text).expect("JSON definitions"))
+            .and_then(|d| d.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                assert_eq!(d["type"], "function", "{label}");
+                (
+                    d["name"].as_str().unwrap_or("").to_owned(),
+                    d["parameters"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(definitions, expect.tools, "{label}: tool definitions");
     }
-    let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
-    assert_eq!(names, ["tools", "thinking", "cache-write", "cache-read"]);
-    assert!(cases[0].expect.tool_calls.len() >= 2 && !cases[1].expect.thinking.is_empty());
-    assert!(cases[2].expect.cache_creation > 0 && cases[3].expect.cache_read > 0);
+    let covered = |provider: &str| cases.iter().filter(|c| c.provider == provider).count();
+    assert_eq!(
+        ["anthropic", "gcp.gemini", "aws.bedrock", "ollama"].map(covered),
+        [4, 1, 1, 1]
+    );
+    let by_name = |name: &str| &cases.iter().find(|c| c.name == name).expect(name).expect;
+    assert!(by_name("tools").tool_calls.len() >= 2 && !by_name("thinking").reasoning.is_empty());
+    assert!(by_name("cache-write").cache_creation > Some(0));
+    assert!(by_name("cache-read").cache_read > Some(0));
+    assert!(
+        by_name("gemini").tool_calls.len() == 2 && by_name("gemini").reasoning_tokens > Some(0)
+    );
+    assert!(by_name("bedrock").tool_calls.len() == 1 && !by_name("bedrock").text.is_empty());
+    assert!(!by_name("ollama").reasoning.is_empty() && !by_name("ollama").text.is_empty());
 }

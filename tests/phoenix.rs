@@ -23,6 +23,7 @@ use llm_observability::{
 };
 use serde_json::{json, Value};
 use support::backend::Backend;
+use support::calls::Served;
 use support::Interaction;
 
 /// Set (to `1`) in the re-run inside the namespace.
@@ -153,18 +154,18 @@ fn fixture(path_part: &str, index: usize) -> Interaction {
         .unwrap_or_else(|| panic!("no recorded interaction {path_part}#{index}"))
 }
 
-/// Sends `interaction`'s request through `layer` (with `headers` added) to an upstream that
+/// Sends `recorded`'s request through `layer` (with `headers` added) to an upstream that
 /// answers the recorded response, reads the response to its end, flushes the sinks and returns
 /// the recorded call.
-async fn call(
+async fn call<S: Served + ?Sized>(
     layer: &LlmObservabilityLayer,
     memory: &MemorySink,
-    interaction: &Interaction,
+    recorded: &S,
     headers: &[(&str, &str)],
     metadata: Option<CallMetadata>,
 ) -> Arc<LlmCall> {
     let before = memory.calls().len();
-    support::calls::send(layer, interaction, headers, metadata).await;
+    support::calls::send(layer, recorded, headers, metadata).await;
     layer
         .dispatcher()
         .flush(Duration::from_secs(30))
@@ -506,51 +507,93 @@ async fn send_app_span(project: &str, trace_id: &str, span_id: &str) {
     assert!(response.status().is_success(), "{}", response.status());
 }
 
-/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
-/// read) read back from Phoenix as OpenInference LLM spans: system and provider `anthropic`,
-/// the model that answered, prompt tokens with the cache included and the cache reads and
-/// writes apart, the thinking text as a `reasoning` content item, and the tool calls with
-/// their arguments as the recordings have them.
+/// The `llm.system` and `llm.provider` Phoenix keeps for a call of `provider`: OpenInference's
+/// values, where `llm.system` (the API's shape) names Anthropic only among these families —
+/// OpenInference's own instrumentations of the Gemini API, Bedrock and Ollama write none, and
+/// Phoenix's GenAI conversion maps `gcp.gemini` and `aws.bedrock` to no system either. For a
+/// provider its conversion does not know (`ollama`), Phoenix fills the missing `llm.system`
+/// with `gen_ai.provider.name` itself.
+fn system_and_provider(provider: &str) -> (Option<&'static str>, &'static str) {
+    match provider {
+        "anthropic" => (Some("anthropic"), "anthropic"),
+        "gcp.gemini" => (None, "google"),
+        "aws.bedrock" => (None, "aws"),
+        "ollama" => (Some("ollama"), "ollama"),
+        other => panic!("no OpenInference names for {other}"),
+    }
+}
+
+/// Recorded calls of every API family (Anthropic: streamed tool calls, streamed thinking, a
+/// cache write, a cache read; a streamed Gemini call with function calls and reasoning tokens;
+/// a Bedrock converse-stream with a tool use; a streamed Ollama chat with thinking) read back
+/// from Phoenix as OpenInference LLM spans: system and provider under OpenInference's names,
+/// the model that answered (else the one asked for), prompt tokens with the cache included,
+/// the cache reads and writes and the reasoning tokens apart where reported, the input
+/// messages as sent, the reasoning text as a `reasoning` content item, and the tool calls with
+/// their ids and arguments as the recordings have them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs inside the private network namespace of phoenix_in_a_private_network"]
-async fn inside_anthropic_calls_show_cache_counts_reasoning_and_tool_calls() {
+async fn inside_recorded_calls_of_every_family_show_counts_reasoning_and_tool_calls() {
     assert_inside();
-    let Some(cases) = support::calls::anthropic_cases() else {
+    let Some(cases) = support::calls::provider_cases() else {
         return;
     };
-    let project = project("anthropic");
+    let project = project("providers");
     let (layer, memory) = layer(&project);
     for case in &cases {
-        let call = call(&layer, &memory, &case.interaction, &[], None).await;
+        let call = call(&layer, &memory, case, &[], None).await;
         let (label, expect) = (case.name, &case.expect);
         let span_id = call.trace.span_id.to_string();
         let spans = spans_until(&project, &span_id).await;
         let span = span_with(&spans, &span_id);
         let at = |key: &str| attribute(span, key);
+        let count = |key: &str| at(key).as_u64();
+        let (system, provider) = system_and_provider(case.provider);
         assert_eq!(span["span_kind"], "LLM", "{label}");
-        assert_eq!(at("llm.system"), "anthropic");
-        assert_eq!(at("llm.provider"), "anthropic");
-        assert_eq!(at("llm.model_name"), expect.model.as_str());
-        assert_eq!(at("llm.token_count.prompt"), expect.input_tokens, "{label}");
-        assert_eq!(at("llm.token_count.completion"), expect.output_tokens);
+        assert_eq!(at("llm.system").as_str(), system, "{label}");
+        assert_eq!(at("llm.provider"), provider, "{label}");
+        assert_eq!(at("llm.model_name"), expect.model(), "{label}");
         assert_eq!(
-            at("llm.token_count.total"),
-            expect.input_tokens + expect.output_tokens
+            count("llm.token_count.prompt"),
+            Some(expect.input_tokens),
+            "{label}"
         );
         assert_eq!(
-            at("llm.token_count.prompt_details.cache_read"),
+            count("llm.token_count.completion"),
+            Some(expect.output_tokens),
+            "{label}"
+        );
+        assert_eq!(
+            count("llm.token_count.total"),
+            Some(expect.total_tokens),
+            "{label}"
+        );
+        assert_eq!(
+            count("llm.token_count.prompt_details.cache_read"),
             expect.cache_read,
             "{label}"
         );
         assert_eq!(
-            at("llm.token_count.prompt_details.cache_write"),
+            count("llm.token_count.prompt_details.cache_write"),
             expect.cache_creation,
             "{label}"
         );
-        let messages = case.request["messages"].as_array().unwrap();
+        assert_eq!(
+            count("llm.token_count.completion_details.reasoning"),
+            expect.reasoning_tokens,
+            "{label}"
+        );
+        let messages = case
+            .request
+            .pointer(case.messages_pointer())
+            .and_then(Value::as_array)
+            .expect("the request's messages");
         // System instructions first, then the messages as sent.
-        let first = usize::from(case.request.get("system").is_some());
-        if first == 1 {
+        let system_sent = ["system", "systemInstruction"]
+            .iter()
+            .any(|key| case.request.get(*key).is_some());
+        let first = usize::from(system_sent);
+        if system_sent {
             assert_eq!(at("llm.input_messages.0.message.role"), "system");
         }
         assert_eq!(
@@ -558,16 +601,22 @@ async fn inside_anthropic_calls_show_cache_counts_reasoning_and_tool_calls() {
             &messages[0]["role"],
             "{label}"
         );
+        let past = first + messages.len();
+        assert_eq!(
+            at(&format!("llm.input_messages.{past}.message.role")),
+            &Value::Null,
+            "{label}: one input message per message sent"
+        );
         let out = "llm.output_messages.0.message.";
         assert_eq!(at(&format!("{out}role")), "assistant");
         // Text and reasoning: in `contents` when the answer has reasoning, else `content`.
-        let (mut text, mut thinking) = (String::new(), String::new());
+        let (mut text, mut reasoning) = (String::new(), String::new());
         for k in 0.. {
             let item = format!("{out}contents.{k}.message_content.");
             match at(&format!("{item}type")).as_str() {
                 Some("text") => text.push_str(at(&format!("{item}text")).as_str().unwrap()),
                 Some("reasoning") => {
-                    thinking.push_str(at(&format!("{item}text")).as_str().unwrap())
+                    reasoning.push_str(at(&format!("{item}text")).as_str().unwrap())
                 }
                 Some(other) => panic!("{label}: unexpected content item {other}"),
                 None => break,
@@ -577,7 +626,7 @@ async fn inside_anthropic_calls_show_cache_counts_reasoning_and_tool_calls() {
             text.push_str(content);
         }
         assert_eq!(text, expect.text, "{label}");
-        assert_eq!(thinking, expect.thinking, "{label}");
+        assert_eq!(reasoning, expect.reasoning, "{label}");
         for (j, (id, name, input)) in expect.tool_calls.iter().enumerate() {
             let tool = format!("{out}tool_calls.{j}.tool_call.");
             assert_eq!(at(&format!("{tool}id")), id.as_str(), "{label}");
@@ -592,8 +641,14 @@ async fn inside_anthropic_calls_show_cache_counts_reasoning_and_tool_calls() {
         }
         let n = expect.tool_calls.len();
         assert_eq!(
-            at(&format!("{out}tool_calls.{n}.tool_call.id")),
-            &Value::Null
+            at(&format!("{out}tool_calls.{n}.tool_call.function.name")),
+            &Value::Null,
+            "{label}"
+        );
+        assert_eq!(
+            at("llm.finish_reason"),
+            expect.finish_reason.as_str(),
+            "{label}"
         );
     }
     layer

@@ -528,13 +528,16 @@ async fn a_server_restart_loses_nothing_acknowledged() {
     assert_eq!(total, 60);
 }
 
-/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
-/// read) land as rows with provider `anthropic`, the models, the token columns the recordings
-/// report (input with the cache included; cache reads and writes apart) and the Message in the
-/// payload, its tool inputs and thinking text as recorded.
+/// Recorded calls of every API family (Anthropic: streamed tool calls, streamed thinking, a
+/// cache write, a cache read; a streamed Gemini call with function calls and reasoning tokens;
+/// a Bedrock converse-stream with a tool use; a streamed Ollama chat with thinking) land as
+/// rows with their endpoint, operation and provider, the models, the token columns the
+/// recordings report (input with the cache included, cache reads and writes apart, reasoning
+/// apart and within the output) and the response in the payload, read as the recording reads
+/// (id, counts, text, reasoning, tool calls, finish reason).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recorded_anthropic_calls_land_with_their_cache_columns() {
-    let Some(cases) = support::calls::anthropic_cases() else {
+async fn recorded_calls_of_every_family_land_with_their_token_columns() {
+    let Some(cases) = support::calls::provider_cases() else {
         return;
     };
     let backend = shared();
@@ -544,66 +547,78 @@ async fn recorded_anthropic_calls_land_with_their_cache_columns() {
         .connect()
         .await
         .unwrap();
-    let layer = layer(sink, quick_dispatch(10));
-    for case in &cases {
-        support::calls::send(&layer, &case.interaction, &[], None).await;
-    }
+    let memory = llm_observability::MemorySink::new();
+    let layer = LlmObservabilityLayer::builder()
+        .sink_with(sink, SinkConfig::new().dispatch(quick_dispatch(10)))
+        .sink(memory.clone())
+        .build()
+        .unwrap();
+    let sent = support::calls::send_each(&layer, &memory, &cases).await;
     let stats = support::assert_accounted(&layer, cases.len() as u64).await;
     assert_eq!(stats.sinks[0].delivered, cases.len() as u64);
     let client = client(&url(backend)).await;
-    for case in &cases {
+    for (case, call) in sent {
         let (label, expect) = (case.name, &case.expect);
         let row = client
             .query_one(
                 &format!(
                     "SELECT endpoint, operation, provider, model, response_model, stream,
                             input_tokens, output_tokens, total_tokens, cached_input_tokens,
-                            cache_creation_input_tokens, status, payload::text AS payload
-                     FROM {table} WHERE payload->>'response_id' = $1"
+                            cache_creation_input_tokens, reasoning_tokens, status,
+                            payload::text AS payload
+                     FROM {table} WHERE id = $1"
                 ),
-                &[&expect.id],
+                &[&call.id],
             )
             .await
             .unwrap_or_else(|e| panic!("{label}: {e}"));
         let n = |v: u64| Some(v as i64);
-        assert_eq!(row.get::<_, String>("endpoint"), "anthropic.messages");
-        assert_eq!(row.get::<_, String>("operation"), "chat");
-        assert_eq!(row.get::<_, String>("provider"), "anthropic");
+        let column = |name: &str| row.get::<_, Option<i64>>(name);
+        assert_eq!(row.get::<_, String>("endpoint"), case.endpoint, "{label}");
+        assert_eq!(row.get::<_, String>("operation"), case.operation, "{label}");
+        assert_eq!(row.get::<_, String>("provider"), case.provider, "{label}");
         assert_eq!(
             row.get::<_, Option<String>>("model").as_deref(),
-            case.request["model"].as_str()
+            Some(expect.request_model.as_str()),
+            "{label}"
         );
         assert_eq!(
-            row.get::<_, Option<String>>("response_model").as_deref(),
-            Some(expect.model.as_str())
+            row.get::<_, Option<String>>("response_model"),
+            expect.response_model,
+            "{label}"
         );
-        assert_eq!(row.get::<_, bool>("stream"), case.streamed());
+        assert_eq!(row.get::<_, bool>("stream"), case.streamed, "{label}");
         assert_eq!(row.get::<_, String>("status"), "success");
+        assert_eq!(column("input_tokens"), n(expect.input_tokens), "{label}");
+        assert_eq!(column("output_tokens"), n(expect.output_tokens), "{label}");
+        assert_eq!(column("total_tokens"), n(expect.total_tokens), "{label}");
         assert_eq!(
-            row.get::<_, Option<i64>>("input_tokens"),
-            n(expect.input_tokens),
+            column("cached_input_tokens"),
+            expect.cache_read.map(|v| v as i64),
             "{label}"
         );
         assert_eq!(
-            row.get::<_, Option<i64>>("output_tokens"),
-            n(expect.output_tokens)
-        );
-        assert_eq!(
-            row.get::<_, Option<i64>>("total_tokens"),
-            n(expect.input_tokens + expect.output_tokens)
-        );
-        assert_eq!(
-            row.get::<_, Option<i64>>("cached_input_tokens"),
-            n(expect.cache_read),
+            column("cache_creation_input_tokens"),
+            expect.cache_creation.map(|v| v as i64),
             "{label}"
         );
         assert_eq!(
-            row.get::<_, Option<i64>>("cache_creation_input_tokens"),
-            n(expect.cache_creation),
+            column("reasoning_tokens"),
+            expect.reasoning_tokens.map(|v| v as i64),
             "{label}"
         );
         let payload: serde_json::Value =
             serde_json::from_str(&row.get::<_, String>("payload")).unwrap();
-        expect.assert_message(&payload["response"], label);
+        assert_eq!(
+            payload["response_id"].as_str(),
+            expect.id.as_deref(),
+            "{label}"
+        );
+        assert_eq!(
+            payload["finish_reasons"],
+            serde_json::json!([expect.finish_reason]),
+            "{label}"
+        );
+        case.assert_response(&payload["response"], label);
     }
 }

@@ -565,18 +565,67 @@ async fn the_dispatcher_retries_busy_answers_until_delivered() {
     );
 }
 
-/// Recorded Anthropic calls (streamed tool calls, streamed thinking, a cache write, a cache
-/// read) land as `anthropic.Messages.create` calls: the request as sent in `inputs`, the
-/// Message in `output` (tool inputs and thinking text as recorded), usage per model as Weave's
-/// Anthropic integration writes it (Anthropic's `input_tokens` without the cache, the cache
-/// reads and writes apart), and the cost of the priced model with its cache writes.
+/// The op name Weave's own integration of each API gives a call of `case` (weave/integrations
+/// `anthropic`, `google_genai`, `bedrock`); Weave has no Ollama integration, and the crate
+/// names the Ollama client's function.
+fn op_name(case: &support::calls::ProviderCase) -> &'static str {
+    match (case.provider, case.streamed) {
+        ("anthropic", _) => "anthropic.Messages.create",
+        ("gcp.gemini", true) => "google.genai.models.Models.generate_content_stream",
+        ("gcp.gemini", false) => "google.genai.models.Models.generate_content",
+        ("aws.bedrock", true) => "BedrockRuntime.converse_stream",
+        ("aws.bedrock", false) => "BedrockRuntime.converse",
+        ("ollama", _) => "ollama.chat",
+        (other, _) => panic!("no op name for {other}"),
+    }
+}
+
+/// `summary.usage` of one call as Weave's integration of its API writes it: Anthropic's names
+/// (its `input_tokens` without the cache reads and writes, which come apart); the others
+/// (Google GenAI, Bedrock) use OpenAI's names, `prompt_tokens` counting every input token,
+/// with the cache reads and the reasoning tokens in their details objects.
+fn weave_usage(case: &support::calls::ProviderCase) -> Value {
+    let expect = &case.expect;
+    let mut usage = json!({"requests": 1, "total_tokens": expect.total_tokens});
+    if case.provider == "anthropic" {
+        usage["input_tokens"] = json!(expect.uncached_input());
+        usage["output_tokens"] = json!(expect.output_tokens);
+        if let Some(read) = expect.cache_read {
+            usage["cache_read_input_tokens"] = json!(read);
+        }
+        if let Some(reasoning) = expect.reasoning_tokens {
+            usage["output_tokens_details"] = json!({"reasoning_tokens": reasoning});
+        }
+    } else {
+        usage["prompt_tokens"] = json!(expect.input_tokens);
+        usage["completion_tokens"] = json!(expect.output_tokens);
+        if let Some(read) = expect.cache_read {
+            usage["prompt_tokens_details"] = json!({"cached_tokens": read});
+        }
+        if let Some(reasoning) = expect.reasoning_tokens {
+            usage["completion_tokens_details"] = json!({"reasoning_tokens": reasoning});
+        }
+    }
+    if let Some(written) = expect.cache_creation {
+        usage["cache_creation_input_tokens"] = json!(written);
+    }
+    json!({ expect.model(): usage })
+}
+
+/// Recorded calls of every API family (Anthropic: streamed tool calls, streamed thinking, a
+/// cache write, a cache read; a streamed Gemini call with function calls and reasoning tokens;
+/// a Bedrock converse-stream with a tool use; a streamed Ollama chat with thinking) land under
+/// the op names of Weave's integrations of their APIs: the request as sent in `inputs` (model,
+/// messages, tools), the response in `output` (read as the recording reads: id, counts, text,
+/// reasoning, tool calls, finish reason), usage per model under the names each integration
+/// writes, and the cost of the priced model with its cache writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recorded_anthropic_calls_land_as_anthropic_messages_calls_with_cache_usage() {
-    let Some(cases) = support::calls::anthropic_cases() else {
+async fn recorded_calls_of_every_family_land_under_their_ops_with_usage_per_model() {
+    let Some(cases) = support::calls::provider_cases() else {
         return;
     };
     let server = weave();
-    let project = project("anthropic");
+    let project = project("providers");
     let memory = MemorySink::new();
     let layer = LlmObservabilityLayer::builder()
         .pricing(Pricing::empty().with_price(
@@ -592,57 +641,59 @@ async fn recorded_anthropic_calls_land_as_anthropic_messages_calls_with_cache_us
         .sink(memory.clone())
         .build()
         .expect("layer");
-    for case in &cases {
-        support::calls::send(&layer, &case.interaction, &[], None).await;
-    }
+    let sent = support::calls::send_each(&layer, &memory, &cases).await;
     assert_eq!(
         accounted(&layer, cases.len() as u64).await,
         (cases.len() as u64, 0)
     );
-    let observed = memory.calls();
     let calls = query(server, &project, json!({}), None).await;
     assert_eq!(calls.len(), cases.len(), "{calls:#?}");
-    for case in &cases {
+    for (case, ours) in sent {
         let (label, expect) = (case.name, &case.expect);
-        let ours = observed
-            .iter()
-            .find(|c| c.response_id.as_deref() == Some(expect.id.as_str()))
-            .unwrap_or_else(|| panic!("{label}: no call"));
         let call = calls
             .iter()
             .find(|c| c["id"] == ours.id.as_str())
             .unwrap_or_else(|| panic!("{label}: not in Weave"));
-        let model = case.request["model"].as_str().unwrap();
-        assert_eq!(call["op_name"], "anthropic.Messages.create", "{label}");
-        assert_eq!(call["display_name"], format!("chat {model}"));
+        let model = expect.request_model.as_str();
+        assert_eq!(call["op_name"], op_name(case), "{label}");
+        assert_eq!(call["display_name"], format!("{} {model}", case.operation));
         assert_eq!(call["exception"], Value::Null);
-        for key in ["model", "max_tokens", "messages", "tools", "stream"] {
-            if let Some(sent) = case.request.get(key) {
-                assert_eq!(&call["inputs"][key], sent, "{label}: inputs.{key}");
-            }
-        }
-        expect.assert_message(&call["output"], label);
-        let uncached = expect.input_tokens - expect.cache_read - expect.cache_creation;
+        let inputs = &call["inputs"];
         assert_eq!(
-            call["summary"]["usage"],
-            json!({ expect.model.as_str(): {
-                "requests": 1,
-                "input_tokens": uncached,
-                "output_tokens": expect.output_tokens,
-                "total_tokens": expect.input_tokens + expect.output_tokens,
-                "cache_read_input_tokens": expect.cache_read,
-                "cache_creation_input_tokens": expect.cache_creation,
-            }}),
-            "{label}"
+            inputs.pointer(case.model_pointer()),
+            Some(&json!(model)),
+            "{label}: inputs{}",
+            case.model_pointer()
         );
+        for pointer in [case.messages_pointer(), case.tools_pointer()] {
+            assert_eq!(
+                inputs.pointer(pointer),
+                case.request.pointer(pointer),
+                "{label}: inputs{pointer}"
+            );
+        }
+        assert_eq!(
+            inputs["stream"].as_bool().unwrap_or(false),
+            case.streamed,
+            "{label}: inputs.stream (left out when false)"
+        );
+        if case.provider == "anthropic" {
+            assert_eq!(inputs["max_tokens"], case.request["max_tokens"], "{label}");
+        }
+        case.assert_response(&call["output"], label);
+        assert_eq!(call["summary"]["usage"], weave_usage(case), "{label}");
         let attributes = &call["attributes"];
-        assert_eq!(attributes["gen_ai.provider.name"], "anthropic");
+        assert_eq!(attributes["gen_ai.provider.name"], case.provider);
         assert_eq!(attributes["gen_ai.usage.input_tokens"], expect.input_tokens);
-        let costs = &call["summary"]["weave"]["costs"][expect.model.as_str()];
-        if expect.model == "claude-3-5-sonnet-20240620" {
-            let want = (uncached as f64 * 3.0
-                + expect.cache_read as f64 * 0.30
-                + expect.cache_creation as f64 * 3.75)
+        assert_eq!(
+            attributes["gen_ai.usage.output_tokens"],
+            expect.output_tokens
+        );
+        let costs = &call["summary"]["weave"]["costs"][expect.model()];
+        if expect.model() == "claude-3-5-sonnet-20240620" {
+            let want = (expect.uncached_input() as f64 * 3.0
+                + expect.cache_read.unwrap_or(0) as f64 * 0.30
+                + expect.cache_creation.unwrap_or(0) as f64 * 3.75)
                 / 1e6;
             let got = costs["prompt_tokens_total_cost"].as_f64().expect("a cost");
             assert!((got - want).abs() < 1e-12, "{label}: {got} vs {want}");

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod calls;
 #[cfg(feature = "otlp")]
 pub mod otlp_receiver;
+pub mod provider_expect;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod reqwest_fixture;

@@ -31,6 +31,7 @@ use serde_json::{json, Map, Value};
 use super::presets::{self, PresetAttribute, RESERVED_METADATA};
 use crate::genai::{self, AttributeValue};
 use crate::payload::LlmCall;
+use crate::wire::endpoint::Family;
 
 /// `openinference.span.kind`.
 pub const SPAN_KIND: &str = "openinference.span.kind";
@@ -42,8 +43,8 @@ pub const LLM_REQUEST_MODEL_NAME: &str = "llm.request.model_name";
 pub const LLM_RESPONSE_MODEL_NAME: &str = "llm.response.model_name";
 /// `llm.provider`: who hosts the model (`openai`, `azure`, `anthropic`, ...).
 pub const LLM_PROVIDER: &str = "llm.provider";
-/// `llm.system`: the API family ([`Endpoint::api`](crate::Endpoint::api): `openai`,
-/// `anthropic`).
+/// `llm.system`: the shape of the API, under OpenInference's names (`openai`, `anthropic`,
+/// `vertexai`; see [`system`]).
 pub const LLM_SYSTEM: &str = "llm.system";
 /// `llm.invocation_parameters`: the request's parameters as a JSON object.
 pub const LLM_INVOCATION_PARAMETERS: &str = "llm.invocation_parameters";
@@ -141,7 +142,9 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
         }
     }
     out.push(PresetAttribute::str(LLM_PROVIDER, provider(&call.provider)));
-    out.push(PresetAttribute::str(LLM_SYSTEM, call.endpoint.api()));
+    if let Some(system) = system(call) {
+        out.push(PresetAttribute::str(LLM_SYSTEM, system));
+    }
     if let Some(parameters) = invocation_parameters(call, content) {
         out.push(PresetAttribute::json(
             if embeddings {
@@ -198,6 +201,21 @@ pub fn attributes(call: &LlmCall, content: bool) -> Vec<PresetAttribute<'_>> {
         out.push(PresetAttribute::json(METADATA, &Value::Object(other)));
     }
     out
+}
+
+/// OpenInference's `llm.system` for a call — the shape of its API, from OpenInference's list
+/// (`openai`, `anthropic`, `cohere`, `mistralai`, `vertexai`): `openai` and `anthropic` for
+/// those APIs, `vertexai` for Gemini on Vertex AI (as OpenInference's Vertex AI
+/// instrumentation writes). `None` for the Gemini API, Bedrock Converse and Ollama, which the
+/// list has no name for: OpenInference's own instrumentations of them set `llm.provider`
+/// (`google`, `aws`, `ollama`) and no `llm.system`.
+pub fn system(call: &LlmCall) -> Option<&'static str> {
+    match call.endpoint.family() {
+        Family::OpenAi => Some("openai"),
+        Family::Anthropic => Some("anthropic"),
+        Family::Gemini if call.provider == "gcp.vertex_ai" => Some("vertexai"),
+        Family::Gemini | Family::Bedrock | Family::Ollama => None,
+    }
 }
 
 /// OpenInference's `llm.provider` for a GenAI `gen_ai.provider.name`.
@@ -655,6 +673,55 @@ mod tests {
             Some(&AttributeValue::StrArray(vec!["x".into(), "y".into()]))
         );
         assert_eq!(text(&attributes, METADATA), Some(r#"{"tenant":"acme"}"#));
+    }
+
+    #[test]
+    fn system_and_provider_under_openinference_names() {
+        let cases = [
+            (
+                Endpoint::ChatCompletions,
+                "openai",
+                Some("openai"),
+                "openai",
+            ),
+            (
+                Endpoint::ChatCompletions,
+                "azure.ai.openai",
+                Some("openai"),
+                "azure",
+            ),
+            (
+                Endpoint::AnthropicMessages,
+                "anthropic",
+                Some("anthropic"),
+                "anthropic",
+            ),
+            (
+                Endpoint::GeminiStreamGenerateContent,
+                "gcp.gemini",
+                None,
+                "google",
+            ),
+            (
+                Endpoint::GeminiGenerateContent,
+                "gcp.vertex_ai",
+                Some("vertexai"),
+                "google",
+            ),
+            (Endpoint::BedrockConverse, "aws.bedrock", None, "aws"),
+            (Endpoint::OllamaChat, "ollama", None, "ollama"),
+        ];
+        for (endpoint, genai_provider, system, provider) in cases {
+            let mut call = LlmCall::new(endpoint);
+            call.provider = genai_provider.into();
+            let attributes = attributes(&call, false);
+            assert_eq!(text(&attributes, LLM_SYSTEM), system, "{genai_provider}");
+            assert_eq!(
+                text(&attributes, LLM_PROVIDER),
+                Some(provider),
+                "{genai_provider}"
+            );
+        }
     }
 
     #[test]

@@ -140,8 +140,10 @@ pub(crate) fn tool_definitions(call: &LlmCall) -> Option<Value> {
 pub(crate) fn native_request(call: &LlmCall) -> Value {
     let mut record = record_map(call);
     let mut request = Map::new();
-    if let Some(model) = record.remove("model") {
-        request.insert("modelId".into(), model);
+    // The body names no model: the URL path does (the call's requested model).
+    record.remove("model");
+    if let Some(model) = call.requested_model() {
+        request.insert("modelId".into(), json!(model));
     }
     for (ours, theirs) in [("messages", "messages"), ("instructions", "system")] {
         if let Some(value) = record.remove(ours) {
@@ -206,7 +208,8 @@ mod tests {
 
     fn call() -> LlmCall {
         let mut call = LlmCall::new(Endpoint::BedrockConverse);
-        call.request.model = Some("us.amazon.nova-2-lite-v1:0".into());
+        // As the layer records it: the model from the URL path, none in the body.
+        call.request_model = Some("us.amazon.nova-2-lite-v1:0".into());
         call.request.max_tokens = Some(300);
         call.request.instructions = Some(json!([{"text": "Be brief."}]).into());
         call.request.messages = Some(

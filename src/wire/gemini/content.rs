@@ -137,9 +137,13 @@ pub(crate) fn tool_definitions(call: &LlmCall) -> Option<Value> {
 }
 
 /// The request as Gemini JSON: the record's fields under Gemini's names, sampling parameters
-/// in `generationConfig`.
+/// in `generationConfig`, and the model the URL path names as `model` (as Google's SDKs take
+/// it).
 pub(crate) fn native_request(call: &LlmCall) -> Value {
     let mut request = record_map(call);
+    if let Some(model) = call.requested_model() {
+        request.insert("model".into(), json!(model));
+    }
     for (ours, theirs) in [
         ("messages", "contents"),
         ("instructions", "systemInstruction"),
@@ -212,6 +216,8 @@ mod tests {
 
     fn call() -> LlmCall {
         let mut call = LlmCall::new(Endpoint::GeminiGenerateContent);
+        // As the layer records it: the model from the URL path, none in the body.
+        call.request_model = Some("gemini-2.5-flash".into());
         call.request.instructions = Some(json!({"parts": [{"text": "Be brief."}]}).into());
         call.request.messages = Some(
             json!([
@@ -280,6 +286,7 @@ mod tests {
                     "parameters": {"type": "OBJECT"}}, {"googleSearch": {}}])
         );
         let request = native_request(&call);
+        assert_eq!(request["model"], "gemini-2.5-flash");
         assert_eq!(
             request["generationConfig"],
             json!({"temperature": 0.5, "maxOutputTokens": 10})
