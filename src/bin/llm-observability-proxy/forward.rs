@@ -70,8 +70,10 @@ impl Forward {
         // Forward each frame as it comes: without TCP_NODELAY, a streamed request body's small
         // writes can wait up to ~40 ms for an ACK (Nagle + delayed ACK).
         http.set_nodelay(true);
+        // ring, named here: with other features both ring and aws-lc-rs are linked, and rustls
+        // cannot pick a process default by itself.
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
             .https_or_http()
             .enable_http1()
             .enable_http2()

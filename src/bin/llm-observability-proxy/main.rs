@@ -245,9 +245,10 @@ impl Args {
     }
 }
 
-/// Makes ring the process's rustls crypto provider. The upstream client (hyper-rustls) asks
-/// rustls for the process default, and with the storage sinks both ring and aws-lc-rs (which
-/// reqwest and object_store bring) are compiled in, so rustls cannot pick one by itself.
+/// Makes ring the process's rustls crypto provider. The upstream client names ring itself, but
+/// some exporters' HTTP clients ask rustls for the process default, and with the storage sinks
+/// both ring and aws-lc-rs (which reqwest and object_store bring) are compiled in, so rustls
+/// cannot pick one by itself (issue 25: one TLS stack, nothing installed process-wide).
 fn install_crypto_provider() {
     // An error means a provider is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
