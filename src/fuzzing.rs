@@ -92,7 +92,7 @@ pub fn framer_in_any_chunking(selector: u8, body: &[u8], cuts: &[u8]) {
         for piece in pieces {
             framer.feed(piece, &mut push);
         }
-        framer.finish(&mut push);
+        framer.finish(true, &mut push);
         (events, framer.oversized(), framer.malformed().is_some())
     };
     let whole = run(&[body]);

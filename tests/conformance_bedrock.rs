@@ -11,11 +11,11 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer};
+use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Value};
+use support::eventstream::{event, frame};
 use support::provider_expect::{bedrock, Tokens};
 use support::{Exchange, Failures, ProviderInteraction};
 
@@ -211,14 +211,6 @@ fn check_exchange(
     );
 }
 
-async fn shutdown(layer: &LlmObservabilityLayer) {
-    layer
-        .dispatcher()
-        .shutdown(Duration::from_secs(5))
-        .await
-        .ok();
-}
-
 async fn via_tower(
     provider: &ProviderInteraction,
     sizes: &[usize],
@@ -233,7 +225,7 @@ async fn via_tower(
     )
     .await;
     let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
+    support::shut_down(&layer).await;
     (exchange, calls)
 }
 
@@ -247,7 +239,7 @@ async fn via_reqwest(provider: &ProviderInteraction) -> (Exchange, Vec<Arc<LlmCa
     )
     .await;
     let calls = support::flushed(&layer, &memory).await;
-    shutdown(&layer).await;
+    support::shut_down(&layer).await;
     (exchange, calls)
 }
 
@@ -348,54 +340,6 @@ async fn other_bedrock_operations_pass_through_unrecorded() {
         );
     }
     fails.finish("other_bedrock_operations");
-}
-
-/// One event-stream frame (string headers), written here from the spec.
-fn frame(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &byte in bytes {
-            crc ^= byte as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let mut head = Vec::new();
-    for (name, value) in headers {
-        head.push(name.len() as u8);
-        head.extend_from_slice(name.as_bytes());
-        head.push(7);
-        head.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        head.extend_from_slice(value.as_bytes());
-    }
-    let total = 16 + head.len() + payload.len();
-    let mut out = Vec::new();
-    out.extend_from_slice(&(total as u32).to_be_bytes());
-    out.extend_from_slice(&(head.len() as u32).to_be_bytes());
-    let crc = crc32(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out.extend_from_slice(&head);
-    out.extend_from_slice(payload);
-    let crc = crc32(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
-}
-
-fn event(kind: &str, payload: Value) -> Vec<u8> {
-    frame(
-        &[
-            (":event-type", kind),
-            (":content-type", "application/json"),
-            (":message-type", "event"),
-        ],
-        payload.to_string().as_bytes(),
-    )
 }
 
 fn synthetic(uri: &str, status: u16, body: Vec<u8>) -> ProviderInteraction {
@@ -571,7 +515,7 @@ async fn an_http_error_takes_its_type_from_the_header() {
             error.message.as_deref(),
             Some("The provided model identifier is invalid.")
         );
-        shutdown(&layer).await;
+        support::shut_down(&layer).await;
     }
 }
 
@@ -631,32 +575,12 @@ async fn the_proxy_forwards_and_records_an_inference_profile_arn() {
     assert!(!text.contains("Signature=secret") && !text.contains("session-secret"));
 }
 
+/// A client that drops the stream half-way, the last frame cut mid-prelude: one record,
+/// `cancelled`, with the text read so far; the cut frame is not a decode error (the status says
+/// the body was cut short).
 #[tokio::test]
 async fn a_cancelled_stream_keeps_the_partial_output() {
-    use http_body_util::BodyExt;
-    use tower::{Service, ServiceBuilder, ServiceExt};
-
     let (layer, memory) = support::memory_layer();
-    let (feeds_tx, mut feeds_rx) = tokio::sync::mpsc::unbounded_channel();
-    let upstream = tower::service_fn(
-        move |request: http::Request<
-            llm_observability::RequestBody<http_body_util::Full<Bytes>>,
-        >| {
-            let feeds_tx = feeds_tx.clone();
-            async move {
-                let _ = request.into_body().collect().await;
-                let (tx, body) = support::ChannelBody::new();
-                let _ = feeds_tx.send(tx);
-                Ok::<_, std::convert::Infallible>(
-                    http::Response::builder()
-                        .header("x-amzn-requestid", "req-cancel")
-                        .body(body)
-                        .unwrap(),
-                )
-            }
-        },
-    );
-    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
     let request = http::Request::builder()
         .method("POST")
         .uri("https://bedrock-runtime.us-east-1.amazonaws.com/model/us.amazon.nova-2-lite-v1%3A0/converse-stream")
@@ -664,9 +588,8 @@ async fn a_cancelled_stream_keeps_the_partial_output() {
             br#"{"messages":[{"role":"user","content":[{"text":"Hi"}]}]}"#,
         )))
         .unwrap();
-    let response = service.ready().await.unwrap().call(request).await.unwrap();
-    let frames = feeds_rx.recv().await.expect("upstream called");
-    let mut body = response.into_body();
+    let (mut body, frames) =
+        support::open_stream(&layer, request, &[("x-amzn-requestid", "req-cancel")]).await;
     let mut stream = event("messageStart", json!({"p": "ab", "role": "assistant"}));
     stream.extend(event(
         "contentBlockDelta",
@@ -677,16 +600,18 @@ async fn a_cancelled_stream_keeps_the_partial_output() {
         json!({"contentBlockIndex": 0, "delta": {"text": " wor"}, "p": "x"}),
     ));
     // The last frame is cut mid-prelude when the client goes away.
-    for piece in support::split(&stream[..stream.len() - 5], &[61]) {
-        frames.send(Ok(piece.clone())).unwrap();
-        let frame = body.frame().await.expect("frame").expect("ok");
-        assert_eq!(frame.into_data().unwrap(), piece);
-    }
+    let pieces = support::split(&stream[..stream.len() - 5], &[61]);
+    support::relay(&mut body, &frames, &pieces).await;
     drop(body);
     let calls = support::flushed(&layer, &memory).await;
     assert_eq!(calls.len(), 1);
     let call = &calls[0];
     assert_eq!(call.status, CallStatus::Cancelled);
+    assert_eq!(
+        call.error.as_ref().and_then(|e| e.kind.as_deref()),
+        Some("cancelled")
+    );
+    assert_eq!(call.decode_errors, Vec::<String>::new());
     assert_eq!(
         call.request_model.as_deref(),
         Some("us.amazon.nova-2-lite-v1:0")
@@ -697,5 +622,5 @@ async fn a_cancelled_stream_keeps_the_partial_output() {
         "Hello"
     );
     assert!(call.timing.time_to_first_token_ms.is_some());
-    shutdown(&layer).await;
+    support::shut_down(&layer).await;
 }

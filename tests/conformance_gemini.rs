@@ -10,6 +10,7 @@
 
 mod support;
 
+use bytes::Bytes;
 use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Value};
 use support::provider_expect::gemini::{chunks, fold, string, tokens};
@@ -397,4 +398,100 @@ async fn a_stream_error_in_a_json_array_is_recorded() {
         }
     }
     fails.finish("a_stream_error_in_a_json_array_is_recorded");
+}
+
+/// A client that drops a recorded stream half-way — SSE (`?alt=sse`) after half its events; the
+/// same chunks as a streamed JSON array after half its elements (before the `,` that would
+/// follow: an element is whole at its closing brace), and after half its elements and part of
+/// the next — still makes one record: `cancelled` (error type `cancelled`), with what the chunks
+/// it read fold to (response, usage, ids) and no decode error (a cut element is the cancel's,
+/// not the body's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_stream_keeps_the_partial_output() {
+    let Some(interactions) = gemini_interactions() else {
+        return;
+    };
+    let mut fails = Failures::default();
+    let mut cancelled = 0;
+    for provider in &interactions {
+        let Some(whole) = expected(provider).filter(|w| w.streamed) else {
+            continue;
+        };
+        let data: Vec<String> = support::sse_events(&provider.interaction.response_body)
+            .into_iter()
+            .map(|(_, data)| data)
+            .collect();
+        if whole.status != CallStatus::Success || data.len() < 2 {
+            continue;
+        }
+        let read = data.len() / 2;
+        let events: Vec<String> = data.iter().map(|d| format!("data: {d}\r\n\r\n")).collect();
+        // What the client read, as a recording of its own: the expectation.
+        let mut partial = provider.clone();
+        partial.interaction.response_body = events[..read].concat();
+        let Some(mut want) = expected(&partial) else {
+            continue;
+        };
+        want.status = CallStatus::Cancelled;
+        let sse: Vec<Bytes> = events[..read].iter().cloned().map(Bytes::from).collect();
+        let elements: Vec<Bytes> = data[..read]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Bytes::from(format!("{}{d}", if i == 0 { "[" } else { "\r\n," })))
+            .collect();
+        let next = &data[read];
+        let mut cut = elements.clone();
+        cut.push(Bytes::from(format!("\r\n,{}", &next[..next.len() / 2])));
+        let array_uri = partial
+            .interaction
+            .uri
+            .replace("?alt=sse", "")
+            .replace("&alt=sse", "");
+        let json = "application/json; charset=UTF-8";
+        for (framing, uri, content_type, pieces) in [
+            ("SSE", &partial.interaction.uri, "text/event-stream", &sse),
+            ("JSON array, whole elements", &array_uri, json, &elements),
+            ("JSON array, inside an element", &array_uri, json, &cut),
+        ] {
+            let mut interaction = partial.interaction.clone();
+            interaction.uri = uri.clone();
+            let at = format!("{framing}, dropped after {read} of {} chunks", data.len());
+            let (layer, memory) = support::memory_layer();
+            let request = http::Request::post(uri.as_str())
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(Bytes::from(
+                    interaction.request_body.clone(),
+                )))
+                .expect("request");
+            let (mut body, frames) =
+                support::open_stream(&layer, request, &[("content-type", content_type)]).await;
+            support::relay(&mut body, &frames, pieces).await;
+            drop(body);
+            let calls = support::flushed(&layer, &memory).await;
+            support::shut_down(&layer).await;
+            fails.eq(
+                calls.len(),
+                1,
+                format!("{} {at}: records", interaction.name()),
+            );
+            let Some(call) = calls.first() else { continue };
+            check(&mut fails, &interaction, &want, call, &at);
+            fails.eq(
+                call.error.as_ref().and_then(|e| e.kind.as_deref()),
+                Some("cancelled"),
+                format!("{} {at}: error type", interaction.name()),
+            );
+            fails.eq(
+                call.error.as_ref().and_then(|e| e.message.as_deref()),
+                Some("the response body was dropped before its end"),
+                format!("{} {at}: error message", interaction.name()),
+            );
+        }
+        cancelled += 1;
+    }
+    fails.ok(
+        cancelled >= 6,
+        format!("only {cancelled} recorded streams dropped half-way"),
+    );
+    fails.finish("a_cancelled_stream_keeps_the_partial_output");
 }

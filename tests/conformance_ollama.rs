@@ -12,6 +12,7 @@ mod support;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Map, Value};
 use support::provider_expect::ollama::{self, FINAL_FIELDS};
@@ -42,6 +43,8 @@ struct Expected {
     counts: Map<String, Value>,
     /// A one-line body: the response must be it.
     body: Option<Value>,
+    /// A final `done: true` line arrived.
+    done: bool,
     /// Embeddings: the number of vectors and their length.
     vectors: Option<(usize, usize)>,
     has_content: bool,
@@ -92,6 +95,7 @@ fn expected(interaction: &Interaction) -> Expected {
         body: (lines.len() == 1 && !embeddings).then(|| lines[0].clone()),
         vectors: read.vectors,
         has_content: read.has_content,
+        done: lines.iter().any(|line| line["done"] == true),
     }
 }
 
@@ -143,7 +147,7 @@ fn check(
             Some(interaction.status.to_string()),
             format!("{at}: error_type (the HTTP status: the body names no type)"),
         );
-    } else {
+    } else if want.status == CallStatus::Success {
         fails.ok(
             call.error.is_none(),
             format!("{at}: unexpected error {:?}", call.error),
@@ -226,7 +230,7 @@ fn check(
         Value::Array(want.tool_calls.clone())
     };
     fails.eq(calls, &want_calls, format!("{at}: tool calls"));
-    fails.eq(&response["done"], &json!(true), format!("{at}: done"));
+    fails.eq(&response["done"], &json!(want.done), format!("{at}: done"));
     fails.eq(
         string(&response["done_reason"]),
         want.finish_reasons.first().cloned(),
@@ -498,4 +502,171 @@ async fn an_oversized_line_is_skipped_and_said() {
     assert_eq!(response["message"]["content"], "Hi");
     assert_eq!(call.finish_reasons, vec!["stop"]);
     assert_eq!(call.usage.and_then(|u| u.output_tokens), Some(2));
+}
+
+/// The recorded Ollama chat and generate interactions (legacy embeddings apart) with what each
+/// implies.
+fn recorded() -> Option<Vec<(Interaction, Expected)>> {
+    let all = support::load_provider_interactions()?;
+    Some(
+        all.into_iter()
+            .filter(|p| p.family() == Some("ollama"))
+            .map(|p| p.interaction)
+            .filter(|i| endpoint_of(&i.uri).is_some() && !legacy_embeddings(&i.uri))
+            .map(|i| {
+                let want = expected(&i);
+                (i, want)
+            })
+            .collect(),
+    )
+}
+
+/// `"stream": false` answered pretty-printed (a JSON object over many lines, as some Ollama
+/// servers and proxies write it): each recorded one-line chat and generate body, re-indented
+/// with `serde_json::to_string_pretty` and served as `application/json` and without a content
+/// type, in several frame splits and through reqwest, is recorded exactly as the same value on
+/// one line is (the response's text too) and as the recording implies.
+#[tokio::test]
+async fn an_unstreamed_answer_pretty_printed_is_recorded_as_the_one_line_body() {
+    let Some(recorded) = recorded() else {
+        return;
+    };
+    let mut fails = Failures::default();
+    let mut pretty_bodies = 0;
+    for (interaction, want) in &recorded {
+        let (Some(body), Endpoint::OllamaChat | Endpoint::OllamaGenerate) =
+            (&want.body, want.endpoint)
+        else {
+            continue;
+        };
+        pretty_bodies += 1;
+        for content_type in ["application/json; charset=utf-8", ""] {
+            let mut compact = interaction.clone();
+            compact.content_type = content_type.to_owned();
+            compact.response_body = serde_json::to_string(body).expect("JSON");
+            let mut pretty = compact.clone();
+            pretty.response_body = serde_json::to_string_pretty(body).expect("JSON");
+            fails.ok(
+                pretty.response_body.lines().count() >= 3,
+                format!("{}: not pretty-printed", interaction.name()),
+            );
+            let (_, compact_calls) = support::records_via_tower(&compact, &[usize::MAX]).await;
+            let Some(one_line) = compact_calls.first() else {
+                fails.ok(
+                    false,
+                    format!("{}: no record of the one-line body", interaction.name()),
+                );
+                continue;
+            };
+            let mut runs = Vec::new();
+            for sizes in SPLITS {
+                let (exchange, calls) = support::records_via_tower(&pretty, sizes).await;
+                runs.push((
+                    format!("pretty {content_type:?}, tower {sizes:?}"),
+                    exchange,
+                    calls,
+                ));
+            }
+            let (exchange, calls) = support::records_via_reqwest(&pretty).await;
+            runs.push((format!("pretty {content_type:?}, reqwest"), exchange, calls));
+            for (label, exchange, calls) in runs {
+                check_exchange(&mut fails, &pretty, &exchange, &label);
+                fails.eq(
+                    calls.len(),
+                    1,
+                    format!("{} via {label}: records", interaction.name()),
+                );
+                let Some(call) = calls.first() else { continue };
+                check(&mut fails, &pretty, want, call, &label);
+                support::same_record(&mut fails, &interaction.name(), one_line, call, &label);
+                fails.eq(
+                    call.response.as_ref().map(|r| r.text()),
+                    one_line.response.as_ref().map(|r| r.text()),
+                    format!("{} via {label}: response text", interaction.name()),
+                );
+            }
+        }
+    }
+    fails.ok(
+        pretty_bodies >= 20,
+        format!("only {pretty_bodies} one-line chat and generate bodies pretty-printed"),
+    );
+    fails.finish("an_unstreamed_answer_pretty_printed_is_recorded_as_the_one_line_body");
+}
+
+/// A client that drops a recorded NDJSON stream half-way (after half its lines) still makes one
+/// record: `cancelled` (error type `cancelled`), HTTP 200, with the text, thinking and tool
+/// calls of the lines it read assembled, no final counts, and no decode error.
+#[tokio::test]
+async fn a_cancelled_stream_keeps_the_partial_output() {
+    let Some(recorded) = recorded() else {
+        return;
+    };
+    let mut fails = Failures::default();
+    let mut cancelled = 0;
+    for (interaction, whole) in &recorded {
+        let lines: Vec<&str> = interaction
+            .response_body
+            .split_inclusive('\n')
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if !whole.streamed || whole.status != CallStatus::Success || lines.len() < 4 {
+            continue;
+        }
+        let read = lines.len() / 2;
+        // What the client read, as a recording of its own: the expectation.
+        let mut partial = interaction.clone();
+        partial.response_body = lines[..read].concat();
+        let mut want = expected(&partial);
+        want.status = CallStatus::Cancelled;
+        let at = format!("dropped after {read} of {} lines", lines.len());
+        let (layer, memory) = support::memory_layer();
+        let request = http::Request::post(interaction.uri.as_str())
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(
+                interaction.request_body.clone(),
+            )))
+            .expect("request");
+        let headers: &[(&str, &str)] = match interaction.content_type.as_str() {
+            "" => &[],
+            content_type => &[("content-type", content_type)],
+        };
+        let (mut body, frames) = support::open_stream(&layer, request, headers).await;
+        let pieces: Vec<Bytes> = lines[..read]
+            .iter()
+            .map(|line| Bytes::copy_from_slice(line.as_bytes()))
+            .collect();
+        support::relay(&mut body, &frames, &pieces).await;
+        drop(body);
+        let calls = support::flushed(&layer, &memory).await;
+        support::shut_down(&layer).await;
+        fails.eq(
+            calls.len(),
+            1,
+            format!("{} {at}: records", interaction.name()),
+        );
+        let Some(call) = calls.first() else { continue };
+        check(&mut fails, &partial, &want, call, &at);
+        fails.eq(
+            call.error.as_ref().and_then(|e| e.kind.as_deref()),
+            Some("cancelled"),
+            format!("{} {at}: error type", interaction.name()),
+        );
+        fails.eq(
+            call.error.as_ref().and_then(|e| e.message.as_deref()),
+            Some("the response body was dropped before its end"),
+            format!("{} {at}: error message", interaction.name()),
+        );
+        fails.eq(
+            (call.usage, call.finish_reasons.is_empty()),
+            (None, true),
+            format!("{} {at}: no final counts", interaction.name()),
+        );
+        cancelled += 1;
+    }
+    fails.ok(
+        cancelled >= 10,
+        format!("only {cancelled} recorded streams dropped half-way"),
+    );
+    fails.finish("a_cancelled_stream_keeps_the_partial_output");
 }

@@ -13,14 +13,26 @@
 //! - one event, and one JSON body, of `{}` choices just under the limits (millions of choices:
 //!   at most 4,096 are read);
 //! - Anthropic Messages streams (issue #23): 100k content blocks with descending indices, a
-//!   `tool_use` input whose `input_json_delta` fragments (4 MiB) never close, 4 MiB of `ping`s.
+//!   `tool_use` input whose `input_json_delta` fragments (4 MiB) never close, 4 MiB of `ping`s;
+//! - Bedrock `converse-stream` (issue #24): a frame whose prelude claims 4 GiB (16 MiB of junk
+//!   follows), a bad prelude CRC and a bad message CRC after 10,000 valid frames (10,000 more
+//!   follow), a frame of 5,000 headers, a frame with a 1 MiB headers section;
+//! - Gemini `streamGenerateContent` without `alt=sse` (one JSON array): 16 MiB of elements and
+//!   no `]`, and one element of 12 MiB (past the limit) between two small ones;
+//! - Ollama `/api/chat` NDJSON: one line of 100 MiB between two small ones.
 //!
 //! For each: the client gets every byte unchanged (count, frames, checksum), one payload
-//! arrives, `truncated` says whether a budget was hit, what is kept is a clean prefix, and the
-//! heap the layer adds at its peak stays within a bound derived below from what the layer
-//! holds. The bodies are made frame by frame (64 KiB frames) and dropped by the client frame
-//! by frame. All measurements run in this one test, so nothing else allocates meanwhile.
-//! Scenario code: `tests/support/memory_scenarios.rs`.
+//! arrives, `truncated` says whether a budget was hit, what is kept is a clean prefix, the
+//! record says (in the crate's exact words) what it could not decode, and the heap the layer
+//! adds at its peak stays within a bound derived below from what the layer holds. The bodies
+//! are made frame by frame (64 KiB frames) and dropped by the client frame by frame. All
+//! measurements run in this one test, so nothing else allocates meanwhile. Scenario code:
+//! `tests/support/memory_scenarios.rs`.
+//!
+//! CPU: no time is asserted (the table printed shows wall and CPU time with and without the
+//! layer). The rows are sized so that a framer rescanning what it holds on every 64 KiB frame
+//! could not finish: the 100 MiB line is 1,600 frames, and a rescan of the line so far per
+//! frame would read ~80 GiB; the unclosed array and the junk after a 4 GiB claim likewise.
 
 #[path = "support/alloc_meter.rs"]
 mod alloc_meter;
@@ -37,6 +49,21 @@ const MIB: usize = 1 << 20;
 const STATE_BUDGET: usize = LIMIT / 8;
 /// What the assembler charges a choice entry against the state budget (`ENTRY_COST`).
 const ENTRY_COST: usize = 256;
+
+/// What the record says of a stream it could not decode, in the crate's words.
+mod said {
+    pub const TOO_LARGE: &str =
+        "event-stream frame larger than the decode limit; decoding stopped there";
+    pub const PRELUDE_CRC: &str =
+        "event-stream frame with a bad prelude CRC; decoding stopped there";
+    pub const MESSAGE_CRC: &str =
+        "event-stream frame with a bad message CRC; decoding stopped there";
+    pub const HEADERS: &str =
+        "event-stream frame with malformed or too many headers; decoding stopped there";
+    pub const UNCLOSED: &str = "streamed JSON array ended before its closing `]`";
+    pub const BIG_ELEMENT: &str = "1 JSON array element(s) longer than 8388608 bytes were skipped";
+    pub const LONG_LINE: &str = "1 NDJSON line(s) longer than 8388608 bytes were skipped";
+}
 
 /// The most heap the layer may add to a call of `hostile` at its peak, and why.
 ///
@@ -80,12 +107,55 @@ fn bound(hostile: Hostile) -> usize {
         Hostile::AnthropicOpenToolInput { .. } => 2 * LIMIT + MIB,
         // A ping is read and forgotten: nothing grows with the pings. 1 MiB.
         Hostile::AnthropicPings { .. } => MIB,
+        // Measured 0.00 MiB with 16 MiB of junk after the claim: the prelude is checked before
+        // anything of the frame is kept, the claim refused, and nothing after it is read.
+        // 1 MiB.
+        Hostile::BedrockHugeFrame { .. } => MIB,
+        // Measured 0.02 MiB: whole frames are checked where they lie in the network frame,
+        // decoding stops at the bad one, and 10,000 one-character deltas are kept. 1 MiB.
+        Hostile::BedrockBadCrc { .. } => MIB,
+        // Measured 0.00 MiB: the flood frame (~50 KiB) is checked in place, its headers read up
+        // to the 257th. 1 MiB.
+        Hostile::BedrockHeaderFlood { .. } => MIB,
+        // Measured 0.00 MiB: a headers section past 128 KiB is refused from the prelude, before
+        // the frame (1 MiB) is kept. 1 MiB.
+        Hostile::BedrockHugeHeaders => MIB,
+        // Measured 0.07 MiB: an element is kept only while it spans network frames (~230 bytes
+        // here), and the 64,000 one-character texts make 64 KB of content. Keeping the array
+        // until its `]` would take 16 MiB. 1 MiB.
+        Hostile::GeminiOpenArray { .. } => MIB,
+        // Measured 8.00 MiB (1.0x): the element is kept until it would pass the limit (its
+        // buffer grows by doubling, but never past the limit), then let go and followed to its
+        // end unkept. The limit plus 1 MiB.
+        Hostile::GeminiHugeElement { .. } => LIMIT + MIB,
+        // Measured 8.00 MiB (1.0x): the line likewise, then skipped to its `\n` unkept. The
+        // limit plus 1 MiB.
+        Hostile::OllamaLongLine { .. } => LIMIT + MIB,
     }
 }
 
 /// The payload's response as a tree (built after the measurement).
 fn response(call: &LlmCall) -> &serde_json::Value {
     call.response.as_ref().expect("a response").value()
+}
+
+/// The text of a Bedrock Converse response's first content block.
+fn bedrock_text(call: &LlmCall) -> &str {
+    response(call)["output"]["message"]["content"][0]["text"]
+        .as_str()
+        .expect("a text block")
+}
+
+/// The text of a Gemini response's first part.
+fn gemini_text(call: &LlmCall) -> &str {
+    response(call)["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .expect("a text part")
+}
+
+/// The record's decode errors, exactly `want`.
+fn said(name: &str, call: &LlmCall, want: &str) {
+    assert_eq!(call.decode_errors, [want], "{name}: decode errors");
 }
 
 /// The `index` of every kept choice, in order.
@@ -217,6 +287,79 @@ fn check(row: &Measured) {
             assert!(
                 call.timing.time_to_first_token_ms.is_some(),
                 "{name}: first token"
+            );
+        }
+        Hostile::BedrockHugeFrame { .. } => {
+            // Past the frame limit: the record is cut short there, and says so.
+            assert!(call.truncated, "{name}: not marked truncated");
+            said(name, call, said::TOO_LARGE);
+            assert_eq!(bedrock_text(call), "x", "{name}: the text before the frame");
+            assert!(call.finish_reasons.is_empty(), "{name}");
+        }
+        Hostile::BedrockBadCrc { deltas, prelude } => {
+            assert!(!call.truncated, "{name}: no limit was hit");
+            said(
+                name,
+                call,
+                if prelude {
+                    said::PRELUDE_CRC
+                } else {
+                    said::MESSAGE_CRC
+                },
+            );
+            // Every delta before the bad frame, none after it; `messageStop` was never read.
+            assert_eq!(
+                bedrock_text(call),
+                "x".repeat(deltas as usize / 2),
+                "{name}: the deltas before the bad frame"
+            );
+            assert!(call.finish_reasons.is_empty(), "{name}");
+            assert_eq!(call.usage, None, "{name}: metadata after the bad frame");
+        }
+        Hostile::BedrockHeaderFlood { .. } | Hostile::BedrockHugeHeaders => {
+            assert!(!call.truncated, "{name}: no limit was hit");
+            said(name, call, said::HEADERS);
+            assert_eq!(
+                bedrock_text(call),
+                "x",
+                "{name}: nothing of or after the frame"
+            );
+        }
+        Hostile::GeminiOpenArray { elements } => {
+            assert!(!call.truncated, "{name}: no limit was hit");
+            said(name, call, said::UNCLOSED);
+            // Every element arrived whole: all are kept, the last usage wins.
+            assert_eq!(
+                gemini_text(call).len(),
+                elements as usize,
+                "{name}: every element's text"
+            );
+            assert!(gemini_text(call).bytes().all(|b| b == b'x'), "{name}");
+            assert_eq!(
+                call.usage.and_then(|u| u.output_tokens),
+                Some(u64::from(elements)),
+                "{name}: the last element's usage"
+            );
+            assert!(call.finish_reasons.is_empty(), "{name}");
+        }
+        Hostile::GeminiHugeElement { .. } => {
+            assert!(call.truncated, "{name}: not marked truncated");
+            said(name, call, said::BIG_ELEMENT);
+            // The elements on either side, merged; the big one skipped whole.
+            assert_eq!(gemini_text(call), "xz", "{name}");
+            assert_eq!(call.finish_reasons, ["STOP"], "{name}");
+        }
+        Hostile::OllamaLongLine { .. } => {
+            assert!(call.truncated, "{name}: not marked truncated");
+            said(name, call, said::LONG_LINE);
+            assert_eq!(response(call)["message"]["content"], "Hi", "{name}");
+            assert_eq!(response(call)["done"], true, "{name}");
+            assert_eq!(call.finish_reasons, ["stop"], "{name}");
+            let usage = call.usage.expect("the final line's counts");
+            assert_eq!(
+                (usage.input_tokens, usage.output_tokens),
+                (Some(10), Some(3)),
+                "{name}"
             );
         }
     }

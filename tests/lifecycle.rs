@@ -14,11 +14,8 @@ use llm_observability::{
     CallMetadata, CallStatus, LlmObservabilityLayer, MemorySink, RequestBody, ResponseBody,
 };
 use serde_json::json;
-use support::ChannelBody;
-use tokio::sync::mpsc;
+use support::{ChannelBody, Frames};
 use tower::{Service, ServiceBuilder, ServiceExt};
-
-type Frames = mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
 
 fn chat_request(stream: bool) -> Request<Full<Bytes>> {
     let body = json!({"model": "gpt-4o-mini", "stream": stream,
@@ -45,31 +42,13 @@ async fn open_stream() -> (
     MemorySink,
 ) {
     let (layer, memory) = support::memory_layer();
-    let (feeds_tx, mut feeds_rx) = mpsc::unbounded_channel();
-    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
-        let feeds_tx = feeds_tx.clone();
-        async move {
-            let _ = request.into_body().collect().await;
-            let (frames, body) = ChannelBody::new();
-            let _ = feeds_tx.send(frames);
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(body)
-                    .expect("response"),
-            )
-        }
-    });
-    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(chat_request(true))
-        .await
-        .unwrap();
-    let frames = feeds_rx.recv().await.expect("upstream called");
-    (response.into_body(), frames, layer, memory)
+    let (body, frames) = support::open_stream(
+        &layer,
+        chat_request(true),
+        &[("content-type", "text/event-stream")],
+    )
+    .await;
+    (body, frames, layer, memory)
 }
 
 #[tokio::test]

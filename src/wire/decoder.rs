@@ -87,6 +87,13 @@ impl ResponseDecoder {
         let declared = format_of(endpoint).stream_framing(endpoint);
         let sniff_for_json = content_type.contains("json")
             && matches!(declared, Some(Framing::EventStream | Framing::JsonArray));
+        // Where the stream would be NDJSON, `application/json` (not `application/x-ndjson`) is
+        // an unstreamed answer (Ollama's `"stream": false`): one JSON body, however it is laid
+        // out over lines (some servers and proxies pretty-print it). Should it be NDJSON after
+        // all, `decode` reads it so.
+        let one_json_body = declared == Some(Framing::Ndjson)
+            && content_type.contains("json")
+            && !content_type.contains("ndjson");
         let header = |name: Option<&'static str>| {
             headers
                 .get(name?)
@@ -103,6 +110,8 @@ impl ResponseDecoder {
             ))
         } else if content_type.starts_with("text/event-stream") {
             Self::stream_state(endpoint, Framing::Sse, limit)
+        } else if one_json_body {
+            State::Json(BytesCapture::new(limit))
         } else if let (Some(framing), false, false) =
             (declared, content_type.is_empty(), sniff_for_json)
         {
@@ -169,12 +178,15 @@ impl ResponseDecoder {
             State::Opaque(_) => false,
             State::Sniffing(capture, declared) => {
                 capture.push(frame);
-                match (sniff(capture), *declared) {
-                    (Some(true), _) => self.replay_as(Framing::Sse),
-                    (Some(false), Some(framing)) if !plain_json(framing, capture) => {
-                        self.replay_as(framing)
-                    }
-                    (Some(false), _) => {
+                let plain = match (sniff(capture), *declared) {
+                    (Some(true), _) => return self.replay_as(Framing::Sse),
+                    (Some(false), Some(framing)) => plain_json(framing, capture, false),
+                    (Some(false), None) => Some(true),
+                    (None, _) => None,
+                };
+                match (plain, *declared) {
+                    (Some(false), Some(framing)) => self.replay_as(framing),
+                    (Some(_), _) => {
                         let capture = std::mem::replace(capture, BytesCapture::new(0));
                         self.state = State::Json(capture);
                         false
@@ -208,10 +220,11 @@ impl ResponseDecoder {
     /// Ends the body and decodes what it said.
     pub(crate) fn finish(mut self) -> DecodedResponse {
         let headers = (self.id_header.take(), self.error_type_header.take());
-        with_headers(self.finish_body(), headers)
+        with_headers(self.finish_body(true), headers)
     }
 
-    fn finish_body(mut self) -> DecodedResponse {
+    /// Decodes what the body said; `complete`: it ended by itself (not by a cancel or error).
+    fn finish_body(mut self, complete: bool) -> DecodedResponse {
         if let Some(mut decompressor) = self.decompressor.take() {
             match decompressor.finish() {
                 Ok(plain) if !plain.is_empty() => {
@@ -222,7 +235,7 @@ impl ResponseDecoder {
             }
         }
         let decompress_error = self.decompress_error.take();
-        let mut decoded = self.decode();
+        let mut decoded = self.decode(complete);
         decoded.truncated |= decoded.summary.truncated;
         if let Some(error) = decoded.summary.decode_error.take() {
             decoded.error = Some(match decoded.error {
@@ -244,13 +257,15 @@ impl ResponseDecoder {
         decoded
     }
 
-    fn decode(mut self) -> DecodedResponse {
+    fn decode(mut self, complete: bool) -> DecodedResponse {
         if let State::Sniffing(capture, declared) = &mut self.state {
             match (sniff(capture), *declared) {
                 (Some(true), _) => {
                     self.replay_as(Framing::Sse);
                 }
-                (Some(false), Some(framing)) if !plain_json(framing, capture) => {
+                (Some(false), Some(framing))
+                    if plain_json(framing, capture, true) == Some(false) =>
+                {
                     self.replay_as(framing);
                 }
                 _ => {
@@ -262,14 +277,27 @@ impl ResponseDecoder {
         match self.state {
             State::Json(capture) => {
                 let decoded = decode_captured_json(self.endpoint, &capture);
-                if decoded.error.is_none() || capture.truncated() || sniff(&capture) != Some(true) {
+                if decoded.error.is_none() || capture.truncated() {
                     return decoded;
                 }
-                // An event stream served with a JSON content type: decode it as what it is.
+                // A stream served with a JSON content type (an event stream; NDJSON lines where
+                // the wire format streams them, unless the body opens as one pretty-printed
+                // object): decode it as what it is.
+                let declared = format_of(self.endpoint).stream_framing(self.endpoint);
+                let framing = match sniff(&capture) {
+                    Some(true) => Framing::Sse,
+                    Some(false)
+                        if declared == Some(Framing::Ndjson)
+                            && plain_json(Framing::Ndjson, &capture, true) == Some(false) =>
+                    {
+                        Framing::Ndjson
+                    }
+                    _ => return decoded,
+                };
                 let mut stream = ResponseDecoder {
                     endpoint: self.endpoint,
                     limit: self.limit,
-                    state: Self::stream_state(self.endpoint, Framing::Sse, self.limit),
+                    state: Self::stream_state(self.endpoint, framing, self.limit),
                     decompressor: None,
                     decompress_error: None,
                     id_header: None,
@@ -278,13 +306,13 @@ impl ResponseDecoder {
                 for part in capture.parts() {
                     stream.feed_plain(part);
                 }
-                stream.decode()
+                stream.decode(complete)
             }
             State::Stream {
                 mut framer,
                 mut assembler,
             } => {
-                framer.finish(&mut |event| {
+                framer.finish(complete, &mut |event| {
                     assembler.push(event);
                 });
                 let oversized = framer.oversized();
@@ -298,7 +326,7 @@ impl ResponseDecoder {
                     };
                     return DecodedResponse {
                         error: Some(error),
-                        truncated: oversized > 0,
+                        truncated: oversized > 0 || framer.stopped_at_limit(),
                         ..DecodedResponse::default()
                     };
                 }
@@ -318,7 +346,7 @@ impl ResponseDecoder {
                     });
                 }
                 DecodedResponse {
-                    truncated: assembler.truncated() || oversized > 0,
+                    truncated: assembler.truncated() || oversized > 0 || framer.stopped_at_limit(),
                     summary: assembler.into_summary(),
                     error,
                 }
@@ -350,7 +378,7 @@ impl ResponseDecoder {
                 }
                 decoded
             }
-            _ => self.finish(),
+            _ => self.finish_body(false),
         }
     }
 }
@@ -401,30 +429,60 @@ fn decode_captured_json(endpoint: Endpoint, capture: &BytesCapture) -> DecodedRe
     }
 }
 
-/// Whether a body sniffed as not SSE is one JSON object rather than a stream of `framing`: an
-/// event-stream frame opens with its length and a streamed array with `[`, never with `{`;
-/// an error body does. (NDJSON lines are objects: never asked.)
-fn plain_json(framing: Framing, capture: &BytesCapture) -> bool {
-    matches!(framing, Framing::EventStream | Framing::JsonArray)
-        && capture
-            .parts()
-            .iter()
-            .flat_map(|part| part.iter())
-            .find(|b| !b.is_ascii_whitespace())
-            == Some(&b'{')
+/// Whether a body sniffed as not SSE is one JSON object rather than a stream of `framing`
+/// (`None`: more bytes are needed, unless the body `ended`). An event-stream frame opens with
+/// its length and a streamed array with `[`, never with `{`; an error body does. An NDJSON line
+/// is a whole JSON value, so a body whose first line is a lone `{` is one pretty-printed object
+/// (`"stream": false` through some servers and proxies). Only the first [`SNIFF_BYTES`] bytes
+/// are read, so a body fed in many small frames is never rescanned whole.
+fn plain_json(framing: Framing, capture: &BytesCapture, ended: bool) -> Option<bool> {
+    let (head, len) = head(capture);
+    let seen_all = ended || len == SNIFF_BYTES || capture.truncated();
+    let body = head[..len]
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(&head[..len]);
+    let body = body.trim_ascii_start();
+    match framing {
+        Framing::EventStream | Framing::JsonArray => match body.first() {
+            Some(&first) => Some(first == b'{'),
+            None if seen_all => Some(false),
+            None => None,
+        },
+        Framing::Ndjson => {
+            let Some(rest) = body.strip_prefix(b"{") else {
+                return (!body.is_empty() || seen_all).then_some(false);
+            };
+            match rest.iter().find(|b| !matches!(b, b' ' | b'\t')) {
+                Some(b'\n' | b'\r') => Some(true),
+                Some(_) => Some(false),
+                None => seen_all.then_some(false),
+            }
+        }
+        Framing::Sse => Some(false),
+    }
+}
+
+/// The first [`SNIFF_BYTES`] bytes of what was captured, and how many there are.
+fn head(capture: &BytesCapture) -> ([u8; SNIFF_BYTES], usize) {
+    let mut head = [0; SNIFF_BYTES];
+    let mut len = 0;
+    for part in capture.parts() {
+        let take = part.len().min(SNIFF_BYTES - len);
+        head[len..len + take].copy_from_slice(&part[..take]);
+        len += take;
+        if len == SNIFF_BYTES {
+            break;
+        }
+    }
+    (head, len)
 }
 
 /// `Some(true)` for an event stream, `Some(false)` for anything else, `None` when the bytes so
 /// far are all blank (or a BOM) and more are needed.
 fn sniff(capture: &BytesCapture) -> Option<bool> {
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    for part in capture.parts() {
-        head.extend_from_slice(&part[..part.len().min(SNIFF_BYTES - head.len())]);
-        if head.len() == SNIFF_BYTES {
-            break;
-        }
-    }
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let (head, len) = head(capture);
+    let head = &head[..len];
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
     let head = &head[start..];
     const SSE_FIELDS: [&[u8]; 5] = [b"data:", b"event:", b":", b"id:", b"retry:"];
@@ -529,6 +587,79 @@ mod tests {
             let error = decoded.summary.error.expect("the error");
             assert_eq!(error.kind.as_deref(), Some("NOT_FOUND"));
             assert_eq!(error.message.as_deref(), Some("models/x is not found"));
+        }
+    }
+
+    /// A recorded Ollama `/api/chat` answer to `"stream": false`, as Ollama writes it
+    /// (traceloop/openllmetry, `test_ollama_chat_legacy.yaml`).
+    const OLLAMA_CHAT: &str = r#"{"model":"llama3","created_at":"2024-05-24T20:01:31.01558Z","message":{"role":"assistant","content":"A joke about OpenTelemetry!\n\nWhy did the OpenTelemetry agent go to therapy?\n\nBecause it was struggling to \"instrument\" its feelings and had a lot of \"traces\" of anxiety!\n\n(Sorry, I know it's a bit of a \"stretch\", but I hope it brings a smile to your face!)"},"done_reason":"stop","done":true,"total_duration":10386172208,"load_duration":8078850750,"prompt_eval_count":17,"prompt_eval_duration":175861000,"eval_count":66,"eval_duration":2127200000}"#;
+
+    fn ollama(body: &str, content_type: Option<&'static str>, piece: usize) -> DecodedResponse {
+        let mut decoder =
+            ResponseDecoder::new(Endpoint::OllamaChat, &headers(content_type), 1 << 20);
+        for piece in body.as_bytes().chunks(piece) {
+            decoder.feed(&Bytes::copy_from_slice(piece));
+        }
+        decoder.finish()
+    }
+
+    #[test]
+    fn an_unstreamed_ollama_body_pretty_printed_is_decoded_as_the_compact_one() {
+        let value: serde_json::Value = serde_json::from_str(OLLAMA_CHAT).expect("JSON");
+        let compact = serde_json::to_string(&value).expect("JSON");
+        let pretty = serde_json::to_string_pretty(&value).expect("JSON");
+        assert!(pretty.lines().count() > 10, "{pretty}");
+        for content_type in [Some("application/json; charset=utf-8"), None] {
+            let want = ollama(&compact, content_type, usize::MAX);
+            assert_eq!(want.error, None, "{content_type:?}");
+            assert_eq!(want.summary.finish_reasons, ["stop"]);
+            assert_eq!(want.summary.usage.and_then(|u| u.total_tokens), Some(83));
+            for piece in [1, 2, 3, 7, 64, usize::MAX] {
+                let got = ollama(&pretty, content_type, piece);
+                assert_eq!(got.error, None, "{content_type:?} {piece}");
+                assert!(!got.truncated);
+                assert_eq!(got.summary, want.summary, "{content_type:?} {piece}");
+                let text =
+                    |d: &DecodedResponse| d.summary.response.as_ref().map(|r| r.text().to_owned());
+                assert_eq!(text(&got), text(&want), "{content_type:?} {piece}");
+            }
+        }
+        // Pretty-printed and cut short: said to be not valid JSON, not read as broken lines.
+        let cut = &pretty[..pretty.len() - 3];
+        for content_type in [Some("application/json"), None] {
+            let got = ollama(cut, content_type, 7);
+            let error = got.error.unwrap_or_default();
+            assert!(
+                error.starts_with("response body is not valid JSON: EOF while parsing"),
+                "{content_type:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn ollama_lines_are_a_stream_whatever_the_content_type_says() {
+        let line = |content: &str, done: bool| {
+            let mut line = serde_json::json!({"model": "m", "created_at": "t",
+                "message": {"role": "assistant", "content": content}, "done": done});
+            if done {
+                line["done_reason"] = "stop".into();
+                line["eval_count"] = 2.into();
+            }
+            format!("{line}\n")
+        };
+        let stream = [line("Hel", false), line("lo", false), line("", true)].concat();
+        for content_type in [
+            Some("application/x-ndjson"),
+            Some("application/json; charset=utf-8"),
+            None,
+        ] {
+            for piece in [1, 7, usize::MAX] {
+                let got = ollama(&stream, content_type, piece);
+                assert_eq!(got.error, None, "{content_type:?} {piece}");
+                let response = got.summary.response.expect("a response");
+                assert_eq!(response["message"]["content"], "Hello", "{content_type:?}");
+                assert_eq!(got.summary.finish_reasons, ["stop"]);
+            }
         }
     }
 

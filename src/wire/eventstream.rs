@@ -139,12 +139,18 @@ impl EventStreamSplitter {
         }
     }
 
-    /// The body ended: a frame cut short is said, never handed on.
-    pub(crate) fn finish(&mut self, _on_event: &mut impl FnMut(Event<'_>)) {
-        if !self.partial.is_empty() && self.stopped.is_none() {
+    /// The body ended: a frame cut short is never handed on, and is said when the body ended
+    /// by itself (`complete`; a cancelled or failed call says it was cut short).
+    pub(crate) fn finish(&mut self, complete: bool, _on_event: &mut impl FnMut(Event<'_>)) {
+        if complete && !self.partial.is_empty() && self.stopped.is_none() {
             self.stopped = Some(why::CUT);
         }
         self.partial = Vec::new();
+    }
+
+    /// Whether decoding stopped at a frame larger than the limit.
+    pub(crate) fn stopped_at_limit(&self) -> bool {
+        self.stopped == Some(why::TOO_LARGE)
     }
 
     fn stop(&mut self, why: &'static str) {
@@ -320,7 +326,7 @@ mod tests {
         for chunk in chunks {
             splitter.feed(chunk, &mut push);
         }
-        splitter.finish(&mut push);
+        splitter.finish(true, &mut push);
         (out, splitter.malformed())
     }
 
@@ -395,6 +401,7 @@ mod tests {
         }
         assert_eq!(seen, 0);
         assert_eq!(splitter.malformed(), Some(why::TOO_LARGE));
+        assert!(splitter.stopped_at_limit());
         assert!(splitter.partial.capacity() == 0);
     }
 
@@ -431,5 +438,11 @@ mod tests {
         let body = body();
         let (out, why) = events(&[&body[..body.len() - 3]], 1 << 20);
         assert_eq!((out.len(), why), (2, Some(why::CUT)));
+        // Cut short by a cancel: the call says so; the framer does not.
+        let mut splitter = EventStreamSplitter::new(1 << 20);
+        let mut seen = 0;
+        splitter.feed(&body[..body.len() - 3], &mut |_| seen += 1);
+        splitter.finish(false, &mut |_| seen += 1);
+        assert_eq!((seen, splitter.malformed()), (2, None));
     }
 }

@@ -5,8 +5,9 @@
 //! and nesting depth — and keeps the bytes of the element being read. An element longer than the
 //! limit is skipped (and counted) up to its end; bytes after the closing `]`, or a body that is
 //! not an array, stop the splitting (said by [`ArraySplitter::malformed`]); an array that never
-//! closes yields the elements that did.
+//! closes yields the elements that did, and when the body ended by itself that is said too.
 
+use super::framing::reserve_within;
 use super::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +41,20 @@ pub(crate) struct ArraySplitter {
     oversized: u64,
     /// How many bytes of a leading BOM were matched.
     bom_matched: usize,
+    /// The body ended by itself before the array closed: how.
+    cut: Option<&'static str>,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Why (part of) the body was not split.
+mod why {
+    pub(super) const NOT_AN_ARRAY: &str =
+        "streamed body is not one JSON array; splitting stopped there";
+    pub(super) const UNCLOSED: &str = "streamed JSON array ended before its closing `]`";
+    pub(super) const CUT_ELEMENT: &str =
+        "streamed JSON array ended inside an element, before its closing `]`; that element was not decoded";
+}
 
 impl ArraySplitter {
     /// A splitter that skips (and counts) any element longer than `max_element` bytes.
@@ -57,6 +69,7 @@ impl ArraySplitter {
             max_element,
             oversized: 0,
             bom_matched: 0,
+            cut: None,
         }
     }
 
@@ -65,9 +78,13 @@ impl ArraySplitter {
         self.oversized
     }
 
-    /// Whether the body was not one JSON array (or had bytes after it).
-    pub(crate) fn malformed(&self) -> bool {
-        self.position == Position::Malformed
+    /// Why the body was not split whole, if it was not: it was not one JSON array (or had
+    /// bytes after it), or it ended before the array closed.
+    pub(crate) fn malformed(&self) -> Option<&'static str> {
+        match self.position {
+            Position::Malformed => Some(why::NOT_AN_ARRAY),
+            _ => self.cut,
+        }
     }
 
     /// Feeds one chunk, calling `on_event` for every element it completes.
@@ -118,6 +135,13 @@ impl ArraySplitter {
                                 self.escaped = true;
                             } else {
                                 self.in_string = false;
+                                if self.depth == 0 {
+                                    // A string element ends with its closing quote.
+                                    let start = started_here.take();
+                                    let element = &chunk[start.unwrap_or(0)..=at];
+                                    self.complete(element, start.is_some(), on_event);
+                                    self.position = Position::Between;
+                                }
                             }
                             at += 1;
                         }
@@ -125,31 +149,33 @@ impl ArraySplitter {
                     }
                 }
                 Position::Element => {
-                    let ends_here = match byte {
+                    let end = match byte {
                         b'"' => {
                             self.in_string = true;
-                            false
+                            None
                         }
                         b'{' | b'[' => {
-                            self.depth += 1;
-                            false
+                            // Saturating: 4 GiB of `[` must not overflow it.
+                            self.depth = self.depth.saturating_add(1);
+                            None
                         }
+                        // An object or array element ends with its closing bracket: handed on
+                        // at once, not when the next element's `,` arrives (a stream writes
+                        // that with the next chunk, or never, if it is cut there).
                         b'}' | b']' if self.depth > 0 => {
                             self.depth -= 1;
-                            false
+                            (self.depth == 0).then_some((at + 1, Position::Between))
                         }
-                        // The array's own `]` or `,`, at the element's top level.
-                        b']' | b',' => self.depth == 0,
-                        _ => false,
+                        // A number or literal ends before the array's own `]` or `,`.
+                        b']' => Some((at, Position::End)),
+                        b',' if self.depth == 0 => Some((at, Position::Between)),
+                        _ => None,
                     };
-                    if ends_here {
+                    if let Some((end, next)) = end {
                         let start = started_here.take();
-                        self.complete(&chunk[start.unwrap_or(0)..at], start.is_some(), on_event);
-                        self.position = if byte == b']' {
-                            Position::End
-                        } else {
-                            Position::Between
-                        };
+                        let element = &chunk[start.unwrap_or(0)..end];
+                        self.complete(element, start.is_some(), on_event);
+                        self.position = next;
                     }
                     at += 1;
                 }
@@ -168,10 +194,19 @@ impl ArraySplitter {
         }
     }
 
-    /// The body ended. An array that never closed yields nothing more: its last element is
-    /// incomplete.
-    pub(crate) fn finish(&mut self, _on_event: &mut impl FnMut(Event<'_>)) {
+    /// The body ended. An array that never closed yields nothing more: its last element, if
+    /// one was begun, is incomplete. When the body ended by itself (`complete`), that is
+    /// remembered for [`malformed`](Self::malformed).
+    pub(crate) fn finish(&mut self, complete: bool, _on_event: &mut impl FnMut(Event<'_>)) {
+        if complete {
+            self.cut = match self.position {
+                Position::Between => Some(why::UNCLOSED),
+                Position::Element => Some(why::CUT_ELEMENT),
+                Position::Start | Position::End | Position::Malformed => None,
+            };
+        }
         self.element = Vec::new();
+        self.skipping = false;
     }
 
     /// The element ends with `last`: the rest of it, after what earlier chunks kept (all of it
@@ -204,6 +239,7 @@ impl ArraySplitter {
             self.oversized += 1;
             return false;
         }
+        reserve_within(&mut self.element, part.len(), self.max_element);
         self.element.extend_from_slice(part);
         true
     }
@@ -224,7 +260,7 @@ fn emit(element: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
 mod tests {
     use super::*;
 
-    fn split(chunks: &[&[u8]], max: usize) -> (Vec<String>, u64, bool) {
+    fn split(chunks: &[&[u8]], max: usize) -> (Vec<String>, u64, Option<&'static str>) {
         let mut splitter = ArraySplitter::new(max);
         let mut out = Vec::new();
         let mut push =
@@ -232,7 +268,7 @@ mod tests {
         for chunk in chunks {
             splitter.feed(chunk, &mut push);
         }
-        splitter.finish(&mut push);
+        splitter.finish(true, &mut push);
         (out, splitter.oversized(), splitter.malformed())
     }
 
@@ -250,7 +286,7 @@ mod tests {
                 "\"s]\""
             ]
         );
-        assert!(!whole.2);
+        assert_eq!(whole.2, None);
         for cut in 0..BODY.len() {
             for second in cut..BODY.len() {
                 let chunks = [&BODY[..cut], &BODY[cut..second], &BODY[second..]];
@@ -269,19 +305,73 @@ mod tests {
             let chunks: Vec<&[u8]> = body.as_bytes().chunks(size).collect();
             let (out, oversized, malformed) = split(&chunks, 32);
             assert_eq!(out, ["{\"a\":1}", "{\"b\":2}"], "chunks of {size}");
-            assert_eq!((oversized, malformed), (1, false));
+            assert_eq!((oversized, malformed), (1, None));
         }
     }
 
     #[test]
     fn not_an_array_trailing_bytes_and_an_array_that_never_closes() {
-        assert_eq!(split(&[b"{\"a\":1}"], 64), (vec![], 0, true));
+        assert_eq!(
+            split(&[b"{\"a\":1}"], 64),
+            (vec![], 0, Some(why::NOT_AN_ARRAY))
+        );
         let (out, _, malformed) = split(&[b"[1,2] x [3]"], 64);
         assert_eq!(
             (out, malformed),
-            (vec!["1".to_owned(), "2".to_owned()], true)
+            (
+                vec!["1".to_owned(), "2".to_owned()],
+                Some(why::NOT_AN_ARRAY)
+            )
         );
         let (out, _, malformed) = split(&[b"[{\"a\":1},{\"b\":"], 64);
-        assert_eq!((out, malformed), (vec!["{\"a\":1}".to_owned()], false));
+        assert_eq!(
+            (out, malformed),
+            (vec!["{\"a\":1}".to_owned()], Some(why::CUT_ELEMENT))
+        );
+    }
+
+    #[test]
+    fn an_element_is_handed_on_when_it_closes_not_when_the_next_begins() {
+        let mut splitter = ArraySplitter::new(64);
+        let mut feed = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            splitter.feed(bytes, &mut |event: Event<'_>| {
+                out.push(String::from_utf8_lossy(event.data).into_owned())
+            });
+            out
+        };
+        assert_eq!(feed(b"[{\"a\":"), Vec::<String>::new());
+        assert_eq!(feed(b"[1]}"), ["{\"a\":[1]}"]);
+        assert_eq!(feed(b"\r\n,\"s\\\"]\""), ["\"s\\\"]\""]);
+        // A number is known to end only at the `,` or `]` after it.
+        assert_eq!(feed(b",[]\n,7"), ["[]"]);
+        assert_eq!(feed(b"]"), ["7"]);
+        splitter.finish(true, &mut |_| {});
+        assert_eq!(splitter.malformed(), None);
+    }
+
+    #[test]
+    fn an_array_that_never_closes_is_said_when_the_body_ended_by_itself() {
+        let body = b"[{\"a\":1}\r\n,{\"b\":2}\r\n,";
+        for cut in 0..=body.len() {
+            let (out, _, malformed) = split(&[&body[..cut], &body[cut..]], 64);
+            assert_eq!(out, ["{\"a\":1}", "{\"b\":2}"], "cut {cut}");
+            assert_eq!(malformed, Some(why::UNCLOSED), "cut {cut}");
+        }
+        // Closed, or not begun (a blank body): nothing to say.
+        assert_eq!(split(&[b"[1]\n"], 64).2, None);
+        assert_eq!(split(&[b" \n"], 64).2, None);
+        // An element past the limit that never ends: skipped, counted, and the cut said.
+        let (out, oversized, malformed) = split(&[b"[1,\"", &[b'y'; 100]], 32);
+        assert_eq!(
+            (out, oversized, malformed),
+            (vec!["1".to_owned()], 1, Some(why::CUT_ELEMENT))
+        );
+        // A body cut short by a cancel: the call says so; the framer does not.
+        let mut splitter = ArraySplitter::new(64);
+        let mut seen = 0;
+        splitter.feed(b"[{\"a\":1},{\"b\":", &mut |_| seen += 1);
+        splitter.finish(false, &mut |_| seen += 1);
+        assert_eq!((seen, splitter.malformed()), (1, None));
     }
 }

@@ -4,6 +4,7 @@
 //! `\r\n`; blank lines are skipped; a line longer than the limit is skipped (and counted) up to
 //! its end, so memory stays bounded on hostile input.
 
+use super::framing::reserve_within;
 use super::Event;
 
 /// Splitter state carried across chunks.
@@ -77,6 +78,7 @@ impl NdjsonSplitter {
             self.oversized_lines += 1;
             return false;
         }
+        reserve_within(&mut self.tail, part.len(), self.max_line);
         self.tail.extend_from_slice(part);
         true
     }
@@ -123,6 +125,28 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = body.chunks(1).collect();
         assert_eq!(lines(&bytes, 1 << 10), whole);
+    }
+
+    #[test]
+    fn a_line_held_up_to_the_limit_takes_no_more_than_the_limit() {
+        let max = 1 << 20;
+        let mut splitter = NdjsonSplitter::new(max);
+        let mut seen = 0;
+        // 8,000 x 2^7 is just under 1 MiB: plain doubling would reserve 2 MiB at the end.
+        let piece = [b'x'; 8_000];
+        for _ in 0..max / piece.len() {
+            splitter.feed(&piece, &mut |_| seen += 1);
+            assert!(
+                splitter.tail.capacity() <= max,
+                "{}",
+                splitter.tail.capacity()
+            );
+        }
+        // Past the limit: let go, and the rest of the line skipped unkept.
+        splitter.feed(&piece, &mut |_| seen += 1);
+        assert_eq!((splitter.tail.capacity(), splitter.oversized()), (0, 1));
+        splitter.feed(b"xx\n{}\n", &mut |_| seen += 1);
+        assert_eq!(seen, 1);
     }
 
     #[test]

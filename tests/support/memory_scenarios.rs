@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,11 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
-use llm_observability::{CallStatus, LlmCall, LlmObservabilityLayer, MemorySink};
+use llm_observability::{CallStatus, Endpoint, LlmCall, LlmObservabilityLayer, MemorySink};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::alloc_meter::{self, Added};
+use crate::support::eventstream;
 
 const MIB: usize = 1 << 20;
 
@@ -57,7 +58,8 @@ pub enum BodySpec {
 }
 
 impl BodySpec {
-    /// Whether the body is an event stream, or JSON.
+    /// Whether the body is a stream (SSE, AWS event-stream frames, a streamed JSON array,
+    /// NDJSON), or one JSON body.
     pub fn is_stream(&self) -> bool {
         !matches!(
             self,
@@ -66,6 +68,74 @@ impl BodySpec {
                     Hostile::Zeros { .. } | Hostile::EmptyChoices { stream: false, .. }
                 )
         )
+    }
+
+    /// The API the body answers.
+    pub fn api(&self) -> Api {
+        match self {
+            BodySpec::Hostile(hostile) => hostile.api(),
+            _ => Api::OpenAi,
+        }
+    }
+
+    /// The response's content type, as the API sends it.
+    pub fn content_type(&self) -> &'static str {
+        match self.api() {
+            Api::Bedrock => "application/vnd.amazon.eventstream",
+            // `streamGenerateContent` without `?alt=sse`: one JSON array, written piece by piece.
+            Api::Gemini => "application/json; charset=UTF-8",
+            Api::Ollama => "application/x-ndjson",
+            Api::OpenAi | Api::Anthropic if self.is_stream() => "text/event-stream; charset=utf-8",
+            Api::OpenAi | Api::Anthropic => "application/json",
+        }
+    }
+}
+
+/// The API a scenario's call is made to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/v1/chat/completions`.
+    OpenAi,
+    /// Anthropic `/v1/messages`.
+    Anthropic,
+    /// Bedrock `.../model/{id}/converse-stream` (AWS event-stream frames).
+    Bedrock,
+    /// Gemini `.../models/{m}:streamGenerateContent` without `?alt=sse` (a streamed JSON array).
+    Gemini,
+    /// Ollama `/api/chat` (NDJSON).
+    Ollama,
+}
+
+impl Api {
+    /// The request's URI and JSON body.
+    fn request(self) -> (&'static str, &'static str) {
+        match self {
+            Api::OpenAi => ("http://api.example.test/v1/chat/completions", REQUEST),
+            Api::Anthropic => ("http://api.example.test/v1/messages", ANTHROPIC_REQUEST),
+            Api::Bedrock => (
+                "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.amazon.nova-2-lite-v1%3A0/converse-stream",
+                r#"{"messages":[{"role":"user","content":[{"text":"Tell me a very, very long story."}]}]}"#,
+            ),
+            Api::Gemini => (
+                "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                r#"{"contents":[{"role":"user","parts":[{"text":"Tell me a very, very long story."}]}]}"#,
+            ),
+            Api::Ollama => (
+                "http://127.0.0.1:11434/api/chat",
+                r#"{"model":"llama3.2","messages":[{"role":"user","content":"Tell me a very, very long story."}],"stream":true}"#,
+            ),
+        }
+    }
+
+    /// The endpoint the layer recognises in the request.
+    pub fn endpoint(self) -> Endpoint {
+        match self {
+            Api::OpenAi => Endpoint::ChatCompletions,
+            Api::Anthropic => Endpoint::AnthropicMessages,
+            Api::Bedrock => Endpoint::BedrockConverseStream,
+            Api::Gemini => Endpoint::GeminiStreamGenerateContent,
+            Api::Ollama => Endpoint::OllamaChat,
+        }
     }
 }
 
@@ -99,7 +169,34 @@ pub enum Hostile {
     /// An Anthropic Messages stream of one text delta, then `pings` `ping` events, then
     /// `message_delta` (`end_turn`) and `message_stop`.
     AnthropicPings { pings: u32 },
+    /// A Bedrock `converse-stream` (issue #24): `messageStart` and a text delta `x`, then a
+    /// frame whose prelude (its CRC right) claims 4 GiB, followed by `junk` bytes of zeros.
+    BedrockHugeFrame { junk: usize },
+    /// A Bedrock stream of `deltas` one-character text deltas (`x`), the one after the first
+    /// half with a bad prelude CRC (`prelude`) or a bad message CRC; the rest valid, to
+    /// `messageStop` and `metadata`.
+    BedrockBadCrc { deltas: u32, prelude: bool },
+    /// A Bedrock stream: `messageStart`, a delta `x`, then one delta frame with `headers` more
+    /// headers (its headers section within the 128 KiB the spec allows), then a valid delta `y`
+    /// and the end.
+    BedrockHeaderFlood { headers: u32 },
+    /// A Bedrock stream: `messageStart`, a delta `x`, then one delta frame whose headers
+    /// section is [`HUGE_HEADERS`] bytes (16 string headers of ~64 KiB: past the 128 KiB the
+    /// spec allows, within the frame limit), then a valid delta `y` and the end.
+    BedrockHugeHeaders,
+    /// A Gemini `streamGenerateContent` JSON array (no `?alt=sse`) of `elements` chunks, each
+    /// a one-character text part (`x`) with its `usageMetadata`, that never closes: no `]`.
+    GeminiOpenArray { elements: u32 },
+    /// A Gemini JSON array: a chunk with text `x`, one chunk whose text is `text` bytes (`y`),
+    /// a last chunk with text `z` and `finishReason: STOP`, then `]`.
+    GeminiHugeElement { text: usize },
+    /// An Ollama `/api/chat` NDJSON stream: a line with content `Hi`, one line whose content
+    /// is `content` bytes (`x`), then the final `done: true` line (`stop`, 10 + 3 tokens).
+    OllamaLongLine { content: usize },
 }
+
+/// The headers section of [`Hostile::BedrockHugeHeaders`]' big frame, about.
+pub const HUGE_HEADERS: usize = 16 * 65_000;
 
 /// One `input_json_delta` fragment of [`Hostile::AnthropicOpenToolInput`]: 1,000 array items.
 pub const TOOL_FRAGMENT: usize = 2000;
@@ -107,12 +204,27 @@ pub const TOOL_FRAGMENT: usize = 2000;
 impl Hostile {
     /// Whether the body is an Anthropic Messages stream (sent to `/v1/messages`).
     pub fn is_anthropic(self) -> bool {
-        matches!(
-            self,
+        self.api() == Api::Anthropic
+    }
+
+    /// The API whose response the body is.
+    pub fn api(self) -> Api {
+        match self {
             Hostile::AnthropicBlocksDescending { .. }
-                | Hostile::AnthropicOpenToolInput { .. }
-                | Hostile::AnthropicPings { .. }
-        )
+            | Hostile::AnthropicOpenToolInput { .. }
+            | Hostile::AnthropicPings { .. } => Api::Anthropic,
+            Hostile::BedrockHugeFrame { .. }
+            | Hostile::BedrockBadCrc { .. }
+            | Hostile::BedrockHeaderFlood { .. }
+            | Hostile::BedrockHugeHeaders => Api::Bedrock,
+            Hostile::GeminiOpenArray { .. } | Hostile::GeminiHugeElement { .. } => Api::Gemini,
+            Hostile::OllamaLongLine { .. } => Api::Ollama,
+            Hostile::OneEventDescending { .. }
+            | Hostile::ManyIndices { .. }
+            | Hostile::LongFinishReasons { .. }
+            | Hostile::Zeros { .. }
+            | Hostile::EmptyChoices { .. } => Api::OpenAi,
+        }
     }
 }
 
@@ -188,6 +300,26 @@ impl Hostile {
             },
             Hostile::AnthropicPings { pings } => Hostile::AnthropicPings {
                 pings: fewer(pings),
+            },
+            Hostile::BedrockHugeFrame { junk } => Hostile::BedrockHugeFrame {
+                junk: junk / divisor,
+            },
+            Hostile::BedrockBadCrc { deltas, prelude } => Hostile::BedrockBadCrc {
+                deltas: fewer(deltas),
+                prelude,
+            },
+            Hostile::BedrockHeaderFlood { headers } => Hostile::BedrockHeaderFlood {
+                headers: fewer(headers),
+            },
+            Hostile::BedrockHugeHeaders => Hostile::BedrockHugeHeaders,
+            Hostile::GeminiOpenArray { elements } => Hostile::GeminiOpenArray {
+                elements: fewer(elements),
+            },
+            Hostile::GeminiHugeElement { text } => Hostile::GeminiHugeElement {
+                text: text / divisor,
+            },
+            Hostile::OllamaLongLine { content } => Hostile::OllamaLongLine {
+                content: content / divisor,
             },
         }
     }
@@ -343,6 +475,61 @@ pub fn hostile_scenarios(size: Size) -> Vec<Scenario> {
             "anthropic: 4 MiB of pings",
             Hostile::AnthropicPings {
                 pings: (4 * MIB / ANTHROPIC_PING.len()) as u32,
+            },
+            1,
+        ),
+        // Bedrock, Gemini and Ollama (issue #24): binary frames that lie about their lengths,
+        // fail their CRCs or flood their headers; a streamed array that never closes, and one
+        // element past the limit; an NDJSON line of 100 MiB.
+        scenario(
+            "bedrock: a frame claiming 4 GiB",
+            Hostile::BedrockHugeFrame {
+                junk: if full { 256 * MIB } else { 16 * MIB },
+            },
+            1,
+        ),
+        scenario(
+            "bedrock: bad prelude CRC mid-stream",
+            Hostile::BedrockBadCrc {
+                deltas: 20_000,
+                prelude: true,
+            },
+            1,
+        ),
+        scenario(
+            "bedrock: bad message CRC mid-stream",
+            Hostile::BedrockBadCrc {
+                deltas: 20_000,
+                prelude: false,
+            },
+            1,
+        ),
+        scenario(
+            "bedrock: a frame of 5,000 headers",
+            Hostile::BedrockHeaderFlood { headers: 5_000 },
+            1,
+        ),
+        scenario(
+            "bedrock: a 1 MiB headers section",
+            Hostile::BedrockHugeHeaders,
+            1,
+        ),
+        scenario(
+            "gemini: 16 MiB array never closed",
+            Hostile::GeminiOpenArray {
+                elements: if full { 640_000 } else { 64_000 },
+            },
+            1,
+        ),
+        scenario(
+            "gemini: one 12 MiB array element",
+            Hostile::GeminiHugeElement { text: 12 * MIB },
+            1,
+        ),
+        scenario(
+            "ollama: one NDJSON line of 100 MiB",
+            Hostile::OllamaLongLine {
+                content: if full { 1024 * MIB } else { 100 * MIB },
             },
             1,
         ),
@@ -773,6 +960,9 @@ impl Hostile {
 
     /// The body as a sequence of units, each at most [`HOSTILE_FRAME`] bytes: how many.
     fn units(self) -> u64 {
+        if let Some(units) = self.provider_units() {
+            return units;
+        }
         match self {
             // `message_start`, a unit a block, `message_stop`.
             Hostile::AnthropicBlocksDescending { blocks } => return u64::from(blocks) + 2,
@@ -866,6 +1056,9 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta"
         if self.is_anthropic() {
             return self.write_anthropic_unit(k, out);
         }
+        if self.provider_units().is_some() {
+            return self.write_provider_unit(k, out);
+        }
         match self {
             Hostile::OneEventDescending { choices } => {
                 let choices = u64::from(choices);
@@ -917,6 +1110,228 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta"
             }
             Hostile::Zeros { .. } | Hostile::EmptyChoices { .. } => unreachable!("repeated"),
             _ => unreachable!("Anthropic shapes are written above"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bedrock, Gemini and Ollama hostile bodies (issue #24)
+
+/// A frame made once (frames are written with a bit-by-bit CRC: slow in a debug build).
+fn cached(cell: &'static OnceLock<Vec<u8>>, make: fn() -> Vec<u8>) -> &'static [u8] {
+    cell.get_or_init(make)
+}
+
+fn bedrock_delta(text: &str) -> Vec<u8> {
+    eventstream::event(
+        "contentBlockDelta",
+        serde_json::json!({"contentBlockIndex": 0, "delta": {"text": text}}),
+    )
+}
+
+/// `messageStart`, then a text delta `x`.
+fn bedrock_start() -> &'static [u8] {
+    static START: OnceLock<Vec<u8>> = OnceLock::new();
+    cached(&START, || {
+        let mut out = eventstream::event("messageStart", serde_json::json!({"role": "assistant"}));
+        out.extend(bedrock_delta("x"));
+        out
+    })
+}
+
+fn bedrock_delta_x() -> &'static [u8] {
+    static X: OnceLock<Vec<u8>> = OnceLock::new();
+    cached(&X, || bedrock_delta("x"))
+}
+
+fn bedrock_delta_y() -> &'static [u8] {
+    static Y: OnceLock<Vec<u8>> = OnceLock::new();
+    cached(&Y, || bedrock_delta("y"))
+}
+
+/// `contentBlockStop`, `messageStop` (`end_turn`) and `metadata` (10 + 5 tokens).
+fn bedrock_end() -> &'static [u8] {
+    static END: OnceLock<Vec<u8>> = OnceLock::new();
+    cached(&END, || {
+        let mut out = eventstream::event(
+            "contentBlockStop",
+            serde_json::json!({"contentBlockIndex": 0}),
+        );
+        out.extend(eventstream::event(
+            "messageStop",
+            serde_json::json!({"stopReason": "end_turn"}),
+        ));
+        out.extend(eventstream::event(
+            "metadata",
+            serde_json::json!({"usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
+                "metrics": {"latencyMs": 100}}),
+        ));
+        out
+    })
+}
+
+/// The frame of [`Hostile::BedrockHugeHeaders`]: a delta whose headers section is about
+/// [`HUGE_HEADERS`] bytes, both CRCs right.
+fn bedrock_huge_headers() -> &'static [u8] {
+    static FRAME: OnceLock<Vec<u8>> = OnceLock::new();
+    cached(&FRAME, || {
+        let value = "a".repeat(HUGE_HEADERS / 16);
+        let names: Vec<String> = (0..16).map(|i| format!("x-pad-{i}")).collect();
+        let mut headers = vec![
+            (":event-type", "contentBlockDelta"),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ];
+        headers.extend(names.iter().map(|name| (name.as_str(), value.as_str())));
+        eventstream::frame(
+            &headers,
+            br#"{"contentBlockIndex":0,"delta":{"text":"HUGE"}}"#,
+        )
+    })
+}
+
+/// One Gemini `GenerateContentResponse` chunk of text `text`, the `n`-th (its usage counts
+/// `n` output tokens), `last` with `finishReason: STOP`.
+fn gemini_chunk(out: &mut Vec<u8>, text: &str, n: u64, last: bool) {
+    let finish = if last {
+        r#","finishReason": "STOP""#
+    } else {
+        ""
+    };
+    write!(
+        out,
+        r#"{{"candidates": [{{"content": {{"parts": [{{"text": "{text}"}}],"role": "model"}}{finish},"index": 0}}],"usageMetadata": {{"promptTokenCount": 9,"candidatesTokenCount": {n},"totalTokenCount": {}}},"modelVersion": "gemini-2.5-flash","responseId": "hostile-gemini"}}"#,
+        n + 9
+    )
+    .expect("in memory");
+}
+
+/// The opening of an Ollama chat line, up to its content.
+const OLLAMA_LINE_HEAD: &str = r#"{"model":"llama3.2","created_at":"2026-01-01T00:00:00.000000Z","message":{"role":"assistant","content":""#;
+/// The end of an Ollama chat line after its content.
+const OLLAMA_LINE_TAIL: &str = "\"},\"done\":false}\n";
+/// The final line of an Ollama chat stream.
+const OLLAMA_LAST_LINE: &str = "{\"model\":\"llama3.2\",\"created_at\":\"2026-01-01T00:00:01.000000Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"stop\",\"done\":true,\"total_duration\":1000000,\"load_duration\":1000,\"prompt_eval_count\":10,\"prompt_eval_duration\":1000,\"eval_count\":3,\"eval_duration\":1000}\n";
+
+/// Appends `len` bytes of `byte`, in units of at most [`HOSTILE_FRAME`]: piece `k` of them.
+fn filler_piece(out: &mut Vec<u8>, len: usize, k: u64, byte: u8) {
+    let written = k as usize * HOSTILE_FRAME;
+    let piece = HOSTILE_FRAME.min(len.saturating_sub(written));
+    out.resize(out.len() + piece, byte);
+}
+
+impl Hostile {
+    /// How many units a Bedrock, Gemini or Ollama body has (`None` for the others).
+    fn provider_units(self) -> Option<u64> {
+        let pieces = |len: usize| len.div_ceil(HOSTILE_FRAME) as u64;
+        Some(match self {
+            // The start, the lying prelude, the junk.
+            Hostile::BedrockHugeFrame { junk } => 2 + pieces(junk),
+            // `messageStart`, a unit a delta, the end.
+            Hostile::BedrockBadCrc { deltas, .. } => u64::from(deltas) + 2,
+            // The start, the flood, a delta, the end.
+            Hostile::BedrockHeaderFlood { .. } => 4,
+            // The start, the big frame in pieces, a delta, the end.
+            Hostile::BedrockHugeHeaders => 3 + pieces(bedrock_huge_headers().len()),
+            Hostile::GeminiOpenArray { elements } => u64::from(elements),
+            // The first chunk, the big chunk's opening, its text, its end, the last chunk.
+            Hostile::GeminiHugeElement { text } => 4 + pieces(text),
+            // The first line and the long line's opening, its content, its end and the last.
+            Hostile::OllamaLongLine { content } => 2 + pieces(content),
+            _ => return None,
+        })
+    }
+
+    /// Appends unit `k` of a Bedrock, Gemini or Ollama body to `out`.
+    fn write_provider_unit(self, k: u64, out: &mut Vec<u8>) {
+        let units = self.units();
+        match self {
+            Hostile::BedrockHugeFrame { junk } => match k {
+                0 => out.extend_from_slice(bedrock_start()),
+                1 => out.extend(eventstream::prelude(u32::MAX, 0)),
+                k => filler_piece(out, junk, k - 2, 0),
+            },
+            Hostile::BedrockBadCrc { deltas, prelude } => match k {
+                0 => out.extend(eventstream::event(
+                    "messageStart",
+                    serde_json::json!({"role": "assistant"}),
+                )),
+                k if k + 1 == units => out.extend_from_slice(bedrock_end()),
+                k => {
+                    let at = out.len();
+                    out.extend_from_slice(bedrock_delta_x());
+                    if k == u64::from(deltas / 2) + 1 {
+                        // Byte 8 is the prelude's CRC; the last, the message's.
+                        let byte = if prelude { at + 8 } else { out.len() - 1 };
+                        out[byte] ^= 0x5A;
+                    }
+                }
+            },
+            Hostile::BedrockHeaderFlood { headers } => match k {
+                0 => out.extend_from_slice(bedrock_start()),
+                1 => {
+                    let names: Vec<String> = (0..headers).map(|i| format!("h{i}")).collect();
+                    let mut all = vec![
+                        (":event-type", "contentBlockDelta"),
+                        (":content-type", "application/json"),
+                        (":message-type", "event"),
+                    ];
+                    all.extend(names.iter().map(|name| (name.as_str(), "v")));
+                    out.extend(eventstream::frame(
+                        &all,
+                        br#"{"contentBlockIndex":0,"delta":{"text":"FLOOD"}}"#,
+                    ));
+                }
+                2 => out.extend_from_slice(bedrock_delta_y()),
+                _ => out.extend_from_slice(bedrock_end()),
+            },
+            Hostile::BedrockHugeHeaders => match k {
+                0 => out.extend_from_slice(bedrock_start()),
+                k if k + 2 == units => out.extend_from_slice(bedrock_delta_y()),
+                k if k + 1 == units => out.extend_from_slice(bedrock_end()),
+                k => {
+                    let frame = bedrock_huge_headers();
+                    let from = (k as usize - 1) * HOSTILE_FRAME;
+                    out.extend_from_slice(&frame[from..frame.len().min(from + HOSTILE_FRAME)]);
+                }
+            },
+            Hostile::GeminiOpenArray { .. } => {
+                out.extend_from_slice(if k == 0 { b"[" } else { b"\r\n," });
+                gemini_chunk(out, "x", k + 1, false);
+            }
+            Hostile::GeminiHugeElement { text } => match k {
+                0 => {
+                    out.push(b'[');
+                    gemini_chunk(out, "x", 1, false);
+                }
+                1 => {
+                    out.extend_from_slice(b"\r\n,");
+                    out.extend_from_slice(br#"{"candidates": [{"content": {"parts": [{"text": ""#);
+                }
+                k if k + 2 == units => {
+                    out.extend_from_slice(br#""}],"role": "model"},"index": 0}]}"#)
+                }
+                k if k + 1 == units => {
+                    out.extend_from_slice(b"\r\n,");
+                    gemini_chunk(out, "z", 3, true);
+                    out.extend_from_slice(b"]");
+                }
+                k => filler_piece(out, text, k - 2, b'y'),
+            },
+            Hostile::OllamaLongLine { content } => match k {
+                0 => {
+                    out.extend_from_slice(OLLAMA_LINE_HEAD.as_bytes());
+                    out.extend_from_slice(b"Hi");
+                    out.extend_from_slice(OLLAMA_LINE_TAIL.as_bytes());
+                    out.extend_from_slice(OLLAMA_LINE_HEAD.as_bytes());
+                }
+                k if k + 1 == units => {
+                    out.extend_from_slice(OLLAMA_LINE_TAIL.as_bytes());
+                    out.extend_from_slice(OLLAMA_LAST_LINE.as_bytes());
+                }
+                k => filler_piece(out, content, k - 1, b'x'),
+            },
+            _ => unreachable!("Bedrock, Gemini and Ollama shapes only"),
         }
     }
 }
@@ -995,14 +1410,9 @@ where
         let served = served.clone();
         async move {
             let _ = request.into_body().collect().await;
-            let content_type = if spec.is_stream() {
-                "text/event-stream; charset=utf-8"
-            } else {
-                "application/json"
-            };
             Ok::<_, Infallible>(
                 Response::builder()
-                    .header(http::header::CONTENT_TYPE, content_type)
+                    .header(http::header::CONTENT_TYPE, spec.content_type())
                     .body(LazyBody::new(spec, served))
                     .expect("valid response"),
             )
@@ -1019,12 +1429,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Debug,
 {
-    let (uri, body) = match spec {
-        BodySpec::Hostile(hostile) if hostile.is_anthropic() => {
-            ("http://api.example.test/v1/messages", ANTHROPIC_REQUEST)
-        }
-        _ => ("http://api.example.test/v1/chat/completions", REQUEST),
-    };
+    let (uri, body) = spec.api().request();
     let request = Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from_static(body.as_bytes())))
@@ -1324,17 +1729,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// relative to the start; and what the assembled response keeps. Attributes the layer's peak.
 pub fn decoder_only(scenario: &Scenario) -> (Added, Added) {
     use llm_observability::internals::BodyDecoder;
-    use llm_observability::Endpoint;
-    let content_type = if scenario.is_stream() {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
     let mut source = LazyBody::new(scenario.body, Arc::new(Mutex::new(Served::default())));
     let base = alloc_meter::reset_peak();
     let mut decoder = BodyDecoder::new(
-        Endpoint::ChatCompletions,
-        Some(content_type),
+        scenario.body.api().endpoint(),
+        Some(scenario.body.content_type()),
         scenario.response_limit,
     );
     let mut content = Digest::default();

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod calls;
+pub mod eventstream;
 #[cfg(feature = "otlp")]
 pub mod otlp_receiver;
 pub mod provider_expect;
@@ -25,7 +26,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
-use llm_observability::{LlmCall, LlmObservabilityLayer, MemorySink, RequestBody};
+use llm_observability::{LlmCall, LlmObservabilityLayer, MemorySink, RequestBody, ResponseBody};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -157,6 +158,66 @@ impl Body for ChannelBody {
         self.rx
             .poll_recv(cx)
             .map(|next| next.map(|result| result.map(Frame::data)))
+    }
+}
+
+/// The upstream's end of a [`ChannelBody`]: each message is one frame.
+pub type Frames = mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+
+/// Starts `request` through `layer` against an upstream that reads the whole request and
+/// answers `headers` with a body the test feeds by hand: returns the body the client reads
+/// and the upstream's frame sender (for streams cut, failed or dropped half-way).
+pub async fn open_stream(
+    layer: &LlmObservabilityLayer,
+    request: Request<Full<Bytes>>,
+    headers: &[(&str, &str)],
+) -> (ResponseBody<ChannelBody>, Frames) {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    let (feeds_tx, mut feeds_rx) = mpsc::unbounded_channel();
+    let upstream = tower::service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
+        let feeds_tx = feeds_tx.clone();
+        let headers = headers.clone();
+        async move {
+            let _ = request.into_body().collect().await;
+            let (frames, body) = ChannelBody::new();
+            let _ = feeds_tx.send(frames);
+            let mut response = Response::builder();
+            for (name, value) in &headers {
+                response = response.header(name.as_str(), value.as_str());
+            }
+            Ok::<_, Infallible>(response.body(body).expect("valid response"))
+        }
+    });
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let response = service
+        .ready()
+        .await
+        .expect("ready")
+        .call(request)
+        .await
+        .expect("infallible upstream");
+    let frames = feeds_rx.recv().await.expect("upstream called");
+    (response.into_body(), frames)
+}
+
+/// Has the upstream send each of `pieces` and the client read it: one frame each, the same
+/// bytes.
+pub async fn relay<B>(body: &mut B, frames: &Frames, pieces: &[Bytes])
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    for piece in pieces {
+        frames.send(Ok(piece.clone())).expect("the body is read");
+        let frame = body.frame().await.expect("a frame").expect("no error");
+        assert_eq!(
+            frame.into_data().ok().as_ref(),
+            Some(piece),
+            "bytes changed"
+        );
     }
 }
 

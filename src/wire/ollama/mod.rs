@@ -1,10 +1,13 @@
 //! Ollama's native API: `POST .../api/chat`, `.../api/generate` (NDJSON unless
 //! `"stream": false`), `.../api/embed`, `.../api/embeddings`.
 //!
-//! Chat and generate responses are NDJSON lines even unstreamed (a `"stream": false` body is
-//! one line), so both go through one fold ([`assemble`]): text and thinking appended, tool calls
-//! kept whole, counts (`prompt_eval_count` input, `eval_count` output), `done_reason` and
-//! durations from the final `done: true` line. Errors are `{"error": "..."}`.
+//! Chat and generate responses go through one fold ([`assemble`]): text and thinking appended,
+//! tool calls kept whole, counts (`prompt_eval_count` input, `eval_count` output), `done_reason`
+//! and durations from the final `done: true` line. A stream is NDJSON lines; an unstreamed
+//! answer (`"stream": false`) is one JSON object, read as the one line of its stream whatever its
+//! layout: Ollama writes it on one line as `application/json`, some servers and proxies
+//! pretty-print it. The decoder tells them apart by the content type, or without one by the
+//! first line (a lone `{` is no NDJSON line). Errors are `{"error": "..."}`.
 
 pub(crate) mod assemble;
 pub(crate) mod content;
