@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{answer_pieces, answer_pieces_for_tool, argument_pieces, frames_apart, text_of};
-use super::{topic_of, words};
+use super::{answer_pieces, answer_pieces_for_tool, argument_pieces, frames_apart, stop_reason};
+use super::{text_of, tool_call_for, words};
 
 /// The request id of every answer.
 const REQUEST_ID: &str = "0b4c2b7e-0000-4d5e-9a6b-mock00000001";
@@ -74,11 +74,7 @@ impl Answer {
             .and_then(|tools| tools.first())
             .and_then(|tool| {
                 let spec = &tool["toolSpec"];
-                let name = spec["name"].as_str()?.to_owned();
-                let parameter = (spec["inputSchema"]["json"]["properties"].as_object())
-                    .and_then(|properties| properties.keys().next().cloned())
-                    .unwrap_or_else(|| "query".to_owned());
-                Some((name, json!({ parameter: topic_of(&prompt) }).to_string()))
+                tool_call_for(&spec["name"], &spec["inputSchema"]["json"], &prompt)
             });
         let text_pieces = match &tool_use {
             Some(_) => answer_pieces_for_tool(&prompt),
@@ -103,11 +99,7 @@ impl Answer {
     }
 
     fn stop_reason(&self) -> &'static str {
-        if self.tool_use.is_some() {
-            "tool_use"
-        } else {
-            "end_turn"
-        }
+        stop_reason(self.tool_use.is_some())
     }
 
     fn usage(&self) -> Value {

@@ -19,7 +19,8 @@ use axum::Json;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{answer_pieces, answer_pieces_for_tool, frames_apart, text_of, topic_of, words};
+use super::{answer_pieces, answer_pieces_for_tool, frames_apart, text_of, tool_call_for};
+use super::{topic_of, words};
 
 /// `POST /v1beta/models/{model}:{method}`: `model_method` is the last path segment.
 pub async fn models(
@@ -83,11 +84,9 @@ impl Answer {
             .filter_map(|tool| tool["functionDeclarations"].as_array()?.first())
             .next()
             .and_then(|function| {
-                let name = function["name"].as_str()?.to_owned();
-                let parameter = (function["parameters"]["properties"].as_object())
-                    .and_then(|properties| properties.keys().next().cloned())
-                    .unwrap_or_else(|| "query".to_owned());
-                Some((name, json!({ parameter: topic_of(&prompt) })))
+                let (name, args) =
+                    tool_call_for(&function["name"], &function["parameters"], &prompt)?;
+                Some((name, serde_json::from_str(&args).ok()?))
             });
         let thinks = request["generationConfig"]["thinkingConfig"]["includeThoughts"] == true;
         let text_pieces = match &function_call {

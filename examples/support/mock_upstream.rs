@@ -273,7 +273,10 @@ impl Chat {
         let tool_call = request["tools"]
             .as_array()
             .and_then(|tools| tools.first())
-            .and_then(|tool| tool_call_for(tool, &prompt));
+            .and_then(|tool| {
+                let function = &tool["function"];
+                tool_call_for(&function["name"], &function["parameters"], &prompt)
+            });
         let all_messages: u64 = (request["messages"].as_array().into_iter().flatten())
             .map(|m| words(&text_of(&m["content"])) + 3)
             .sum();
@@ -378,16 +381,25 @@ impl Chat {
     }
 }
 
-/// A call of `tool` (an OpenAI `{"type": "function", "function": {...}}`): its first declared
-/// parameter (or `query`) set to the topic of the prompt.
-fn tool_call_for(tool: &Value, prompt: &str) -> Option<(String, String)> {
-    let function = &tool["function"];
-    let name = function["name"].as_str()?.to_owned();
-    let parameter = (function["parameters"]["properties"].as_object())
+/// A call of the tool named `name` whose parameters `schema` (a JSON Schema object) declares:
+/// its first declared parameter (or `query`) set to the topic of the prompt; `(name, arguments
+/// as JSON text)`.
+fn tool_call_for(name: &Value, schema: &Value, prompt: &str) -> Option<(String, String)> {
+    let name = name.as_str()?.to_owned();
+    let parameter = (schema["properties"].as_object())
         .and_then(|properties| properties.keys().next().cloned())
         .unwrap_or_else(|| "query".to_owned());
     let arguments = json!({ parameter: topic_of(prompt) }).to_string();
     Some((name, arguments))
+}
+
+/// Anthropic's (and Bedrock's) stop reason of an answer that does or does not call a tool.
+fn stop_reason(calls_a_tool: bool) -> &'static str {
+    if calls_a_tool {
+        "tool_use"
+    } else {
+        "end_turn"
+    }
 }
 
 /// Tool-call arguments cut the way OpenAI streams them: a few characters at a time.
@@ -440,13 +452,7 @@ impl Message {
         let prompt = prompt_of(request);
         let tool_use = (request["tools"].as_array())
             .and_then(|tools| tools.first())
-            .and_then(|tool| {
-                let name = tool["name"].as_str()?.to_owned();
-                let parameter = (tool["input_schema"]["properties"].as_object())
-                    .and_then(|properties| properties.keys().next().cloned())
-                    .unwrap_or_else(|| "query".to_owned());
-                Some((name, json!({ parameter: topic_of(&prompt) }).to_string()))
-            });
+            .and_then(|tool| tool_call_for(&tool["name"], &tool["input_schema"], &prompt));
         let text_pieces = match &tool_use {
             Some(_) => answer_pieces_for_tool(&prompt),
             None => answer_pieces(&prompt),
@@ -475,11 +481,7 @@ impl Message {
     }
 
     fn stop_reason(&self) -> &'static str {
-        if self.tool_use.is_some() {
-            "tool_use"
-        } else {
-            "end_turn"
-        }
+        stop_reason(self.tool_use.is_some())
     }
 
     fn usage(&self, output_tokens: u64) -> Value {

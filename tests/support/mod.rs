@@ -807,6 +807,30 @@ pub async fn replay_reqwest_bytes(
     }
 }
 
+/// The one record of a call whose client dropped the response body half-way, checked to say
+/// so (error type `cancelled`, the layer's message); `None` (noted in `fails`) unless there is
+/// exactly one record.
+pub fn cancelled_record<'a>(
+    fails: &mut Failures,
+    calls: &'a [Arc<LlmCall>],
+    at: &str,
+) -> Option<&'a LlmCall> {
+    fails.eq(calls.len(), 1, format!("{at}: records"));
+    let [call] = calls else { return None };
+    let error = call.error.as_ref();
+    fails.eq(
+        error.and_then(|e| e.kind.as_deref()),
+        Some("cancelled"),
+        format!("{at}: error type"),
+    );
+    fails.eq(
+        error.and_then(|e| e.message.as_deref()),
+        Some("the response body was dropped before its end"),
+        format!("{at}: error message"),
+    );
+    Some(call)
+}
+
 /// Mismatches collected over a test, reported together at its end.
 #[derive(Default)]
 pub struct Failures(Vec<String>);
