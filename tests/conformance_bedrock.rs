@@ -216,17 +216,7 @@ async fn via_tower(
     sizes: &[usize],
 ) -> (Exchange, Vec<Arc<LlmCall>>) {
     let (layer, memory) = support::memory_layer();
-    let frames = support::split(&provider.response_bytes(), sizes);
-    let exchange = support::replay_tower_bytes(
-        &layer,
-        &provider.interaction,
-        &provider.response_headers(),
-        frames,
-    )
-    .await;
-    let calls = support::flushed(&layer, &memory).await;
-    support::shut_down(&layer).await;
-    (exchange, calls)
+    support::provider_records_via_tower(&layer, &memory, provider, sizes).await
 }
 
 async fn via_reqwest(provider: &ProviderInteraction) -> (Exchange, Vec<Arc<LlmCall>>) {

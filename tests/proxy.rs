@@ -167,6 +167,15 @@ async fn forwards_and_records_streaming_and_plain_calls() {
     );
 }
 
+/// A loopback address nothing listens on (bound, then closed).
+async fn closed_address() -> std::net::SocketAddr {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn error_status_and_unreachable_upstream_are_recorded() {
     let (upstream_url, _upstream) = start_upstream().await;
@@ -176,11 +185,7 @@ async fn error_status_and_unreachable_upstream_are_recorded() {
     let response = client().request(unauthorized).await.unwrap();
     assert_eq!(response.status(), 401);
 
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_address().await;
     let dead = Proxy::start(&format!("http://{closed}"), &[]).await;
     let response = client()
         .request(chat_request(
@@ -210,11 +215,7 @@ async fn error_status_and_unreachable_upstream_are_recorded() {
 /// transport error of its own provider.
 #[tokio::test]
 async fn an_unreachable_upstream_is_answered_in_each_apis_error_shape() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_address().await;
     let dead = Proxy::start(&format!("http://{closed}"), &[]).await;
     let message = |body: &Value| -> String {
         let text = [&body["error"]["message"], &body["message"], &body["error"]];

@@ -13,7 +13,6 @@ mod support;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use llm_observability::process::redact::Redaction;
 use llm_observability::{Endpoint, LlmCall, LlmObservabilityLayer, MemorySink};
 use support::{Failures, ProviderInteraction};
@@ -88,17 +87,10 @@ async fn via_tower(provider: &ProviderInteraction) -> Vec<Arc<LlmCall>> {
         .redact(Redaction::keep_all())
         .build()
         .expect("inside a runtime");
-    let frames = vec![Bytes::from(provider.response_bytes())];
-    support::replay_tower_bytes(
-        &layer,
-        &provider.interaction,
-        &provider.response_headers(),
-        frames,
-    )
-    .await;
-    let calls = support::flushed(&layer, &memory).await;
-    support::shut_down(&layer).await;
-    calls
+    let length = provider.response_bytes().len().max(1);
+    support::provider_records_via_tower(&layer, &memory, provider, &[length])
+        .await
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

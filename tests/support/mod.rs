@@ -870,6 +870,28 @@ impl Failures {
     }
 }
 
+/// Replays `provider` (its recorded bytes and response headers) through `layer`'s tower
+/// service, the response split into frames of `sizes` (see [`split`]); the exchange and every
+/// record `memory` got. Shuts the layer's dispatcher down.
+pub async fn provider_records_via_tower(
+    layer: &LlmObservabilityLayer,
+    memory: &MemorySink,
+    provider: &ProviderInteraction,
+    sizes: &[usize],
+) -> (Exchange, Vec<Arc<LlmCall>>) {
+    let frames = split(&provider.response_bytes(), sizes);
+    let exchange = replay_tower_bytes(
+        layer,
+        &provider.interaction,
+        &provider.response_headers(),
+        frames,
+    )
+    .await;
+    let calls = flushed(layer, memory).await;
+    shut_down(layer).await;
+    (exchange, calls)
+}
+
 /// Replays `interaction` through a fresh memory layer's tower service, the response split into
 /// frames of `sizes` (see [`split`]); the exchange and every record the layer made.
 pub async fn records_via_tower(
