@@ -94,11 +94,17 @@ impl ContentBudget {
     /// A copy of a value that is replaced rather than accumulated (usage, an error), if it is
     /// small; a larger one is not kept, and the record says truncated.
     pub(crate) fn small_value(&mut self, raw: &RawValue) -> Option<Box<RawValue>> {
+        self.small_enough(raw).then(|| raw.to_owned())
+    }
+
+    /// Whether a value that is replaced rather than accumulated is small enough to keep (see
+    /// [`small_value`](Self::small_value)); a larger one marks the record truncated.
+    pub(crate) fn small_enough(&mut self, raw: &RawValue) -> bool {
         if raw.get().len() <= SMALL_VALUE {
-            return Some(raw.to_owned());
+            return true;
         }
         self.exceeded = true;
-        None
+        false
     }
 }
 

@@ -29,8 +29,9 @@ const MAX_HEADERS: usize = 128 << 10;
 /// The most headers read from one frame (real frames carry three or four).
 const MAX_HEADER_COUNT: usize = 256;
 
-/// The CRC-32 of `bytes` (IEEE 802.3, as zlib's: what AWS event-stream frames carry), by
-/// `crc32fast`, which flate2 already links.
+/// The CRC-32 (IEEE 802.3, reflected, as zlib's) of `bytes`. (`crc32fast`, already linked
+/// through `flate2`, folds 16 bytes at a step or uses the CPU's carry-less multiply: the
+/// byte-at-a-time table this replaces cost a quarter of a Bedrock event's decoding.)
 pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }

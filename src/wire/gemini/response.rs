@@ -61,12 +61,13 @@ impl WireUsage {
     }
 }
 
-/// Normalised usage from raw `usageMetadata`; `None` for anything but an object of counts.
-pub(crate) fn usage_from_raw(raw: &RawValue) -> Option<Usage> {
-    if !raw.get().starts_with('{') {
+/// Normalised usage from `usageMetadata` (its JSON text); `None` for anything but an object of
+/// counts.
+pub(crate) fn usage_from_raw(raw: &str) -> Option<Usage> {
+    if !raw.starts_with('{') {
         return None;
     }
-    serde_json::from_str::<WireUsage>(raw.get())
+    serde_json::from_str::<WireUsage>(raw)
         .ok()
         .map(|u| u.normalise())
 }
@@ -192,7 +193,10 @@ pub(crate) fn decode_json_response(
     };
     Ok(ResponseSummary {
         response,
-        usage: wire.usage_metadata.and_then(usage_from_raw),
+        usage: wire
+            .usage_metadata
+            .map(RawValue::get)
+            .and_then(usage_from_raw),
         reported_cost: None,
         finish_reasons: reasons,
         error: wire.error.and_then(error_from_raw),
