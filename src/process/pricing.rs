@@ -52,7 +52,7 @@
 //! assert!((cost.total_usd - (0.15 + 0.60)).abs() < 1e-9);
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -318,6 +318,9 @@ pub struct Pricing {
     built_in: HashMap<String, Entry>,
     /// Lowercased alias -> the model it is priced as.
     aliases: HashMap<String, String>,
+    /// The provider prefixes (`gemini`, `azure`, ...) of the price file's keys: a call's
+    /// provider's own entry is only looked for under a prefix the file holds.
+    file_prefixes: HashSet<String>,
 }
 
 impl Pricing {
@@ -422,6 +425,9 @@ impl Pricing {
         if loaded == 0 {
             return Err(PricingError::Empty(source.to_owned()));
         }
+        self.file_prefixes = (self.file.keys())
+            .filter_map(|key| Some(key.split_once('/')?.0.to_owned()))
+            .collect();
         Ok(self)
     }
 
@@ -481,24 +487,29 @@ impl Pricing {
         lookup_in(&[&self.overrides, &self.file, &self.built_in], model)
     }
 
-    /// `model`'s entry in a price file or the built-in table under the name LiteLLM gives it
-    /// for a provider (`gemini/gemini-2.5-pro` for the Gemini API,
-    /// `vertex_ai-language-models/gemini-2.5-pro` for Vertex AI): as it is, lowercased, or
-    /// without a date suffix. A model already named with a prefix is not prefixed again.
+    /// `model`'s entry in the price file under the name LiteLLM gives it for a provider
+    /// (`gemini/gemini-2.5-pro` for the Gemini API, `vertex_ai-language-models/gemini-2.5-pro`
+    /// for Vertex AI): as it is, lowercased, or without a date suffix. A model already named
+    /// with a prefix is not prefixed again. (The built-in tables name no provider.)
     fn lookup_as_served_by(&self, prefixes: &[&str], model: &str) -> Option<(String, &Entry)> {
-        if model.contains('/') {
+        let mut held = prefixes
+            .iter()
+            .filter(|prefix| self.file_prefixes.contains(**prefix))
+            .peekable();
+        if held.peek().is_none() || model.contains('/') {
             return None;
         }
         let lower = model.trim().to_ascii_lowercase();
         let undated = strip_date(&lower);
-        prefixes.iter().find_map(|prefix| {
+        let mut name = String::with_capacity(64);
+        held.find_map(|prefix| {
             let names = [Some(model.trim()), Some(lower.as_str()), undated];
-            names.into_iter().flatten().find_map(|name| {
-                let name = format!("{prefix}/{name}");
-                [&self.file, &self.built_in]
-                    .into_iter()
-                    .find_map(|table| table.get(&name))
-                    .map(|entry| (name, entry))
+            names.into_iter().flatten().find_map(|model| {
+                name.clear();
+                name.push_str(prefix);
+                name.push('/');
+                name.push_str(model);
+                self.file.get(&name).map(|entry| (name.clone(), entry))
             })
         })
     }
@@ -522,6 +533,7 @@ impl Pricing {
         let prefixes = litellm_prefixes(&call.provider);
         let Some(entry) = models
             .iter()
+            .filter(|_| !self.overrides.is_empty())
             .find_map(|m| lookup_in(&[&self.overrides], m))
             .or_else(|| {
                 models
