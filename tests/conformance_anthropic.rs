@@ -17,7 +17,7 @@ use std::sync::Arc;
 use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Value};
 use support::provider_expect::{anthropic, Tokens};
-use support::{Exchange, Failures, Interaction, ProviderInteraction};
+use support::{Failures, Interaction, ProviderInteraction};
 
 /// Frame splits every streamed interaction is replayed under (`support::split` cycles them).
 const STREAM_SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096], &[3, 50, 1, 200]];
@@ -305,23 +305,6 @@ fn check(
     }
 }
 
-fn check_exchange(fails: &mut Failures, interaction: &Interaction, exchange: &Exchange, at: &str) {
-    let at = format!("{} via {at}", interaction.name());
-    fails.eq(
-        exchange.status.as_u16(),
-        interaction.status,
-        format!("{at}: status passed on"),
-    );
-    fails.ok(
-        exchange.response_body == interaction.response_body.as_bytes(),
-        format!("{at}: response bytes changed"),
-    );
-    fails.ok(
-        exchange.upstream_request_body == interaction.request_body.as_bytes(),
-        format!("{at}: request bytes changed"),
-    );
-}
-
 /// The test's own reading against what `INDEX.tsv` says (written by whoever indexed the
 /// recordings, not by this crate): response model, stop reasons and the usage as reported.
 fn self_check(fails: &mut Failures, provider: &ProviderInteraction, want: &Expected) {
@@ -403,9 +386,9 @@ async fn recorded_anthropic_messages_through_tower_and_reqwest() {
         streams += usize::from(want.streamed);
 
         let (exchange, tower) = support::records_via_tower(interaction, &[97]).await;
-        check_exchange(&mut fails, interaction, &exchange, "tower [97]");
+        support::check_exchange(&mut fails, interaction, &exchange, "tower [97]");
         let (exchange, reqwest) = support::records_via_reqwest(interaction).await;
-        check_exchange(&mut fails, interaction, &exchange, "reqwest");
+        support::check_exchange(&mut fails, interaction, &exchange, "reqwest");
         fails.eq(
             tower.len(),
             1,
@@ -475,7 +458,7 @@ async fn recorded_anthropic_messages_under_every_chunking() {
             };
             let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
             replays += 1;
-            check_exchange(&mut fails, interaction, &exchange, &label);
+            support::check_exchange(&mut fails, interaction, &exchange, &label);
             fails.eq(
                 calls.len(),
                 1,
@@ -545,9 +528,9 @@ async fn not_anthropic_messages_is_not_recorded() {
             // Legacy /v1/complete and the image download: no record at all, bytes untouched.
             never += 1;
             let (exchange, tower) = support::records_via_tower(interaction, &[97]).await;
-            check_exchange(&mut fails, interaction, &exchange, "tower [97]");
+            support::check_exchange(&mut fails, interaction, &exchange, "tower [97]");
             let (exchange, reqwest) = support::records_via_reqwest(interaction).await;
-            check_exchange(&mut fails, interaction, &exchange, "reqwest");
+            support::check_exchange(&mut fails, interaction, &exchange, "reqwest");
             fails.eq(
                 tower.len(),
                 0,
@@ -566,7 +549,7 @@ async fn not_anthropic_messages_is_not_recorded() {
             // Other providers: whatever else the crate makes of them, not an Anthropic record.
             others += 1;
             let (exchange, tower) = support::records_via_tower(interaction, &[97]).await;
-            check_exchange(&mut fails, interaction, &exchange, "tower [97]");
+            support::check_exchange(&mut fails, interaction, &exchange, "tower [97]");
             for call in &tower {
                 fails.ok(
                     call.endpoint != Endpoint::AnthropicMessages,
@@ -635,7 +618,7 @@ async fn not_anthropic_messages_is_not_recorded() {
     ];
     for interaction in &not_recognised {
         let (exchange, tower) = support::records_via_tower(interaction, &[7]).await;
-        check_exchange(&mut fails, interaction, &exchange, "tower [7]");
+        support::check_exchange(&mut fails, interaction, &exchange, "tower [7]");
         fails.eq(
             tower.len(),
             0,
@@ -664,7 +647,7 @@ async fn not_anthropic_messages_is_not_recorded() {
     for interaction in &recognised_calls {
         let want = expected(interaction);
         let (exchange, tower) = support::records_via_tower(interaction, &[7]).await;
-        check_exchange(&mut fails, interaction, &exchange, "tower [7]");
+        support::check_exchange(&mut fails, interaction, &exchange, "tower [7]");
         fails.eq(
             tower.len(),
             1,
@@ -736,12 +719,12 @@ async fn mid_stream_error_event_is_an_error_with_the_partial_text() {
     for sizes in STREAM_SPLITS {
         let label = format!("tower {sizes:?}");
         let (exchange, calls) = support::records_via_tower(&interaction, sizes).await;
-        check_exchange(&mut fails, &interaction, &exchange, &label);
+        support::check_exchange(&mut fails, &interaction, &exchange, &label);
         fails.eq(calls.len(), 1, format!("{label}: records"));
         records.extend(calls.into_iter().map(|c| (label.clone(), c)));
     }
     let (exchange, calls) = support::records_via_reqwest(&interaction).await;
-    check_exchange(&mut fails, &interaction, &exchange, "reqwest");
+    support::check_exchange(&mut fails, &interaction, &exchange, "reqwest");
     fails.eq(calls.len(), 1, "reqwest: records");
     records.extend(calls.into_iter().map(|c| ("reqwest".to_owned(), c)));
     for (label, call) in &records {
@@ -801,9 +784,9 @@ async fn http_error_bodies_are_errors_with_their_type_and_message() {
         );
         let want = expected(&interaction);
         let (exchange, tower) = support::records_via_tower(&interaction, &[7]).await;
-        check_exchange(&mut fails, &interaction, &exchange, "tower [7]");
+        support::check_exchange(&mut fails, &interaction, &exchange, "tower [7]");
         let (exchange, reqwest) = support::records_via_reqwest(&interaction).await;
-        check_exchange(&mut fails, &interaction, &exchange, "reqwest");
+        support::check_exchange(&mut fails, &interaction, &exchange, "reqwest");
         for (label, calls) in [("tower [7]", &tower), ("reqwest", &reqwest)] {
             fails.eq(calls.len(), 1, format!("{status} via {label}: records"));
             for call in calls.iter() {
@@ -946,7 +929,7 @@ async fn synthetic_stream_with_every_block_kind() {
     for sizes in STREAM_SPLITS {
         let label = format!("tower {sizes:?}");
         let (exchange, calls) = support::records_via_tower(&interaction, sizes).await;
-        check_exchange(&mut fails, &interaction, &exchange, &label);
+        support::check_exchange(&mut fails, &interaction, &exchange, &label);
         fails.eq(calls.len(), 1, format!("{label}: records"));
         if let Some(call) = calls.first() {
             check(&mut fails, &interaction, &want, call, &label);
@@ -957,7 +940,7 @@ async fn synthetic_stream_with_every_block_kind() {
         }
     }
     let (exchange, calls) = support::records_via_reqwest(&interaction).await;
-    check_exchange(&mut fails, &interaction, &exchange, "reqwest");
+    support::check_exchange(&mut fails, &interaction, &exchange, "reqwest");
     fails.eq(calls.len(), 1, "reqwest: records");
     if let Some(call) = calls.first() {
         check(&mut fails, &interaction, &want, call, "reqwest");

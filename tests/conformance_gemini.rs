@@ -15,7 +15,7 @@ use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Value};
 use support::provider_expect::gemini::{chunks, fold, string, tokens};
 use support::provider_expect::Tokens;
-use support::{Exchange, Failures, Interaction};
+use support::{Failures, Interaction};
 
 const STREAM_SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096]];
 const JSON_SPLITS: &[&[usize]] = &[&[usize::MAX], &[7]];
@@ -208,23 +208,6 @@ fn check(
     );
 }
 
-fn check_exchange(fails: &mut Failures, interaction: &Interaction, exchange: &Exchange, at: &str) {
-    let at = format!("{} via {at}", interaction.name());
-    fails.eq(
-        exchange.status.as_u16(),
-        interaction.status,
-        format!("{at}: status"),
-    );
-    fails.ok(
-        exchange.response_body == interaction.response_body.as_bytes(),
-        format!("{at}: response bytes changed"),
-    );
-    fails.ok(
-        exchange.upstream_request_body == interaction.request_body.as_bytes(),
-        format!("{at}: request bytes changed"),
-    );
-}
-
 /// The Gemini and Vertex interactions. Cassettes recorded by async clients spell the method
 /// `post`; on the wire it is `POST`, and so it is replayed.
 fn gemini_interactions() -> Option<Vec<support::ProviderInteraction>> {
@@ -255,7 +238,7 @@ async fn every_recorded_gemini_call_is_recorded_exactly() {
         let interaction = &provider.interaction;
         let Some(want) = expected(provider) else {
             let (exchange, calls) = support::records_via_tower(interaction, &[usize::MAX]).await;
-            check_exchange(&mut fails, interaction, &exchange, "tower");
+            support::check_exchange(&mut fails, interaction, &exchange, "tower");
             fails.eq(
                 calls.len(),
                 0,
@@ -273,7 +256,7 @@ async fn every_recorded_gemini_call_is_recorded_exactly() {
         for sizes in splits {
             let at = format!("tower {sizes:?}");
             let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
-            check_exchange(&mut fails, interaction, &exchange, &at);
+            support::check_exchange(&mut fails, interaction, &exchange, &at);
             fails.eq(
                 calls.len(),
                 1,
@@ -284,7 +267,7 @@ async fn every_recorded_gemini_call_is_recorded_exactly() {
             }
         }
         let (exchange, calls) = support::records_via_reqwest(interaction).await;
-        check_exchange(&mut fails, interaction, &exchange, "reqwest");
+        support::check_exchange(&mut fails, interaction, &exchange, "reqwest");
         fails.eq(
             calls.len(),
             1,
@@ -332,7 +315,7 @@ async fn a_streamed_json_array_is_recorded_as_its_sse_twin() {
         for sizes in STREAM_SPLITS {
             let at = format!("JSON array, tower {sizes:?}");
             let (exchange, calls) = support::records_via_tower(&array, sizes).await;
-            check_exchange(&mut fails, &array, &exchange, &at);
+            support::check_exchange(&mut fails, &array, &exchange, &at);
             fails.eq(
                 calls.len(),
                 1,
@@ -380,7 +363,7 @@ async fn a_stream_error_in_a_json_array_is_recorded() {
         for sizes in STREAM_SPLITS {
             let (exchange, calls) = support::records_via_tower(&interaction, sizes).await;
             let at = format!("{body:?} {sizes:?}");
-            check_exchange(&mut fails, &interaction, &exchange, &at);
+            support::check_exchange(&mut fails, &interaction, &exchange, &at);
             fails.eq(calls.len(), 1, format!("{at}: records"));
             let Some(call) = calls.first() else { continue };
             fails.eq(call.status, CallStatus::Error, format!("{at}: status"));

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use llm_observability::{CallStatus, Endpoint, LlmCall};
 use serde_json::{json, Map, Value};
 use support::provider_expect::ollama::{self, FINAL_FIELDS};
-use support::{Exchange, Failures, Interaction};
+use support::{Failures, Interaction};
 
 /// Frame splits every interaction is replayed under (`support::split` cycles them).
 const SPLITS: &[&[usize]] = &[&[1], &[7], &[97], &[4096], &[usize::MAX]];
@@ -250,23 +250,6 @@ fn check(
     }
 }
 
-fn check_exchange(fails: &mut Failures, interaction: &Interaction, exchange: &Exchange, at: &str) {
-    let at = format!("{} via {at}", interaction.name());
-    fails.eq(
-        exchange.status.as_u16(),
-        interaction.status,
-        format!("{at}: status passed on"),
-    );
-    fails.ok(
-        exchange.response_body == interaction.response_body.as_bytes(),
-        format!("{at}: response bytes changed"),
-    );
-    fails.ok(
-        exchange.upstream_request_body == interaction.request_body.as_bytes(),
-        format!("{at}: request bytes changed"),
-    );
-}
-
 /// The test's own reading against `INDEX.tsv` (written by whoever indexed the recordings).
 fn self_check(fails: &mut Failures, provider: &support::ProviderInteraction, want: &Expected) {
     let name = provider.interaction.name();
@@ -352,7 +335,7 @@ async fn recorded_ollama_under_every_chunking_and_through_reqwest() {
             let label = format!("tower {sizes:?}");
             let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
             replays += 1;
-            check_exchange(&mut fails, interaction, &exchange, &label);
+            support::check_exchange(&mut fails, interaction, &exchange, &label);
             fails.eq(
                 calls.len(),
                 1,
@@ -375,7 +358,7 @@ async fn recorded_ollama_under_every_chunking_and_through_reqwest() {
             }
         }
         let (exchange, calls) = support::records_via_reqwest(interaction).await;
-        check_exchange(&mut fails, interaction, &exchange, "reqwest");
+        support::check_exchange(&mut fails, interaction, &exchange, "reqwest");
         fails.eq(
             calls.len(),
             1,
@@ -443,7 +426,7 @@ async fn recorded_ollama_legacy_embeddings() {
         self_check(&mut fails, provider, &want);
         for sizes in [&[97][..], &[usize::MAX]] {
             let (exchange, calls) = support::records_via_tower(interaction, sizes).await;
-            check_exchange(&mut fails, interaction, &exchange, "tower");
+            support::check_exchange(&mut fails, interaction, &exchange, "tower");
             fails.eq(calls.len(), 1, format!("{}: records", interaction.name()));
             if let Some(call) = calls.first() {
                 check(
@@ -456,7 +439,7 @@ async fn recorded_ollama_legacy_embeddings() {
             }
         }
         let (exchange, calls) = support::records_via_reqwest(interaction).await;
-        check_exchange(&mut fails, interaction, &exchange, "reqwest");
+        support::check_exchange(&mut fails, interaction, &exchange, "reqwest");
         if let Some(call) = calls.first() {
             check(&mut fails, interaction, &want, call, "reqwest");
         }
@@ -570,7 +553,7 @@ async fn an_unstreamed_answer_pretty_printed_is_recorded_as_the_one_line_body() 
             let (exchange, calls) = support::records_via_reqwest(&pretty).await;
             runs.push((format!("pretty {content_type:?}, reqwest"), exchange, calls));
             for (label, exchange, calls) in runs {
-                check_exchange(&mut fails, &pretty, &exchange, &label);
+                support::check_exchange(&mut fails, &pretty, &exchange, &label);
                 fails.eq(
                     calls.len(),
                     1,

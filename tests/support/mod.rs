@@ -831,6 +831,31 @@ pub fn cancelled_record<'a>(
     Some(call)
 }
 
+/// Collects in `fails` every way `exchange` (`interaction` replayed `at` some chunking or
+/// adapter) differs from the recording: the status passed on, the response bytes, the request
+/// bytes the upstream got.
+pub fn check_exchange(
+    fails: &mut Failures,
+    interaction: &Interaction,
+    exchange: &Exchange,
+    at: &str,
+) {
+    let at = format!("{} via {at}", interaction.name());
+    fails.eq(
+        exchange.status.as_u16(),
+        interaction.status,
+        format!("{at}: status passed on"),
+    );
+    fails.ok(
+        exchange.response_body == interaction.response_body.as_bytes(),
+        format!("{at}: response bytes changed"),
+    );
+    fails.ok(
+        exchange.upstream_request_body == interaction.request_body.as_bytes(),
+        format!("{at}: request bytes changed"),
+    );
+}
+
 /// Mismatches collected over a test, reported together at its end.
 #[derive(Default)]
 pub struct Failures(Vec<String>);
