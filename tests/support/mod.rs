@@ -354,49 +354,12 @@ pub async fn replay_tower(
 /// Serves `interaction`'s recorded response on 127.0.0.1 (any path) and replays its request
 /// through a reqwest client with the layer's middleware.
 pub async fn replay_reqwest(layer: &LlmObservabilityLayer, interaction: &Interaction) -> Exchange {
-    let recorded = interaction.clone();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new().fallback(move |body: Bytes| {
-        let recorded = recorded.clone();
-        let seen_tx = seen_tx.clone();
-        async move {
-            let _ = seen_tx.send(body);
-            let mut response = Response::builder().status(recorded.status);
-            if !recorded.content_type.is_empty() {
-                response = response.header(http::header::CONTENT_TYPE, &recorded.content_type);
-            }
-            response
-                .body(axum::body::Body::from(recorded.response_body.clone()))
-                .expect("valid response")
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let url = local_url(&interaction.uri, addr);
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(layer.middleware())
-        .build();
-    let response = client
-        .request(interaction.method.parse().expect("method"), url.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(interaction.request_body.clone())
-        .send()
-        .await
-        .expect("loopback request");
-    assert_eq!(response.url().as_str(), url, "response URL preserved");
-    let status = response.status();
-    let response_body = response.bytes().await.expect("body");
-    server.abort();
-    Exchange {
-        status,
-        upstream_request_body: seen_rx.recv().await.unwrap_or_default(),
-        response_body,
+    let mut headers = Vec::new();
+    if !interaction.content_type.is_empty() {
+        headers.push(("content-type".to_owned(), interaction.content_type.clone()));
     }
+    let body = Bytes::from(interaction.response_body.clone());
+    replay_reqwest_bytes(layer, interaction, &headers, body).await
 }
 
 /// The recorded URI's path and query, aimed at `addr`.
@@ -798,6 +761,7 @@ pub async fn replay_reqwest_bytes(
         .send()
         .await
         .expect("loopback request");
+    assert_eq!(response.url().as_str(), url, "response URL preserved");
     let status = response.status();
     let response_body = response.bytes().await.expect("body");
     Exchange {
